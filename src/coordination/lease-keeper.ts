@@ -1,0 +1,60 @@
+// Holds one lease: renews it every TTL/3 and reports its loss at once, so the owner can stop
+// its source before anyone else could take over.
+import type { Coordinator, Lease } from './coordinator.js';
+
+export interface LeaseKeeperOptions {
+  coordinator: Coordinator;
+  key: string;
+  holder: string;
+  ttlMs: number;
+  onLost: () => void;
+}
+
+export class LeaseKeeper {
+  private timer: NodeJS.Timeout | null = null;
+  private current: Lease | null = null;
+
+  constructor(private readonly opts: LeaseKeeperOptions) {}
+
+  get lease(): Lease | null {
+    return this.current;
+  }
+
+  /** Tries once; true when this keeper now holds the lease. */
+  async acquire(): Promise<boolean> {
+    const { coordinator, key, holder, ttlMs } = this.opts;
+    const lease = await coordinator.acquireLease(key, holder, ttlMs);
+    if (!lease) return false;
+    this.current = lease;
+    this.timer = setInterval(() => void this.renew(), Math.max(50, Math.floor(ttlMs / 3)));
+    this.timer.unref();
+    return true;
+  }
+
+  async release(): Promise<void> {
+    const lease = this.current;
+    this.stopTimer();
+    if (lease) await this.opts.coordinator.releaseLease(lease).catch(() => false);
+  }
+
+  private async renew(): Promise<void> {
+    const lease = this.current;
+    if (!lease) return;
+    let ok = false;
+    try {
+      ok = await this.opts.coordinator.renewLease(lease, this.opts.ttlMs);
+    } catch {
+      ok = false; // an unreachable coordinator is a lost lease: someone else may own it soon
+    }
+    if (!ok && this.current === lease) {
+      this.stopTimer();
+      this.opts.onLost();
+    }
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.current = null;
+  }
+}

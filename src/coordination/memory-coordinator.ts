@@ -1,0 +1,141 @@
+// The coordinator held in one process's memory, with the same semantics as Redis (TTLs
+// included, checked lazily against the clock). A single worker uses it directly; the
+// cluster primary serves it to its workers over IPC.
+import { randomBytes } from 'node:crypto';
+import type {
+  ClientRecord,
+  Coordinator,
+  CoordinatorEvent,
+  Lease,
+  StreamStatus,
+} from './coordinator.js';
+import type { StreamDefinition } from '../streams/stream-definition.js';
+
+interface Expiring<T> {
+  value: T;
+  expiresAt: number;
+}
+
+export class MemoryCoordinator implements Coordinator {
+  readonly backend: Coordinator['backend'] = 'memory';
+  private readonly streams = new Map<string, StreamDefinition>();
+  private readonly statuses = new Map<string, StreamStatus>();
+  private readonly leases = new Map<string, Expiring<string>>();
+  private readonly epochs = new Map<string, number>();
+  private readonly clients = new Map<string, Expiring<ClientRecord>>();
+  private readonly values = new Map<string, string>();
+  private readonly handlers = new Set<(event: CoordinatorEvent) => void>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async putStream(def: StreamDefinition): Promise<StreamDefinition> {
+    const old = this.streams.get(def.id);
+    const stored = old ? { ...def, createdAt: old.createdAt } : { ...def };
+    this.streams.set(def.id, stored);
+    return stored;
+  }
+
+  async getStream(id: string): Promise<StreamDefinition | null> {
+    return this.streams.get(id) ?? null;
+  }
+
+  async listStreams(): Promise<StreamDefinition[]> {
+    return [...this.streams.values()];
+  }
+
+  async deleteStream(id: string): Promise<boolean> {
+    this.statuses.delete(id);
+    return this.streams.delete(id);
+  }
+
+  async setStreamStatus(id: string, status: StreamStatus): Promise<boolean> {
+    const old = this.statuses.get(id);
+    if (old && old.epoch > status.epoch) return false;
+    this.statuses.set(id, { ...status });
+    return true;
+  }
+
+  async getStreamStatus(id: string): Promise<StreamStatus | null> {
+    return this.statuses.get(id) ?? null;
+  }
+
+  async acquireLease(key: string, holder: string, ttlMs: number): Promise<Lease | null> {
+    if (this.live(this.leases, key)) return null;
+    const token = `${holder}:${randomBytes(8).toString('hex')}`;
+    const epoch = (this.epochs.get(key) ?? 0) + 1;
+    this.epochs.set(key, epoch);
+    this.leases.set(key, { value: token, expiresAt: this.now() + ttlMs });
+    return { key, token, epoch };
+  }
+
+  async renewLease(lease: Lease, ttlMs: number): Promise<boolean> {
+    const held = this.live(this.leases, lease.key);
+    if (held?.value !== lease.token) return false;
+    held.expiresAt = this.now() + ttlMs;
+    return true;
+  }
+
+  async releaseLease(lease: Lease): Promise<boolean> {
+    if (this.live(this.leases, lease.key)?.value !== lease.token) return false;
+    return this.leases.delete(lease.key);
+  }
+
+  async leaseHolder(key: string): Promise<string | null> {
+    return this.live(this.leases, key)?.value ?? null;
+  }
+
+  async putClient(client: ClientRecord, ttlMs: number): Promise<void> {
+    this.clients.set(`${client.streamId}:${client.clientId}`, {
+      value: { ...client },
+      expiresAt: this.now() + ttlMs,
+    });
+  }
+
+  async deleteClient(streamId: string, clientId: string): Promise<void> {
+    this.clients.delete(`${streamId}:${clientId}`);
+  }
+
+  async listClients(streamId?: string): Promise<ClientRecord[]> {
+    const out: ClientRecord[] = [];
+    for (const key of [...this.clients.keys()]) {
+      const c = this.live(this.clients, key);
+      if (c && (streamId === undefined || c.value.streamId === streamId)) out.push(c.value);
+    }
+    return out;
+  }
+
+  async getOrSetValue(name: string, create: () => string): Promise<string> {
+    let v = this.values.get(name);
+    if (v === undefined) {
+      v = create();
+      this.values.set(name, v);
+    }
+    return v;
+  }
+
+  async publish(event: CoordinatorEvent): Promise<void> {
+    for (const h of this.handlers) h(event);
+  }
+
+  subscribe(handler: (event: CoordinatorEvent) => void): () => void {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+
+  async ping(): Promise<boolean> {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.handlers.clear();
+  }
+
+  private live<T>(map: Map<string, Expiring<T>>, key: string): Expiring<T> | undefined {
+    const e = map.get(key);
+    if (e && e.expiresAt <= this.now()) {
+      map.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+}

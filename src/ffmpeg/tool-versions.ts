@@ -1,0 +1,29 @@
+// Versions of the external tools, asked once (argv, never a shell); null when not installed.
+import { execFile } from 'node:child_process';
+
+export interface ToolVersions {
+  ffmpeg: string | null;
+  streamlink: string | null;
+  ytdlp: string | null;
+}
+
+function firstLine(cmd: string, args: string[]): Promise<string | null> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 5000 }, (err, stdout) => {
+      resolve(err ? null : (stdout.split('\n')[0]?.trim() || null));
+    });
+  });
+}
+
+export async function detectToolVersions(ffmpegPath: string): Promise<ToolVersions> {
+  const [ffmpeg, streamlink, ytdlp] = await Promise.all([
+    firstLine(ffmpegPath, ['-hide_banner', '-version']),
+    firstLine('streamlink', ['--version']),
+    firstLine('yt-dlp', ['--version']),
+  ]);
+  return {
+    ffmpeg: ffmpeg?.match(/version\s+(\S+)/)?.[1] ?? ffmpeg,
+    streamlink: streamlink?.replace(/^streamlink\s+/i, '') ?? null,
+    ytdlp,
+  };
+}

@@ -1,0 +1,88 @@
+// The express app of one worker. Built from injected parts so supertest needs no port.
+import express, { Router, type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config.js';
+import type { Coordinator } from '../coordination/coordinator.js';
+import { AppError } from '../errors.js';
+import type { ToolVersions } from '../ffmpeg/tool-versions.js';
+import type { Logger } from '../logger.js';
+import type { StreamEngine } from '../streams/stream-engine.js';
+import type { StreamService } from '../streams/stream-service.js';
+import { requireToken } from './auth.js';
+import { errorHandler, notFound } from './error-handler.js';
+import { playerRoutes } from './routes/player-routes.js';
+import { statusRoutes } from './routes/status-routes.js';
+import { streamsRoutes } from './routes/streams-routes.js';
+import type { UrlSigner } from './url-signer.js';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  coordinator: Coordinator;
+  engine: StreamEngine;
+  service: StreamService;
+  signer: () => Promise<UrlSigner>;
+  workerId: string;
+  startedAt: Date;
+  versions: () => Promise<ToolVersions>;
+  workers: () => Promise<{ expected: number; alive: number }>;
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** 415 for a body that is not JSON; a request without a body passes. */
+function requireJson(req: Request, _res: Response, next: NextFunction): void {
+  const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
+  if (BODY_METHODS.has(req.method) && hasBody && !req.is('application/json')) {
+    return next(new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', 'The request body must be JSON (Content-Type: application/json)'));
+  }
+  next();
+}
+
+function commonHeaders(workerId: string) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    res.set({
+      'X-Worker-Id': workerId,
+      'Access-Control-Allow-Origin': '*',
+      'Access-Control-Allow-Methods': '*',
+      'Access-Control-Allow-Headers': '*',
+      'Access-Control-Expose-Headers': '*',
+    });
+    if (req.method === 'OPTIONS') {
+      res.status(204).end();
+      return;
+    }
+    next();
+  };
+}
+
+function notBuilt(what: string) {
+  return (_req: Request, _res: Response, next: NextFunction): void =>
+    next(new AppError(501, 'NOT_IMPLEMENTED', `${what} is not built yet`));
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { config, logger } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('trust proxy', config.trustProxy);
+  app.set('query parser', 'simple');
+
+  const auth = requireToken(config.apiToken);
+  const routes = Router();
+  routes.use(commonHeaders(deps.workerId));
+  routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
+  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
+  routes.use('/hls', notBuilt('HLS'));
+  routes.use(auth);
+  routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
+  routes.use(statusRoutes(deps));
+  routes.use(['/transcode', '/webhooks'], notBuilt('This feature'));
+
+  // Both base paths serve the same routes (API.md §1).
+  if (config.rootPath) app.use(config.rootPath, routes);
+  app.use(routes);
+  app.use(notFound);
+  app.use(errorHandler(logger, config.maxBodyBytes));
+  return app;
+}

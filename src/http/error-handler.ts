@@ -1,0 +1,54 @@
+// Every failure leaves as `{ detail, code }` JSON (API.md §1): body-parser errors mapped to
+// their stable codes, unknown errors as 500 INTERNAL with a request id, never a stack.
+import { randomUUID } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import { AppError, isAppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+}
+
+function fromBodyParser(err: BodyParserError, limit: number): AppError | null {
+  switch (err.type) {
+    case 'entity.parse.failed':
+      return new AppError(400, 'BAD_REQUEST', 'The request body is not valid JSON');
+    case 'entity.too.large':
+      return new AppError(413, 'PAYLOAD_TOO_LARGE', `The request body is larger than ${limit} bytes`);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', 'The request body must be UTF-8 JSON');
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return new AppError(400, 'BAD_REQUEST', 'The request body could not be read');
+    default:
+      return null;
+  }
+}
+
+export function notFound(req: Request, _res: Response, next: NextFunction): void {
+  next(new AppError(404, 'NOT_FOUND', `No route for ${req.method} ${req.path}`));
+}
+
+export function errorHandler(logger: Logger, bodyLimit: number) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    let appError = isAppError(err) ? err : fromBodyParser(err as BodyParserError, bodyLimit);
+    if (!appError) {
+      const requestId = randomUUID();
+      logger.error('request failed', {
+        request_id: requestId, method: req.method, route: req.route?.path ?? req.path,
+        error: err instanceof Error ? err.message : String(err),
+        stack: err instanceof Error ? err.stack : undefined,
+      });
+      appError = new AppError(500, 'INTERNAL', `Internal error (request id ${requestId})`);
+    }
+    if (res.headersSent) {
+      // A stream already started: the only honest signal left is to cut it.
+      res.destroy();
+      return;
+    }
+    res.status(appError.status).json(appError.toJSON());
+  };
+}

@@ -1,0 +1,88 @@
+// Player routes (API.md §4.1): public for existing ids; `?url=` creates a stream on the fly
+// only for a token holder or a signed URI, so the proxy is never an open proxy.
+import { Router, type Request, type Response } from 'express';
+import { AppError, streamNotFound, validationError } from '../../errors.js';
+import type { StreamEngine, ViewerIdentity } from '../../streams/stream-engine.js';
+import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
+import type { StreamService } from '../../streams/stream-service.js';
+import { authError, tokenState } from '../auth.js';
+import { queryString, urlProblem } from '../schemas.js';
+import type { UrlSigner } from '../url-signer.js';
+
+export interface PlayerRoutesDeps {
+  service: StreamService;
+  engine: StreamEngine;
+  signer: () => Promise<UrlSigner>;
+  apiToken: string | undefined;
+}
+
+const MAX_CLIENT_ID = 128;
+
+export function playerRoutes(deps: PlayerRoutesDeps): Router {
+  const r = Router();
+  const play = async (req: Request, res: Response): Promise<void> => {
+    const def = await resolveStream(req, deps);
+    const who = viewerIdentity(req);
+    const clientId = deps.engine.newClientId(def.id, who);
+    const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
+    switch (def.kind) {
+      case 'live':
+        if (req.method === 'HEAD') return deps.engine.headLive(res, extra);
+        return deps.engine.playLive(def, clientId, who, res, extra);
+      case 'vod':
+        return deps.engine.playVod(def, clientId, who, req, res, extra);
+      default:
+        throw new AppError(501, 'NOT_IMPLEMENTED', `Playing ${def.kind} sources is not built yet`);
+    }
+  };
+  r.head('/stream/:id', play);
+  r.get('/stream/:id', play);
+  return r;
+}
+
+async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
+  const id = String(req.params.id);
+  const clientId = queryString(req.query, 'client_id');
+  if (clientId !== undefined && clientId.length > MAX_CLIENT_ID) {
+    throw validationError(`client_id: must be at most ${MAX_CLIENT_ID} characters`, [
+      { field: 'client_id', message: `must be at most ${MAX_CLIENT_ID} characters` },
+    ]);
+  }
+  const known = await deps.service.find(id);
+  if (known) return known;
+  const url = queryString(req.query, 'url');
+  if (url === undefined) throw streamNotFound(id);
+
+  // Creating on the fly: a token holder, or a URI this cluster signed.
+  const state = tokenState(req, deps.apiToken);
+  if (state !== 'off' && state !== 'valid') {
+    const exp = queryString(req.query, 'exp');
+    const sig = queryString(req.query, 'sig');
+    if (sig === undefined) throw authError(state)!;
+    if (!(await deps.signer()).verify(id, url, exp, sig)) {
+      throw new AppError(403, 'SIGNATURE_INVALID', 'The signature of this URI is wrong or expired');
+    }
+  }
+  const problem = urlProblem(url);
+  if (problem) throw validationError(`url: ${problem}`, [{ field: 'url', message: problem }]);
+  if (streamIdForUrl(url) !== id) {
+    throw validationError('url: does not match the stream id (md5 of the url)', [
+      { field: 'url', message: 'does not match the stream id' },
+    ]);
+  }
+  return deps.service.upsert({
+    url, failoverUrls: [], failoverResolverUrl: null, userAgent: null, headers: {}, metadata: {},
+    strictLiveTs: null, useStickySession: null, options: {},
+  });
+}
+
+function viewerIdentity(req: Request): ViewerIdentity {
+  const q = req.query;
+  const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
+  return {
+    clientId: queryString(q, 'client_id'),
+    ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+    userAgent: req.get('user-agent') ?? '',
+    username,
+  };
+}

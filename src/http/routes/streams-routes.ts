@@ -1,0 +1,187 @@
+// Management of stream definitions (API.md §3.2, §3.4, §3.6).
+import { Router, type Request } from 'express';
+import { AppError } from '../../errors.js';
+import type { StreamDefinition } from '../../streams/stream-definition.js';
+import type { StopReason, StreamService } from '../../streams/stream-service.js';
+import { clientJson } from '../../streams/stream-service.js';
+import type { StreamEngine } from '../../streams/stream-engine.js';
+import { createStreamSchema, parseBody, queryBool, queryString, type CreateStreamBody } from '../schemas.js';
+
+export interface StreamsRoutesDeps {
+  service: StreamService;
+  engine: StreamEngine;
+  defaultUserAgent: string;
+}
+
+const SILENCE_FIELDS = [
+  'enable_silence_detection', 'silence_threshold_db', 'silence_duration',
+  'silence_check_interval', 'silence_failover_threshold', 'silence_monitoring_grace_period',
+] as const;
+
+/** Metadata values are stored as strings: 42 → "42", true → "true". */
+const stringify = (m: Record<string, string | number | boolean> | null | undefined): Record<string, string> =>
+  Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, String(v)]));
+
+export function toStreamInput(body: CreateStreamBody) {
+  const options: Record<string, string | number | boolean> = {};
+  for (const f of SILENCE_FIELDS) {
+    const v = body[f];
+    if (v !== undefined && v !== null) options[f] = v;
+  }
+  return {
+    url: body.url,
+    failoverUrls: body.failover_urls ?? [],
+    failoverResolverUrl: body.failover_resolver_url ?? null,
+    userAgent: body.user_agent ?? null,
+    headers: body.headers ?? {},
+    metadata: stringify(body.metadata),
+    strictLiveTs: body.strict_live_ts ?? null,
+    useStickySession: body.use_sticky_session ?? null,
+    options,
+  };
+}
+
+export function endpointOf(def: StreamDefinition): string {
+  return def.kind === 'hls' ? `/hls/${def.id}/playlist.m3u8` : `/stream/${def.id}`;
+}
+
+export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRoutesDeps): Router {
+  const r = Router();
+
+  r.post('/streams', async (req, res) => {
+    const body = parseBody(createStreamSchema, req.body);
+    const def = await service.upsert(toStreamInput(body));
+    const endpoint = endpointOf(def);
+    res.json({
+      stream_id: def.id,
+      primary_url: def.url,
+      failover_urls: def.failoverUrls,
+      user_agent: def.userAgent ?? defaultUserAgent,
+      stream_type: def.kind === 'hls' ? 'hls' : 'direct',
+      stream_endpoint: endpoint,
+      playlist_url: def.kind === 'hls' ? endpoint : null,
+      direct_url: `/stream/${def.id}`,
+      message: 'Stream created successfully',
+      metadata: def.metadata,
+    });
+  });
+
+  r.get('/streams', async (_req, res) => {
+    const streams = await service.entries();
+    res.json({ streams, total: streams.length });
+  });
+
+  r.get('/streams/by-metadata', async (req, res) => {
+    const { field, value } = fieldAndValue(req);
+    const activeOnly = queryBool(req.query, 'active_only', true);
+    const matches = await service.matching(field, value, activeOnly);
+    res.json({
+      filter: { field, value },
+      active_only: activeOnly,
+      matching_streams: matches.map(({ def, clients }) => ({
+        stream_id: def.id,
+        client_count: clients.length,
+        metadata: def.metadata,
+        last_access: engine.runtime(def.id).lastAccess ?? def.createdAt,
+        is_active: clients.length > 0,
+        url: def.url,
+        stream_type: def.kind === 'hls' ? 'hls' : 'direct',
+      })),
+      total_matching: matches.length,
+      total_clients: matches.reduce((n, m) => n + m.clients.length, 0),
+    });
+  });
+
+  r.get('/streams/counts-by-metadata', async (req, res) => {
+    const field = queryString(req.query, 'field', true);
+    const values = queryString(req.query, 'values', true).split(',').map((v) => v.trim()).filter(Boolean);
+    const activeOnly = queryBool(req.query, 'active_only', true);
+    const counts: Record<string, number> = {};
+    for (const v of values) counts[v] = (await service.matching(field, v, activeOnly)).length;
+    res.json({ field, counts });
+  });
+
+  r.delete('/streams/by-metadata', async (req, res) => {
+    const { field, value } = fieldAndValue(req);
+    const exclude = queryString(req.query, 'exclude_channel_id');
+    const force = queryBool(req.query, 'force', true);
+    const keepClient = queryString(req.query, 'client_id');
+    const deleted: string[] = [];
+    const skipped: Array<Record<string, unknown>> = [];
+    for (const { def, clients } of await service.matching(field, value, false)) {
+      if (exclude !== undefined && def.metadata.id === exclude) {
+        skipped.push({ stream_id: def.id, reason: 'excluded_by_channel_id' });
+        continue;
+      }
+      const others = clients.filter((c) => c.clientId !== keepClient).length;
+      if (!force && others > 0) {
+        skipped.push({ stream_id: def.id, reason: 'has_active_clients', active_clients: others });
+        continue;
+      }
+      await service.delete(def, 'metadata_filter_deletion');
+      deleted.push(def.id);
+    }
+    res.json({
+      message: `Deleted ${deleted.length} stream(s) matching ${field}=${value}`,
+      deleted_streams: deleted,
+      skipped_streams: skipped,
+      deleted_count: deleted.length,
+    });
+  });
+
+  r.delete('/streams/oldest-by-metadata', async (req, res) => {
+    const { field, value } = fieldAndValue(req);
+    const exclude = queryString(req.query, 'exclude_channel_id');
+    const candidates = (await service.matching(field, value, false))
+      .filter(({ def }) => exclude === undefined || def.metadata.id !== exclude)
+      .sort((a, b) => a.def.createdAt.localeCompare(b.def.createdAt));
+    const oldest = candidates[0]?.def;
+    if (!oldest) {
+      res.json({ message: `No stream matches ${field}=${value}`, deleted_stream: null, stream_age_seconds: null, deleted_count: 0 });
+      return;
+    }
+    await service.delete(oldest, 'oldest_stream_deletion');
+    res.json({
+      message: `Deleted the oldest stream matching ${field}=${value}`,
+      deleted_stream: oldest.id,
+      stream_age_seconds: Math.round((Date.now() - Date.parse(oldest.createdAt)) / 1000),
+      deleted_count: 1,
+    });
+  });
+
+  r.get('/streams/:id', async (req, res) => {
+    const def = await service.get(req.params.id);
+    const snap = await service.snapshot();
+    const clients = (snap.byStream.get(def.id) ?? []).map(clientJson);
+    res.json({ stream: await service.entry(def, snap), clients, client_count: clients.length });
+  });
+
+  r.delete('/streams/:id', async (req, res) => {
+    const def = await service.get(req.params.id);
+    await service.delete(def, 'manual_deletion' satisfies StopReason);
+    res.json({ message: `Stream ${def.id} deleted` });
+  });
+
+  r.post('/streams/:id/failover', async (req, res) => {
+    const def = await service.get(req.params.id);
+    if (def.failoverUrls.length === 0 && !def.failoverResolverUrl) {
+      throw new AppError(400, 'NO_FAILOVER', `Stream ${def.id} has no failover URLs or resolver`);
+    }
+    const switched = engine.failover(def.id);
+    const rt = engine.runtime(def.id);
+    res.json({
+      message: switched ? 'Failover triggered' : 'No further failover source, or the stream is not running here',
+      new_url: rt.currentUrl ?? def.url,
+      failover_index: rt.failoverIndex,
+      failover_attempts: rt.failoverAttempts,
+      active_clients: rt.clientCount,
+      stream_type: def.kind === 'hls' ? 'hls' : 'direct',
+    });
+  });
+
+  return r;
+}
+
+function fieldAndValue(req: Request): { field: string; value: string } {
+  return { field: queryString(req.query, 'field', true), value: queryString(req.query, 'value', true) };
+}

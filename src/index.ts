@@ -1,0 +1,33 @@
+// Entry point: configuration once, then one worker in this process. (The cluster primary
+// that forks WORKERS workers is the next step; see the README.)
+import { exitOnConfigError, loadConfig, type Config } from './config.js';
+import { MemoryCoordinator } from './coordination/memory-coordinator.js';
+import { createLogger } from './logger.js';
+import { startWorker } from './worker.js';
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (err) {
+  exitOnConfigError(err);
+}
+
+const workerId = `${config.workerId}-1`;
+const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId });
+if (!config.apiToken) {
+  logger.warn('API_TOKEN is not set: the management API is open to anyone who can reach this port');
+}
+const coordinator = new MemoryCoordinator();
+const worker = await startWorker({ config, logger, coordinator, workerId });
+
+let stopping = false;
+const stop = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  logger.info('stopping', { signal });
+  const force = setTimeout(() => process.exit(0), config.drainTimeoutMs);
+  force.unref();
+  void worker.close().then(() => coordinator.close()).then(() => process.exit(0));
+};
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));

@@ -1,0 +1,250 @@
+// The owner side of a live stream: one upstream GET feeding the Channel, retried on the same
+// URL (connect errors, HTTP errors, chunk timeouts, drops) and then moved down the failover
+// list. It never slows down for viewers: the Channel ring absorbs them.
+import type { Logger } from '../logger.js';
+import { redactUrl } from '../logger.js';
+import type { Channel } from './channel.js';
+import type { StreamDefinition } from './stream-definition.js';
+import { openUpstream, UpstreamError } from './upstream.js';
+
+export type FailoverReason =
+  | 'connect_error'
+  | 'http_error'
+  | 'not_media'
+  | 'chunk_timeout'
+  | 'silent_close'
+  | 'manual';
+
+export interface HttpSourceOptions {
+  def: StreamDefinition;
+  channel: Channel;
+  logger: Logger;
+  defaultUserAgent: string;
+  connectTimeoutMs: number;
+  chunkTimeoutMs: number;
+  retryAttempts: number;
+  retryDelayMs: number;
+  exponentialBackoff: boolean;
+  totalTimeoutMs: number;
+  /** 0 = the length of the failover list. */
+  maxFailoverAttempts: number;
+  onFailover?: (info: FailoverInfo) => void;
+  /** The source gave up: retries and failover exhausted. */
+  onFailed?: (error: SourceError) => void;
+}
+
+export interface FailoverInfo {
+  oldUrl: string;
+  newUrl: string;
+  failoverIndex: number;
+  attemptNumber: number;
+  reason: FailoverReason;
+}
+
+export class SourceError extends Error {
+  constructor(
+    message: string,
+    readonly reason: FailoverReason,
+    readonly statusCode: number | null,
+    readonly retryCount: number,
+  ) {
+    super(message);
+    this.name = 'SourceError';
+  }
+}
+
+interface Outcome {
+  reason: FailoverReason;
+  message: string;
+  statusCode: number | null;
+  /** The connection delivered data for longer than the chunk timeout: a healthy run. */
+  healthy: boolean;
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+
+export class HttpSource {
+  /** -1 while on the primary URL. */
+  failoverIndex = -1;
+  failoverAttempts = 0;
+  errorCount = 0;
+  lastFailoverTime: string | null = null;
+  private readonly stopper = new AbortController();
+  private current: AbortController | null = null;
+  private pendingManual = false;
+
+  constructor(private readonly opts: HttpSourceOptions) {}
+
+  get currentUrl(): string {
+    const { def } = this.opts;
+    return this.failoverIndex < 0 ? def.url : def.failoverUrls[this.failoverIndex] ?? def.url;
+  }
+
+  get stopped(): boolean {
+    return this.stopper.signal.aborted;
+  }
+
+  start(): void {
+    void this.run().catch((err: unknown) => {
+      this.opts.logger.error('live source crashed', { stream_id: this.opts.def.id, error: String(err) });
+      this.opts.channel.end(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  stop(): void {
+    this.stopper.abort();
+    this.current?.abort();
+  }
+
+  /** Whether another source is left to switch to. */
+  hasNextFailover(): boolean {
+    const { def, maxFailoverAttempts } = this.opts;
+    const max = maxFailoverAttempts > 0 ? maxFailoverAttempts : def.failoverUrls.length;
+    return this.failoverIndex + 1 < def.failoverUrls.length && this.failoverAttempts < max;
+  }
+
+  /** Switches to the next failover URL now (API `POST /streams/{id}/failover`). */
+  manualFailover(): boolean {
+    if (!this.hasNextFailover()) return false;
+    this.advance('manual'); // at once, exactly once: the answer reports the new URL
+    this.pendingManual = true;
+    this.current?.abort();
+    return true;
+  }
+
+  private async run(): Promise<void> {
+    const { channel, retryAttempts, totalTimeoutMs } = this.opts;
+    let retries = 0;
+    let since = Date.now();
+    while (!this.stopped) {
+      const outcome = await this.connect(this.currentUrl);
+      if (this.stopped) return;
+      if (this.pendingManual) {
+        this.pendingManual = false;
+        retries = 0;
+        since = Date.now();
+        continue;
+      }
+      this.errorCount++;
+      if (outcome.healthy) {
+        retries = 0;
+        since = Date.now();
+      }
+      // A provider that closes cleanly or answers non-media will not take us back: move on.
+      const moveOn = outcome.reason === 'silent_close' || outcome.reason === 'not_media';
+      if (!(moveOn && this.hasNextFailover())) {
+        retries++;
+        if (retries <= retryAttempts && Date.now() - since < totalTimeoutMs) {
+          this.opts.logger.info('live source retrying', {
+            stream_id: this.opts.def.id, reason: outcome.reason, attempt: retries, detail: outcome.message,
+          });
+          await sleep(this.retryDelay(retries), this.stopper.signal);
+          continue;
+        }
+      }
+      if (this.hasNextFailover()) {
+        this.advance(outcome.reason);
+        retries = 0;
+        since = Date.now();
+        continue;
+      }
+      const error = new SourceError(outcome.message, outcome.reason, outcome.statusCode, retries);
+      this.opts.logger.warn('live source failed', {
+        stream_id: this.opts.def.id, reason: outcome.reason, detail: outcome.message,
+      });
+      this.opts.onFailed?.(error);
+      channel.end(error);
+      return;
+    }
+  }
+
+  private retryDelay(attempt: number): number {
+    const { retryDelayMs, exponentialBackoff } = this.opts;
+    return exponentialBackoff ? retryDelayMs * 2 ** (attempt - 1) : retryDelayMs;
+  }
+
+  private advance(reason: FailoverReason): void {
+    const oldUrl = this.currentUrl;
+    this.failoverIndex++;
+    this.failoverAttempts++;
+    this.lastFailoverTime = new Date().toISOString();
+    const info: FailoverInfo = {
+      oldUrl, newUrl: this.currentUrl, failoverIndex: this.failoverIndex,
+      attemptNumber: this.failoverAttempts, reason,
+    };
+    this.opts.logger.warn('live source failover', {
+      stream_id: this.opts.def.id, reason, failover_index: this.failoverIndex,
+      new_url: redactUrl(info.newUrl),
+    });
+    this.opts.onFailover?.(info);
+  }
+
+  private async connect(url: string): Promise<Outcome> {
+    const { def, channel, chunkTimeoutMs } = this.opts;
+    const ac = new AbortController();
+    this.current = ac;
+    const fail = (reason: FailoverReason, message: string, statusCode: number | null = null): Outcome =>
+      ({ reason, message, statusCode, healthy: false });
+    let res;
+    try {
+      ({ res } = await openUpstream({
+        url,
+        headers: { 'User-Agent': def.userAgent ?? this.opts.defaultUserAgent, ...def.headers },
+        timeoutMs: this.opts.connectTimeoutMs,
+        signal: ac.signal,
+      }));
+    } catch (err) {
+      if (err instanceof UpstreamError) {
+        const reason = err.kind === 'http_error' ? 'http_error' : 'connect_error';
+        return fail(reason, err.message, err.statusCode);
+      }
+      return fail('connect_error', String(err));
+    }
+    const type = String(res.headers['content-type'] ?? '').toLowerCase();
+    if (/text\/html|mpegurl/.test(type)) {
+      res.destroy();
+      return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
+    }
+    return new Promise<Outcome>((resolve) => {
+      let firstAt = 0;
+      let settled = false;
+      const finish = (reason: FailoverReason, message: string): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        res.destroy();
+        const healthy = firstAt > 0 && Date.now() - firstAt >= chunkTimeoutMs;
+        resolve({ reason, message, statusCode: res.statusCode ?? null, healthy });
+      };
+      const timer = setTimeout(
+        () => finish('chunk_timeout', `no data from upstream for ${chunkTimeoutMs} ms`),
+        chunkTimeoutMs,
+      );
+      res.on('data', (chunk: Buffer) => {
+        if (firstAt === 0) {
+          firstAt = Date.now();
+          if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
+        }
+        timer.refresh();
+        channel.write(chunk);
+      });
+      res.once('end', () => finish('silent_close', 'upstream closed the stream'));
+      res.once('error', (err) => finish('connect_error', err.message));
+      res.once('close', () => finish(ac.signal.aborted ? 'manual' : 'connect_error', 'upstream connection lost'));
+    });
+  }
+}
+
+/** A body that starts like a playlist or an HTML page is not a live TS. */
+function looksLikeText(chunk: Buffer): boolean {
+  const head = chunk.subarray(0, 16).toString('latin1').trimStart();
+  return head.startsWith('#EXTM3U') || head.startsWith('<');
+}

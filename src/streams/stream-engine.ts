@@ -1,0 +1,284 @@
+// The stream engine of one worker: live sessions by stream id, VOD passthroughs, the viewer
+// records kept in the coordinator, and the runtime figures the API reports.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config } from '../config.js';
+import type { ClientRecord, Coordinator, CoordinatorEvent } from '../coordination/coordinator.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { clientIdFor } from './client-identity.js';
+import type { FailoverInfo } from './http-source.js';
+import { LiveSession } from './live-session.js';
+import type { StreamDefinition } from './stream-definition.js';
+import type { ViewerEndReason } from './viewer.js';
+import { proxyVod } from './vod-proxy.js';
+
+export interface ViewerIdentity {
+  clientId?: string | undefined;
+  ip: string;
+  userAgent: string;
+  username: string | null;
+}
+
+export interface EngineDeps {
+  config: Config;
+  coordinator: Coordinator;
+  logger: Logger;
+  workerId: string;
+}
+
+/** What this worker knows of a stream at run time. */
+export interface StreamRuntime {
+  clientCount: number;
+  bytesServed: number;
+  errorCount: number;
+  currentUrl: string | null;
+  failoverIndex: number;
+  failoverAttempts: number;
+  lastFailoverTime: string | null;
+  lastAccess: string | null;
+  isOwner: boolean;
+}
+
+interface StreamTotals {
+  bytesServed: number;
+  lastAccess: string | null;
+}
+
+const LIVE_HEAD = {
+  'Content-Type': 'video/mp2t',
+  'Cache-Control': 'no-cache, no-store, must-revalidate',
+  Pragma: 'no-cache',
+  Expires: '0',
+  'Accept-Ranges': 'none',
+};
+
+export class StreamEngine {
+  private readonly sessions = new Map<string, LiveSession>();
+  /** Open connections of this worker: client id → record (live and VOD). */
+  private readonly clients = new Map<string, ClientRecord>();
+  private readonly vodBytes = new Map<string, number>();
+  private readonly totals = new Map<string, StreamTotals>();
+  private readonly refresh: NodeJS.Timeout;
+  private readonly clientTtlMs: number;
+  private readonly unsubscribe: () => void;
+  private closing = false;
+
+  constructor(private readonly deps: EngineDeps) {
+    const { heartbeatIntervalMs } = deps.config;
+    // Client records outlive a few missed refreshes, and vanish by TTL if this worker dies.
+    this.clientTtlMs = Math.max(3 * heartbeatIntervalMs, 30_000);
+    this.refresh = setInterval(() => void this.refreshClients(), Math.min(heartbeatIntervalMs, 10_000));
+    this.refresh.unref();
+    // A deletion on any worker (or host) stops the stream wherever it plays.
+    this.unsubscribe = deps.coordinator.subscribe((e) => {
+      if (e.type === 'stream_deleted' && e.streamId) this.stopStream(e.streamId);
+    });
+  }
+
+  get liveHead(): Record<string, string> {
+    return LIVE_HEAD;
+  }
+
+  /** The HEAD of a live stream: answered at once, the upstream is not touched. */
+  headLive(res: ServerResponse, extra: Record<string, string>): void {
+    res.writeHead(200, { ...LIVE_HEAD, ...extra });
+    res.end();
+  }
+
+  newClientId(streamId: string, who: ViewerIdentity): string {
+    return clientIdFor({ ...who, streamId }, (id) => this.clients.has(`${streamId}:${id}`));
+  }
+
+  /**
+   * Plays a live TS stream: resolves once the viewer is attached (or has gone), rejects with
+   * an AppError (502) when the source fails before its first byte.
+   */
+  async playLive(def: StreamDefinition, clientId: string, who: ViewerIdentity, res: ServerResponse, extra: Record<string, string>): Promise<void> {
+    this.assertOpen();
+    let session = this.sessions.get(def.id);
+    if (!session) {
+      session = this.createSession(def);
+      this.sessions.set(def.id, session);
+    }
+    const viewer = await session.addViewer(clientId, res, { ...LIVE_HEAD, ...extra });
+    if (viewer && !viewer.isDone) await this.clientConnected(def, clientId, who);
+  }
+
+  async playVod(def: StreamDefinition, clientId: string, who: ViewerIdentity, req: IncomingMessage, res: ServerResponse, extra: Record<string, string>): Promise<void> {
+    this.assertOpen();
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
+    const { config } = this.deps;
+    let connected = false;
+    try {
+      await proxyVod({
+        def, method, res, extraHeaders: extra,
+        range: req.headers.range,
+        defaultUserAgent: config.defaultUserAgent,
+        timeoutMs: config.connectionTimeoutMs,
+        onStart: () => {
+          if (method === 'GET') {
+            connected = true;
+            void this.clientConnected(def, clientId, who);
+          }
+        },
+        onBytes: (n) => this.vodBytes.set(def.id, (this.vodBytes.get(def.id) ?? 0) + n),
+      });
+    } finally {
+      if (connected) await this.clientGone(def.id, clientId, 'closed');
+    }
+  }
+
+  /** Stops a stream on this worker now: viewers disconnected, source stopped. */
+  stopStream(id: string): boolean {
+    const session = this.sessions.get(id);
+    if (!session) return false;
+    session.stop();
+    return true;
+  }
+
+  failover(id: string): boolean {
+    return this.sessions.get(id)?.failover() ?? false;
+  }
+
+  runtime(id: string): StreamRuntime {
+    const session = this.sessions.get(id);
+    const src = session?.httpSource ?? null;
+    const totals = this.totals.get(id);
+    let clientCount = 0;
+    for (const c of this.clients.values()) if (c.streamId === id) clientCount++;
+    return {
+      clientCount,
+      bytesServed: (totals?.bytesServed ?? 0) + (session?.bytesServed ?? 0) + (this.vodBytes.get(id) ?? 0),
+      errorCount: src?.errorCount ?? 0,
+      currentUrl: src?.currentUrl ?? null,
+      failoverIndex: src?.failoverIndex ?? -1,
+      failoverAttempts: src?.failoverAttempts ?? 0,
+      lastFailoverTime: src?.lastFailoverTime ?? null,
+      lastAccess: session?.lastAccess.toISOString() ?? totals?.lastAccess ?? null,
+      isOwner: session?.isOwner ?? false,
+    };
+  }
+
+  /** Open connections on this worker, with live byte counts. */
+  localClients(): ClientRecord[] {
+    return [...this.clients.values()].map((c) => ({ ...c, bytesServed: this.clientBytes(c) }));
+  }
+
+  forget(id: string): void {
+    this.totals.delete(id);
+    this.vodBytes.delete(id);
+  }
+
+  /** Stops accepting viewers and ends every session. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.refresh);
+    this.unsubscribe();
+    for (const s of [...this.sessions.values()]) s.stop();
+    await Promise.all([...this.clients.values()].map((c) => this.clientGone(c.streamId, c.clientId, 'closed')));
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new AppError(503, 'SHUTTING_DOWN', 'The proxy is shutting down');
+  }
+
+  private createSession(def: StreamDefinition): LiveSession {
+    const { config, coordinator, logger, workerId } = this.deps;
+    return new LiveSession({
+      def, coordinator, logger, workerId,
+      leaseTtlMs: config.leaseTtlMs,
+      graceMs: config.sharedStreamGraceMs,
+      channelBufferBytes: config.channelBufferBytes,
+      channelBufferMs: config.channelBufferMs,
+      viewerMaxDrops: config.viewerMaxDrops,
+      viewerStallTimeoutMs: config.viewerStallTimeoutMs,
+      source: {
+        defaultUserAgent: config.defaultUserAgent,
+        connectTimeoutMs: config.connectionTimeoutMs,
+        chunkTimeoutMs: config.liveChunkTimeoutMs,
+        retryAttempts: config.streamRetryAttempts,
+        retryDelayMs: config.streamRetryDelayMs,
+        exponentialBackoff: config.streamRetryExponentialBackoff,
+        totalTimeoutMs: config.streamTotalTimeoutMs,
+        maxFailoverAttempts: config.maxFailoverAttempts,
+      },
+      onFailover: (info) => void this.publishFailover(def, info),
+      onClosed: (s) => this.sessionClosed(s),
+      onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
+    });
+  }
+
+  private sessionClosed(session: LiveSession): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.sessions.delete(session.id);
+    const t = this.totals.get(session.id) ?? { bytesServed: 0, lastAccess: null };
+    t.bytesServed += session.bytesServed;
+    t.lastAccess = session.lastAccess.toISOString();
+    this.totals.set(session.id, t);
+  }
+
+  private async clientConnected(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
+    const now = new Date().toISOString();
+    const record: ClientRecord = {
+      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+    };
+    this.clients.set(`${def.id}:${clientId}`, record);
+    await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
+    await this.publish({
+      type: 'client_connected', streamId: def.id,
+      data: { client_id: clientId, user_agent: who.userAgent, ip_address: who.ip, username: who.username, worker_id: this.deps.workerId, metadata: def.metadata },
+    });
+  }
+
+  private async clientGone(streamId: string, clientId: string, reason: ViewerEndReason): Promise<void> {
+    const key = `${streamId}:${clientId}`;
+    const record = this.clients.get(key);
+    if (!record) return;
+    const bytes = this.clientBytes(record);
+    this.clients.delete(key);
+    await this.coordinatorWrite(() => this.deps.coordinator.deleteClient(streamId, clientId));
+    await this.publish({
+      type: 'client_disconnected', streamId,
+      data: { client_id: clientId, bytes_served: bytes, segments_served: 0, reason },
+    });
+  }
+
+  private clientBytes(record: ClientRecord): number {
+    const viewer = this.sessions.get(record.streamId)?.viewers.get(record.clientId);
+    return viewer ? viewer.bytesSent : record.bytesServed;
+  }
+
+  private async refreshClients(): Promise<void> {
+    const now = new Date().toISOString();
+    for (const c of this.clients.values()) {
+      c.bytesServed = this.clientBytes(c);
+      c.lastAccess = now;
+      await this.coordinatorWrite(() => this.deps.coordinator.putClient(c, this.clientTtlMs));
+    }
+  }
+
+  private async publishFailover(def: StreamDefinition, info: FailoverInfo): Promise<void> {
+    await this.publish({
+      type: 'failover_triggered', streamId: def.id,
+      data: {
+        old_url: info.oldUrl, new_url: info.newUrl, failover_index: info.failoverIndex,
+        attempt_number: info.attemptNumber, reason: info.reason,
+        client_count: this.runtime(def.id).clientCount, metadata: def.metadata,
+      },
+    });
+  }
+
+  private publish(event: CoordinatorEvent): Promise<void> {
+    return this.coordinatorWrite(() => this.deps.coordinator.publish(event));
+  }
+
+  // Bookkeeping never breaks playback: a coordinator hiccup is logged, the viewer plays on.
+  private async coordinatorWrite(fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.deps.logger.warn('coordinator write failed', { error: String(err) });
+    }
+  }
+}

@@ -1,0 +1,245 @@
+// The stream service behind the management API: definitions in the coordinator, run-time
+// figures from the engine and the client records, shaped as API.md's entries.
+import type { Config } from '../config.js';
+import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
+import { streamNotFound } from '../errors.js';
+import type { StreamEngine } from './stream-engine.js';
+import { entryStreamType, kindFromUrl, streamIdForUrl, type StreamDefinition } from './stream-definition.js';
+
+export interface StreamInput {
+  url: string;
+  failoverUrls: string[];
+  failoverResolverUrl: string | null;
+  userAgent: string | null;
+  headers: Record<string, string>;
+  metadata: Record<string, string>;
+  strictLiveTs: boolean | null;
+  useStickySession: boolean | null;
+  options: Record<string, string | number | boolean>;
+}
+
+export type StopReason = 'manual_deletion' | 'metadata_filter_deletion' | 'oldest_stream_deletion';
+
+export interface ServiceDeps {
+  config: Config;
+  coordinator: Coordinator;
+  engine: StreamEngine;
+}
+
+/** A stream as API.md §3.4 shows it. */
+export interface StreamEntry {
+  stream_id: string;
+  original_url: string;
+  current_url: string;
+  user_agent: string;
+  stream_type: string;
+  client_count: number;
+  is_active: boolean;
+  total_bytes_served: number;
+  total_segments_served: number;
+  error_count: number;
+  has_failover: boolean;
+  failover_urls: string[];
+  failover_resolver_url: string | null;
+  current_failover_index: number;
+  failover_attempts: number;
+  last_failover_time: string | null;
+  created_at: string;
+  last_access: string;
+  metadata: Record<string, string>;
+  owner: { worker_id: string; pid: number | null } | null;
+  source_pid: number | null;
+  pool_key: string;
+  clients_by_worker: Record<string, number>;
+  transcode: null;
+}
+
+export interface ClientJson {
+  client_id: string;
+  stream_id: string;
+  ip_address: string;
+  username: string | null;
+  user_agent: string;
+  bytes_served: number;
+  segments_served: number;
+  created_at: string;
+  last_access: string;
+  is_connected: boolean;
+  worker_id: string;
+}
+
+export interface Totals {
+  total_streams: number;
+  active_streams: number;
+  total_clients: number;
+  active_clients: number;
+  total_bytes_served: number;
+  total_segments_served: number;
+  streams: StreamEntry[];
+  clients: ClientJson[];
+}
+
+/** A snapshot of the cluster's viewers, taken once per request. */
+interface Snapshot {
+  defs: StreamDefinition[];
+  clients: ClientRecord[];
+  byStream: Map<string, ClientRecord[]>;
+}
+
+export class StreamService {
+  constructor(private readonly deps: ServiceDeps) {}
+
+  /** Get-or-create: the latest definition wins; a running source is not interrupted. */
+  async upsert(input: StreamInput): Promise<StreamDefinition> {
+    const { config, coordinator } = this.deps;
+    const id = streamIdForUrl(input.url);
+    const old = await coordinator.getStream(id);
+    const def: StreamDefinition = {
+      id,
+      url: input.url,
+      kind: kindFromUrl(input.url),
+      failoverUrls: input.failoverUrls,
+      failoverResolverUrl: input.failoverResolverUrl,
+      userAgent: input.userAgent,
+      headers: input.headers,
+      metadata: input.metadata,
+      strictLiveTs: input.strictLiveTs ?? old?.strictLiveTs ?? config.strictLiveTs,
+      useStickySession: input.useStickySession ?? old?.useStickySession ?? config.useStickySession,
+      options: { ...old?.options, ...input.options },
+      createdAt: old?.createdAt ?? new Date().toISOString(),
+    };
+    return coordinator.putStream(def);
+  }
+
+  async get(id: string): Promise<StreamDefinition> {
+    const def = await this.deps.coordinator.getStream(id);
+    if (!def) throw streamNotFound(id);
+    return def;
+  }
+
+  find(id: string): Promise<StreamDefinition | null> {
+    return this.deps.coordinator.getStream(id);
+  }
+
+  /** Deletes a stream everywhere: every worker stops its viewers and source at once. */
+  async delete(def: StreamDefinition, reason: StopReason): Promise<void> {
+    const { coordinator } = this.deps;
+    const bytes = this.deps.engine.runtime(def.id).bytesServed;
+    await coordinator.deleteStream(def.id);
+    await coordinator.publish({ type: 'stream_deleted', streamId: def.id });
+    await coordinator.publish({
+      type: 'stream_stopped', streamId: def.id,
+      data: { reason, metadata: def.metadata, bytes_served: bytes },
+    });
+    this.deps.engine.forget(def.id);
+  }
+
+  async snapshot(): Promise<Snapshot> {
+    const { coordinator, engine } = this.deps;
+    const [defs, records] = await Promise.all([coordinator.listStreams(), coordinator.listClients()]);
+    // This worker's own viewers carry live byte counts.
+    const local = new Map(engine.localClients().map((c) => [`${c.streamId}:${c.clientId}`, c]));
+    const clients = records.map((c) => local.get(`${c.streamId}:${c.clientId}`) ?? c);
+    const byStream = new Map<string, ClientRecord[]>();
+    for (const c of clients) {
+      const list = byStream.get(c.streamId);
+      if (list) list.push(c);
+      else byStream.set(c.streamId, [c]);
+    }
+    return { defs, clients, byStream };
+  }
+
+  async entry(def: StreamDefinition, snap?: Snapshot): Promise<StreamEntry> {
+    const s = snap ?? (await this.snapshot());
+    const clients = s.byStream.get(def.id) ?? [];
+    const rt = this.deps.engine.runtime(def.id);
+    const status = await this.deps.coordinator.getStreamStatus(def.id);
+    const running = status?.status === 'running';
+    const byWorker: Record<string, number> = {};
+    for (const c of clients) byWorker[c.workerId] = (byWorker[c.workerId] ?? 0) + 1;
+    return {
+      stream_id: def.id,
+      original_url: def.url,
+      current_url: rt.currentUrl ?? def.url,
+      user_agent: def.userAgent ?? this.deps.config.defaultUserAgent,
+      stream_type: entryStreamType(def.kind),
+      client_count: clients.length,
+      is_active: clients.length > 0,
+      total_bytes_served: rt.bytesServed,
+      total_segments_served: 0,
+      error_count: rt.errorCount,
+      has_failover: def.failoverUrls.length > 0 || def.failoverResolverUrl !== null,
+      failover_urls: def.failoverUrls,
+      failover_resolver_url: def.failoverResolverUrl,
+      current_failover_index: rt.failoverIndex,
+      failover_attempts: rt.failoverAttempts,
+      last_failover_time: rt.lastFailoverTime,
+      created_at: def.createdAt,
+      last_access: latest(rt.lastAccess, ...clients.map((c) => c.lastAccess)) ?? def.createdAt,
+      metadata: def.metadata,
+      owner: running && status.owner ? { worker_id: status.owner, pid: status.pid } : null,
+      source_pid: null,
+      pool_key: def.id,
+      clients_by_worker: byWorker,
+      transcode: null,
+    };
+  }
+
+  async entries(snap?: Snapshot): Promise<StreamEntry[]> {
+    const s = snap ?? (await this.snapshot());
+    return Promise.all(s.defs.map((d) => this.entry(d, s)));
+  }
+
+  async totals(): Promise<Totals> {
+    const s = await this.snapshot();
+    const streams = await this.entries(s);
+    const bytes = streams.reduce((n, e) => n + e.total_bytes_served, 0);
+    return {
+      total_streams: s.defs.length,
+      active_streams: streams.filter((e) => e.is_active).length,
+      total_clients: s.clients.length,
+      active_clients: s.clients.length,
+      total_bytes_served: bytes,
+      total_segments_served: 0,
+      streams,
+      clients: s.clients.map(clientJson),
+    };
+  }
+
+  /** Streams whose metadata `field` equals `value` (case-insensitive for true/false). */
+  async matching(field: string, value: string, activeOnly: boolean): Promise<Array<{ def: StreamDefinition; clients: ClientRecord[] }>> {
+    const s = await this.snapshot();
+    return s.defs
+      .filter((d) => metadataEquals(d.metadata[field], value))
+      .map((def) => ({ def, clients: s.byStream.get(def.id) ?? [] }))
+      .filter((m) => !activeOnly || m.clients.length > 0);
+  }
+}
+
+export function metadataEquals(stored: string | undefined, wanted: string): boolean {
+  if (stored === undefined) return false;
+  const bool = /^(true|false)$/i;
+  return bool.test(stored) && bool.test(wanted) ? stored.toLowerCase() === wanted.toLowerCase() : stored === wanted;
+}
+
+export function clientJson(c: ClientRecord): ClientJson {
+  return {
+    client_id: c.clientId,
+    stream_id: c.streamId,
+    ip_address: c.ipAddress,
+    username: c.username,
+    user_agent: c.userAgent,
+    bytes_served: c.bytesServed,
+    segments_served: c.segmentsServed,
+    created_at: c.connectedAt,
+    last_access: c.lastAccess,
+    is_connected: true,
+    worker_id: c.workerId,
+  };
+}
+
+function latest(...isos: Array<string | null>): string | null {
+  let best: string | null = null;
+  for (const t of isos) if (t && (!best || t > best)) best = t;
+  return best;
+}

@@ -1,0 +1,221 @@
+// Just enough MPEG-TS to cut a byte stream at packet boundaries and find join points:
+// PAT (pid 0), the PMT pids it names, video pids from the PMT, and keyframes (random access
+// indicator, or an H.264/H.265 IDR/IRAP NAL at the start of a video PES).
+// Done once per channel, never per viewer.
+
+export const TS_PACKET_SIZE = 188;
+export const TS_SYNC_BYTE = 0x47;
+
+const VIDEO_STREAM_TYPES = new Set([0x01, 0x02, 0x10, 0x1b, 0x24, 0x42, 0xd1, 0xea]);
+const H264 = 0x1b;
+const H265 = 0x24;
+
+/** One null packet (pid 0x1fff): players accept it and it keeps an idle connection alive. */
+export const NULL_PACKET: Buffer = (() => {
+  const b = Buffer.alloc(TS_PACKET_SIZE, 0xff);
+  b[0] = TS_SYNC_BYTE;
+  b[1] = 0x1f;
+  b[2] = 0xff;
+  b[3] = 0x10;
+  return b;
+})();
+
+export const packetPid = (buf: Buffer, off: number): number =>
+  ((buf[off + 1]! & 0x1f) << 8) | buf[off + 2]!;
+
+const payloadStart = (buf: Buffer, off: number): boolean => (buf[off + 1]! & 0x40) !== 0;
+
+/** Offset of the payload inside the packet, or -1 when it has none. */
+function payloadOffset(buf: Buffer, off: number): number {
+  const afc = (buf[off + 3]! >> 4) & 0x3;
+  if (afc === 0 || afc === 2) return -1;
+  if (afc === 1) return off + 4;
+  const p = off + 5 + buf[off + 4]!;
+  return p < off + TS_PACKET_SIZE ? p : -1;
+}
+
+export interface PacketMarks {
+  /** Index (in packets) of every PAT packet. */
+  pats: number[];
+  /** Index (in packets) of every packet that starts a video keyframe. */
+  keyframes: number[];
+}
+
+/**
+ * Tracks the programme tables of one stream so keyframes can be told apart from audio
+ * random-access points.
+ */
+export class TsInspector {
+  private readonly pmtPids = new Set<number>();
+  private readonly videoPids = new Map<number, number>(); // pid -> stream type
+
+  /** Inspects `count` aligned packets starting at `start`. */
+  inspect(buf: Buffer, start: number, count: number): PacketMarks {
+    const marks: PacketMarks = { pats: [], keyframes: [] };
+    for (let i = 0; i < count; i++) {
+      const off = start + i * TS_PACKET_SIZE;
+      const pid = packetPid(buf, off);
+      if (pid === 0) {
+        if (payloadStart(buf, off)) {
+          marks.pats.push(i);
+          this.readPat(buf, off);
+        }
+      } else if (this.pmtPids.has(pid)) {
+        if (payloadStart(buf, off)) this.readPmt(buf, off);
+      } else if (payloadStart(buf, off)) {
+        const type = this.videoPids.get(pid);
+        if (type !== undefined && this.isKeyframe(buf, off, type)) marks.keyframes.push(i);
+      }
+    }
+    return marks;
+  }
+
+  private section(buf: Buffer, off: number): { at: number; end: number } | null {
+    const p = payloadOffset(buf, off);
+    if (p < 0) return null;
+    const at = p + 1 + buf[p]!; // pointer_field
+    if (at + 3 > off + TS_PACKET_SIZE) return null;
+    const length = ((buf[at + 1]! & 0x0f) << 8) | buf[at + 2]!;
+    // Tables that span packets are rare for PAT/PMT; read what this packet holds.
+    const end = Math.min(at + 3 + length - 4, off + TS_PACKET_SIZE);
+    return { at, end };
+  }
+
+  private readPat(buf: Buffer, off: number): void {
+    const s = this.section(buf, off);
+    if (!s || buf[s.at] !== 0x00) return;
+    for (let p = s.at + 8; p + 4 <= s.end; p += 4) {
+      const program = (buf[p]! << 8) | buf[p + 1]!;
+      if (program !== 0) this.pmtPids.add(((buf[p + 2]! & 0x1f) << 8) | buf[p + 3]!);
+    }
+  }
+
+  private readPmt(buf: Buffer, off: number): void {
+    const s = this.section(buf, off);
+    if (!s || buf[s.at] !== 0x02) return;
+    const infoLength = ((buf[s.at + 10]! & 0x0f) << 8) | buf[s.at + 11]!;
+    for (let p = s.at + 12 + infoLength; p + 5 <= s.end; ) {
+      const type = buf[p]!;
+      const pid = ((buf[p + 1]! & 0x1f) << 8) | buf[p + 2]!;
+      const esInfo = ((buf[p + 3]! & 0x0f) << 8) | buf[p + 4]!;
+      if (VIDEO_STREAM_TYPES.has(type)) this.videoPids.set(pid, type);
+      p += 5 + esInfo;
+    }
+  }
+
+  private isKeyframe(buf: Buffer, off: number, type: number): boolean {
+    const afc = (buf[off + 3]! >> 4) & 0x3;
+    if ((afc === 2 || afc === 3) && buf[off + 4]! > 0 && (buf[off + 5]! & 0x40) !== 0) return true;
+    if (type !== H264 && type !== H265) return false;
+    const p = payloadOffset(buf, off);
+    if (p < 0) return false;
+    // Skip the PES header, then look for an IDR (H.264 type 5) or IRAP (H.265 16..21) NAL.
+    if (buf[p] !== 0 || buf[p + 1] !== 0 || buf[p + 2] !== 1) return false;
+    const end = off + TS_PACKET_SIZE;
+    for (let i = p + 9 + buf[p + 8]!; i + 3 < end; i++) {
+      if (buf[i] === 0 && buf[i + 1] === 0 && buf[i + 2] === 1) {
+        const nal = buf[i + 3]!;
+        if (type === H264 && (nal & 0x1f) === 5) return true;
+        if (type === H265) {
+          const t = (nal >> 1) & 0x3f;
+          if (t >= 16 && t <= 21) return true;
+        }
+      }
+    }
+    return false;
+  }
+}
+
+/** A piece of aligned packets; `pat` when its first packet is a PAT. */
+export interface TsSegment {
+  data: Buffer;
+  pat: boolean;
+  keyframe: boolean;
+}
+
+/**
+ * Cuts an arbitrary byte stream into whole 188-byte packets (re-syncing on garbage) and
+ * splits it before every PAT, so that a segment starting with a PAT is a join point.
+ * Segments are views of the input: no copy except the few bytes carried between pushes.
+ */
+export class TsPacketizer {
+  private carry: Buffer | null = null;
+  private synced = false;
+  private readonly inspector = new TsInspector();
+  /** Bytes thrown away while looking for sync. */
+  droppedBytes = 0;
+
+  push(input: Buffer): TsSegment[] {
+    const out: TsSegment[] = [];
+    let buf = input;
+    if (this.carry) {
+      // Complete the carried partial packet with the head of this input (tiny copy).
+      const need = TS_PACKET_SIZE - this.carry.length;
+      if (buf.length < need) {
+        this.carry = Buffer.concat([this.carry, buf]);
+        return out;
+      }
+      const packet = Buffer.concat([this.carry, buf.subarray(0, need)]);
+      this.carry = null;
+      buf = buf.subarray(need);
+      if (packet[0] === TS_SYNC_BYTE) this.emit(packet, out);
+      else this.synced = false;
+    }
+    let off = 0;
+    while (off < buf.length) {
+      if (!this.synced || buf[off] !== TS_SYNC_BYTE) {
+        const found = findSync(buf, off);
+        if (found < 0) {
+          // Keep the tail in case a packet starts there.
+          const keep = Math.min(buf.length - off, TS_PACKET_SIZE - 1);
+          this.droppedBytes += buf.length - off - keep;
+          this.carry = keep > 0 ? Buffer.from(buf.subarray(buf.length - keep)) : null;
+          this.synced = false;
+          return out;
+        }
+        this.droppedBytes += found - off;
+        off = found;
+        this.synced = true;
+      }
+      // The run of aligned packets from `off` while each starts with the sync byte.
+      let end = off;
+      while (end + TS_PACKET_SIZE <= buf.length && buf[end] === TS_SYNC_BYTE) end += TS_PACKET_SIZE;
+      if (end > off) this.emit(buf.subarray(off, end), out);
+      if (end + TS_PACKET_SIZE > buf.length) {
+        if (end < buf.length) this.carry = Buffer.from(buf.subarray(end));
+        return out;
+      }
+      off = end; // lost sync mid-buffer
+      this.synced = false;
+    }
+    return out;
+  }
+
+  private emit(run: Buffer, out: TsSegment[]): void {
+    const count = run.length / TS_PACKET_SIZE;
+    const { pats, keyframes } = this.inspector.inspect(run, 0, count);
+    const cuts = pats[0] === 0 ? pats : [0, ...pats];
+    for (let c = 0; c < cuts.length; c++) {
+      const from = cuts[c]!;
+      const to = cuts[c + 1] ?? count;
+      out.push({
+        data: run.subarray(from * TS_PACKET_SIZE, to * TS_PACKET_SIZE),
+        pat: pats.includes(from),
+        keyframe: keyframes.some((k) => k >= from && k < to),
+      });
+    }
+  }
+}
+
+/** First offset where three packets in a row start with the sync byte (or two at the end). */
+export function findSync(buf: Buffer, from: number): number {
+  for (let i = buf.indexOf(TS_SYNC_BYTE, from); i >= 0; i = buf.indexOf(TS_SYNC_BYTE, i + 1)) {
+    const a = i + TS_PACKET_SIZE;
+    const b = a + TS_PACKET_SIZE;
+    if (a >= buf.length) return -1;
+    if (buf[a] !== TS_SYNC_BYTE) continue;
+    if (b < buf.length && buf[b] !== TS_SYNC_BYTE) continue;
+    return i;
+  }
+  return -1;
+}

@@ -1,0 +1,104 @@
+// A viewer is a cursor into a Channel. It writes while its socket accepts and waits for
+// `drain` otherwise, so a slow viewer holds at most the socket's buffer plus one chunk and
+// never delays the source or anyone else. A viewer that falls off the ring's tail jumps to
+// the newest join point and counts a drop; too many drops and it is disconnected.
+import type { Channel, ChannelReader } from './channel.js';
+
+/** The part of an http.ServerResponse (or socket) a viewer writes to. */
+export interface ViewerSink {
+  write(chunk: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+  end(): unknown;
+  destroy(error?: Error): unknown;
+  readonly destroyed: boolean;
+}
+
+export type ViewerEndReason = 'source_ended' | 'too_slow' | 'stalled' | 'closed';
+
+export interface ViewerOptions {
+  maxDrops: number;
+  now?: () => number;
+  onEnd?: (reason: ViewerEndReason) => void;
+}
+
+export class Viewer implements ChannelReader {
+  private cursor = -1;
+  private waiting = false;
+  private done = false;
+  private readonly now: () => number;
+  bytesSent = 0;
+  drops = 0;
+  /** When the socket last refused a write (0 while it accepts). */
+  waitingSince = 0;
+  firstByteAt = 0;
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly sink: ViewerSink,
+    private readonly opts: ViewerOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get isDone(): boolean {
+    return this.done;
+  }
+
+  start(): void {
+    this.cursor = this.channel.joinSeq();
+    this.channel.addReader(this);
+    this.pump();
+  }
+
+  wake(): void {
+    if (!this.waiting) this.pump();
+  }
+
+  end(): void {
+    // Source gone for good: what the socket holds is flushed, then it closes.
+    this.finish('source_ended', false);
+  }
+
+  /** Disconnects the viewer (deleted stream, stall, shutdown). */
+  close(reason: ViewerEndReason): void {
+    this.finish(reason, true);
+  }
+
+  private pump(): void {
+    const ch = this.channel;
+    while (!this.done && this.cursor < ch.nextSeq) {
+      if (this.cursor < ch.firstSeq) {
+        this.drops++;
+        if (this.drops >= this.opts.maxDrops) return this.finish('too_slow', true);
+        this.cursor = ch.joinSeq();
+        continue;
+      }
+      const chunk = ch.chunk(this.cursor++);
+      if (this.bytesSent === 0) this.firstByteAt = this.now();
+      this.bytesSent += chunk.length;
+      if (!this.sink.write(chunk)) {
+        this.waiting = true;
+        this.waitingSince = this.now();
+        this.sink.once('drain', this.onDrain);
+        return;
+      }
+    }
+  }
+
+  private readonly onDrain = (): void => {
+    this.waiting = false;
+    this.waitingSince = 0;
+    this.pump();
+  };
+
+  private finish(reason: ViewerEndReason, destroy: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    this.channel.removeReader(this);
+    if (!this.sink.destroyed) {
+      if (destroy) this.sink.destroy();
+      else this.sink.end();
+    }
+    this.opts.onEnd?.(reason);
+  }
+}
