@@ -158,8 +158,8 @@ export class TsPacketizer {
       const packet = Buffer.concat([this.carry, buf.subarray(0, need)]);
       this.carry = null;
       buf = buf.subarray(need);
-      if (packet[0] === TS_SYNC_BYTE) this.emit(packet, out);
-      else this.synced = false;
+      this.synced = packet[0] === TS_SYNC_BYTE;
+      if (this.synced) this.emit(packet, out);
     }
     let off = 0;
     while (off < buf.length) {
@@ -212,7 +212,7 @@ export function findSync(buf: Buffer, from: number): number {
   for (let i = buf.indexOf(TS_SYNC_BYTE, from); i >= 0; i = buf.indexOf(TS_SYNC_BYTE, i + 1)) {
     const a = i + TS_PACKET_SIZE;
     const b = a + TS_PACKET_SIZE;
-    if (a >= buf.length) return -1;
+    if (a >= buf.length) return a === buf.length ? i : -1; // one whole packet ends the buffer
     if (buf[a] !== TS_SYNC_BYTE) continue;
     if (b < buf.length && buf[b] !== TS_SYNC_BYTE) continue;
     return i;
