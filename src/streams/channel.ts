@@ -39,7 +39,7 @@ export class Channel {
 
   /** Bytes appended over the channel's life (upstream bytes, for stats). */
   bytesIn = 0;
-  /** When the last real data arrived (keep-alives excluded); 0 before any. */
+  /** When the last real packets were appended (keep-alives excluded); 0 before any. */
   lastDataAt = 0;
 
   constructor(private readonly opts: ChannelOptions) {
@@ -92,7 +92,7 @@ export class Channel {
   write(data: Buffer): void {
     if (this.ended || data.length === 0) return;
     this.bytesIn += data.length;
-    this.lastDataAt = this.now();
+    const before = this.nextSeq;
     if (!this.packetizer) {
       this.append(data, false);
     } else {
@@ -110,6 +110,8 @@ export class Channel {
         }
       }
     }
+    if (this.nextSeq === before) return; // only a partial packet so far
+    this.lastDataAt = this.now();
     this.evict();
     for (const r of this.readers) r.wake();
   }

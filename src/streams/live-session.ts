@@ -92,6 +92,9 @@ export class LiveSession implements ChannelReader {
    */
   async addViewer(clientId: string, res: ServerResponse, head: Record<string, string>): Promise<Viewer | null> {
     this.cancelGrace();
+    // A viewer that waited for the source's first bytes gets all of them; a viewer joining a
+    // running channel starts at its newest join point.
+    const waited = !this.channel.hasData;
     this.pending++;
     try {
       await this.ready(res);
@@ -110,7 +113,7 @@ export class LiveSession implements ChannelReader {
     this.viewers.set(clientId, viewer);
     this.lastAccess = new Date();
     res.once('close', () => viewer.close('closed'));
-    viewer.start();
+    viewer.start(waited ? this.channel.firstSeq : undefined);
     return viewer;
   }
 

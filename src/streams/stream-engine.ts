@@ -56,6 +56,7 @@ export class StreamEngine {
   private readonly sessions = new Map<string, LiveSession>();
   /** Open connections of this worker: client id → record (live and VOD). */
   private readonly clients = new Map<string, ClientRecord>();
+  private readonly reserved = new Set<string>();
   private readonly vodBytes = new Map<string, number>();
   private readonly totals = new Map<string, StreamTotals>();
   private readonly refresh: NodeJS.Timeout;
@@ -85,8 +86,19 @@ export class StreamEngine {
     res.end();
   }
 
-  newClientId(streamId: string, who: ViewerIdentity): string {
-    return clientIdFor({ ...who, streamId }, (id) => this.clients.has(`${streamId}:${id}`));
+  /**
+   * A client id for a new request, reserved until `releaseClientId`, so that players
+   * connecting at the same moment never share one.
+   */
+  reserveClientId(streamId: string, who: ViewerIdentity): string {
+    const taken = (id: string): boolean => this.reserved.has(`${streamId}:${id}`) || this.clients.has(`${streamId}:${id}`);
+    const id = clientIdFor({ ...who, streamId }, taken);
+    this.reserved.add(`${streamId}:${id}`);
+    return id;
+  }
+
+  releaseClientId(streamId: string, clientId: string): void {
+    this.reserved.delete(`${streamId}:${clientId}`);
   }
 
   /**
@@ -126,6 +138,11 @@ export class StreamEngine {
     } finally {
       if (connected) await this.clientGone(def.id, clientId, 'closed');
     }
+  }
+
+  /** The live session of a stream on this worker, if one runs. */
+  session(id: string): LiveSession | undefined {
+    return this.sessions.get(id);
   }
 
   /** Stops a stream on this worker now: viewers disconnected, source stopped. */

@@ -11,6 +11,7 @@ export interface ViewerSink {
   end(): unknown;
   destroy(error?: Error): unknown;
   readonly destroyed: boolean;
+  readonly writableLength?: number;
 }
 
 export type ViewerEndReason = 'source_ended' | 'too_slow' | 'stalled' | 'closed';
@@ -40,12 +41,18 @@ export class Viewer implements ChannelReader {
     this.now = opts.now ?? Date.now;
   }
 
+  /** Bytes queued in this process for the viewer's socket (not yet taken by the kernel). */
+  backlog(): number {
+    return this.sink.writableLength ?? 0;
+  }
+
   get isDone(): boolean {
     return this.done;
   }
 
-  start(): void {
-    this.cursor = this.channel.joinSeq();
+  /** Starts at `seq` (default: the newest join point). */
+  start(seq = this.channel.joinSeq()): void {
+    this.cursor = seq;
     this.channel.addReader(this);
     this.pump();
   }

@@ -89,7 +89,7 @@ function sendText(res: http.ServerResponse, status: number, body: string, extra:
  * the 188-aligned bytes due since the start. Under backpressure it waits for 'drain'; debt
  * beyond 1 s is dropped (skipping content, like a real live feed) rather than burst.
  */
-function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource): void {
+function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1): void {
   res.writeHead(200, { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' });
   if (req.method === 'HEAD') {
     res.end();
@@ -97,12 +97,13 @@ function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: Li
   }
   res.flushHeaders();
   const start = performance.now();
-  const maxBurst = Math.max(TS_PACKET, floorToPacket(src.byteRate));
+  const rate = src.byteRate * speed;
+  const maxBurst = Math.max(TS_PACKET, floorToPacket(rate));
   let sent = 0; // bytes of the endless stream already written; always a multiple of 188
   let waitingForDrain = false;
   const tick = (): void => {
     if (waitingForDrain || res.destroyed || res.writableEnded) return;
-    const due = floorToPacket(((performance.now() - start) / 1000) * src.byteRate);
+    const due = floorToPacket(((performance.now() - start) / 1000) * rate);
     if (due - sent > maxBurst) sent = due - maxBurst;
     const n = due - sent;
     if (n <= 0) return;
@@ -138,7 +139,7 @@ function parseRange(header: string | undefined, size: number): RangeResult {
   return { kind: 'range', start, end: Math.min(end, size - 1) };
 }
 
-function serveMp4(req: http.IncomingMessage, res: http.ServerResponse, src: Mp4Source): void {
+function serveMp4(req: http.IncomingMessage, res: http.ServerResponse, src: Mp4Source, dropAfter = 0): void {
   const size = src.data.length;
   const common: http.OutgoingHttpHeaders = {
     'Accept-Ranges': 'bytes',
@@ -156,7 +157,10 @@ function serveMp4(req: http.IncomingMessage, res: http.ServerResponse, src: Mp4S
   if (status === 206) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
   res.writeHead(status, headers);
   if (req.method === 'HEAD') res.end();
-  else res.end(src.data.subarray(start, end + 1));
+  else if (dropAfter > 0 && end - start + 1 > dropAfter) {
+    // A connection cut mid-body: headers promised more than arrives.
+    res.write(src.data.subarray(start, start + dropAfter), () => res.destroy());
+  } else res.end(src.data.subarray(start, end + 1));
 }
 
 /** 200 headers, then silence until either side closes the socket. */
@@ -219,7 +223,11 @@ export async function startOrigin(): Promise<Origin> {
       sendText(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
       return;
     }
-    if (pathname === '/live.ts' || pathname.startsWith('/live/')) return streamLive(req, res, live);
+    if (pathname === '/live.ts' || pathname.startsWith('/live/')) {
+      // `?speed=N` paces at N times the real rate (fills a stalled client's buffers sooner).
+      const speed = Number(query.get('speed') ?? '1');
+      return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1);
+    }
     if (pathname === '/stall.ts') return serveStall(req, res);
     if (pathname === '/close-after' || pathname === '/close-after.ts') return serveCloseAfter(res, query, live);
     if (pathname === '/redirect') {
@@ -249,6 +257,8 @@ export async function startOrigin(): Promise<Origin> {
       if (status < 200 || status > 599) return sendText(res, 400, `unsupported status ${status}\n`);
       return sendText(res, status, `status ${status}\n`);
     }
+    // `/flaky.mp4?drop=N`: the body is cut after N bytes on every request that asks for more.
+    if (pathname === '/flaky.mp4') return serveMp4(req, res, mp4, Number(query.get('drop') ?? '0') || 0);
     if (pathname.endsWith('.mp4')) return serveMp4(req, res, mp4);
     sendText(res, 404, `not found: ${pathname}\n`);
   };

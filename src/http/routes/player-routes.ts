@@ -23,16 +23,17 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
   const play = async (req: Request, res: Response): Promise<void> => {
     const def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
-    const clientId = deps.engine.newClientId(def.id, who);
+    if (def.kind !== 'live' && def.kind !== 'vod') {
+      throw new AppError(501, 'NOT_IMPLEMENTED', `Playing ${def.kind} sources is not built yet`);
+    }
+    const clientId = deps.engine.reserveClientId(def.id, who);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
-    switch (def.kind) {
-      case 'live':
-        if (req.method === 'HEAD') return deps.engine.headLive(res, extra);
-        return deps.engine.playLive(def, clientId, who, res, extra);
-      case 'vod':
-        return deps.engine.playVod(def, clientId, who, req, res, extra);
-      default:
-        throw new AppError(501, 'NOT_IMPLEMENTED', `Playing ${def.kind} sources is not built yet`);
+    try {
+      if (def.kind === 'vod') return await deps.engine.playVod(def, clientId, who, req, res, extra);
+      if (req.method === 'HEAD') return deps.engine.headLive(res, extra);
+      return await deps.engine.playLive(def, clientId, who, res, extra);
+    } finally {
+      deps.engine.releaseClientId(def.id, clientId);
     }
   };
   r.head('/stream/:id', play);
