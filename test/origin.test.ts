@@ -2,28 +2,10 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { sleep } from './support/ts-viewer.js';
 import { makeLiveTs, tsByteRate } from './support/media.js';
+import { httpRequest as request } from './support/http-request.js';
 import { startOrigin, type Origin } from './support/origin.js';
-
-interface Response {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** A plain request on a fresh socket (agent: false), buffering the whole body. */
-function request(url: string, opts: { method?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { agent: false, method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** Starts a GET and resolves once the response headers arrive. */
 function open(url: string): Promise<{ req: http.ClientRequest; res: http.IncomingMessage }> {
@@ -33,7 +15,6 @@ function open(url: string): Promise<{ req: http.ClientRequest; res: http.Incomin
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('test origin', () => {
   let origin: Origin;

@@ -1,28 +1,9 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
-import http from 'node:http';
+import { httpRequest as get } from './support/http-request.js';
 import { makeMp4 } from './support/media.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
-
-interface Got {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-function get(url: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<Got> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describe('VOD passthrough', function () {
   this.timeout(30_000);

@@ -6,17 +6,12 @@ import { streamNotFound } from '../errors.js';
 import type { StreamEngine } from './stream-engine.js';
 import { entryStreamType, kindFromUrl, streamIdForUrl, type StreamDefinition } from './stream-definition.js';
 
-export interface StreamInput {
-  url: string;
-  failoverUrls: string[];
-  failoverResolverUrl: string | null;
-  userAgent: string | null;
-  headers: Record<string, string>;
-  metadata: Record<string, string>;
+/** What a client gives for a stream; the rest of the definition is derived or kept. */
+export type StreamInput = Omit<StreamDefinition, 'id' | 'kind' | 'createdAt' | 'strictLiveTs' | 'useStickySession'> & {
+  /** null: keep the stored value, else the global default. */
   strictLiveTs: boolean | null;
   useStickySession: boolean | null;
-  options: Record<string, string | number | boolean>;
-}
+};
 
 export type StopReason = 'manual_deletion' | 'metadata_filter_deletion' | 'oldest_stream_deletion';
 
