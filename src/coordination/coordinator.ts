@@ -32,6 +32,29 @@ export interface ClientRecord {
   segmentsServed: number;
 }
 
+/** A worker's heartbeat record (hash `workers`, field = worker id). */
+export interface WorkerRecord {
+  workerId: string;
+  pid: number;
+  host: string;
+  startedAt: string;
+  lastSeen: string;
+  /** `{pool_key}:{slot}` of every source this worker owns. */
+  sources: string[];
+  viewers: number;
+  /** Where other workers open relay connections: `host:port`. */
+  relay: string | null;
+  relays: { receiving: number; serving: number };
+}
+
+/** Thrown by a backend that cannot reach its store (Redis down): a 503, never a 500. */
+export class CoordinatorUnavailableError extends Error {
+  constructor(message = 'The coordinator is unreachable') {
+    super(message);
+    this.name = 'CoordinatorUnavailableError';
+  }
+}
+
 export interface CoordinatorEvent {
   type: string;
   streamId?: string;
@@ -51,14 +74,25 @@ export interface Coordinator {
   setStreamStatus(id: string, status: StreamStatus): Promise<boolean>;
   getStreamStatus(id: string): Promise<StreamStatus | null>;
 
+  /** `SET key holder:random NX PX ttl` and `INCR key:epoch`; null when someone holds it. */
   acquireLease(key: string, holder: string, ttlMs: number): Promise<Lease | null>;
+  /** Compare-and-pexpire: false when the key is gone or held by another token. */
   renewLease(lease: Lease, ttlMs: number): Promise<boolean>;
+  /** Compare-and-delete. */
   releaseLease(lease: Lease): Promise<boolean>;
+  /** The token (`{holder}:{random}`) that holds the key, or null. */
   leaseHolder(key: string): Promise<string | null>;
+  /** Deletes every lease whose token belongs to `holder` (a dead worker); returns the count. */
+  releaseLeasesHeldBy(holder: string): Promise<number>;
 
   putClient(client: ClientRecord, ttlMs: number): Promise<void>;
   deleteClient(streamId: string, clientId: string): Promise<void>;
   listClients(streamId?: string): Promise<ClientRecord[]>;
+
+  /** Heartbeat: writes the record into the `workers` hash. */
+  putWorker(worker: WorkerRecord): Promise<void>;
+  listWorkers(): Promise<WorkerRecord[]>;
+  removeWorker(workerId: string): Promise<void>;
 
   /** A cluster-wide value set once (e.g. the URL signing secret). */
   getOrSetValue(name: string, create: () => string): Promise<string>;

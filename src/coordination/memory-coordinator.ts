@@ -8,6 +8,7 @@ import type {
   CoordinatorEvent,
   Lease,
   StreamStatus,
+  WorkerRecord,
 } from './coordinator.js';
 import type { StreamDefinition } from '../streams/stream-definition.js';
 
@@ -24,6 +25,7 @@ export class MemoryCoordinator implements Coordinator {
   private readonly epochs = new Map<string, number>();
   private readonly clients = new Map<string, Expiring<ClientRecord>>();
   private readonly values = new Map<string, string>();
+  private readonly workers = new Map<string, WorkerRecord>();
   private readonly handlers = new Set<(event: CoordinatorEvent) => void>();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -82,6 +84,26 @@ export class MemoryCoordinator implements Coordinator {
 
   async leaseHolder(key: string): Promise<string | null> {
     return this.live(this.leases, key)?.value ?? null;
+  }
+
+  async releaseLeasesHeldBy(holder: string): Promise<number> {
+    let n = 0;
+    for (const [key, lease] of [...this.leases]) {
+      if (lease.value.startsWith(`${holder}:`) && this.leases.delete(key)) n++;
+    }
+    return n;
+  }
+
+  async putWorker(worker: WorkerRecord): Promise<void> {
+    this.workers.set(worker.workerId, structuredClone(worker));
+  }
+
+  async listWorkers(): Promise<WorkerRecord[]> {
+    return [...this.workers.values()];
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    this.workers.delete(workerId);
   }
 
   async putClient(client: ClientRecord, ttlMs: number): Promise<void> {
