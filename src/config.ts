@@ -83,6 +83,10 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly viewerMaxDrops: number;
   readonly viewerStallTimeoutMs: number;
+  /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
+  readonly relayHost: string;
+  readonly relayPort: number;
+  readonly relayAdvertiseHost: string;
 }
 
 export class ConfigError extends Error {
@@ -404,6 +408,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     maxBodyBytes: r.int('MAX_BODY_BYTES', 1024 * 1024, 1024),
     viewerMaxDrops: r.int('VIEWER_MAX_DROPS', 5, 1),
     viewerStallTimeoutMs: r.ms('VIEWER_STALL_TIMEOUT', 15),
+    relayHost: r.str('RELAY_HOST', '127.0.0.1'),
+    relayPort: r.int('RELAY_PORT', 0, 0, 65535),
+    relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),
   };
 
   const redisUrl = readRedisUrl(r, fields);

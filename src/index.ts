@@ -1,8 +1,10 @@
-// Entry point: configuration once, then one worker in this process. (The cluster primary
-// that forks WORKERS workers is the next step; see the README.)
+// `npm start`: the cluster. The primary forks WORKERS workers sharing PORT; each worker runs
+// the HTTP app and the stream engine. Configuration is parsed once in each process.
+import cluster from 'node:cluster';
 import { exitOnConfigError, loadConfig, type Config } from './config.js';
-import { MemoryCoordinator } from './coordination/memory-coordinator.js';
+import { createCoordinator } from './coordination/create-coordinator.js';
 import { createLogger } from './logger.js';
+import { Primary } from './primary/primary.js';
 import { startWorker } from './worker.js';
 
 let config: Config;
@@ -12,22 +14,35 @@ try {
   exitOnConfigError(err);
 }
 
-const workerId = `${config.workerId}-1`;
-const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId });
-if (!config.apiToken) {
-  logger.warn('API_TOKEN is not set: the management API is open to anyone who can reach this port');
+if (cluster.isPrimary) {
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId: `${config.workerId}-primary` });
+  if (!config.apiToken) logger.warn('API_TOKEN is not set: the management API is open to anyone who can reach this port');
+  const primary = new Primary({ config, logger, coordinator: createCoordinator(config, logger, 'primary') });
+  primary.start();
+  const stop = (signal: string): void => void primary.stop(signal).then(() => process.exit(0));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} else {
+  const index = Number(process.env.WORKER_INDEX ?? '1');
+  const workerId = `${config.workerId}-${index}`;
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId });
+  const coordinator = createCoordinator(config, logger, 'worker');
+  const worker = await startWorker({ config, logger, coordinator, workerId, index, expectedWorkers: config.workers });
+  process.send?.({ t: 'worker:ready', port: worker.port });
+  let stopping = false;
+  const stop = async (drainMs: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await worker.close(drainMs).catch((err: unknown) => logger.error('worker close failed', { error: String(err) }));
+    await coordinator.close().catch(() => undefined);
+    process.exit(0);
+  };
+  process.on('message', (msg: { t?: string; drainMs?: number }) => {
+    if (msg?.t === 'shutdown') void stop(msg.drainMs ?? 0);
+  });
+  // The primary decides when workers stop: a terminal's Ctrl-C reaches every process.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => undefined);
+  // The primary is gone (killed): nothing will coordinate this worker any more.
+  process.on('disconnect', () => void stop(0));
 }
-const coordinator = new MemoryCoordinator();
-const worker = await startWorker({ config, logger, coordinator, workerId });
-
-let stopping = false;
-const stop = (signal: string): void => {
-  if (stopping) return;
-  stopping = true;
-  logger.info('stopping', { signal });
-  const force = setTimeout(() => process.exit(0), config.drainTimeoutMs);
-  force.unref();
-  void worker.close().then(() => coordinator.close()).then(() => process.exit(0));
-};
-process.on('SIGTERM', () => stop('SIGTERM'));
-process.on('SIGINT', () => stop('SIGINT'));

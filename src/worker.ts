@@ -1,13 +1,16 @@
-// One HTTP worker: the coordinator it is given, the stream engine, the express app, and a
-// listening server. The cluster primary forks these; alone it is the one-process mode.
+// One HTTP worker: the coordinator it is given, the stream engine, the express app, the
+// internal relay listener and the heartbeat. The cluster primary forks these.
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Config } from './config.js';
-import type { Coordinator } from './coordination/coordinator.js';
+import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
+import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
+import { createRelayServer } from './streams/relay-server.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
 
@@ -16,58 +19,105 @@ export interface WorkerDeps {
   logger: Logger;
   coordinator: Coordinator;
   workerId: string;
-  workers?: () => Promise<{ expected: number; alive: number }>;
+  /** 1-based slot of this worker (offsets RELAY_PORT when it is set). */
+  index?: number;
+  /** Workers the deployment expects on this host (for /health). */
+  expectedWorkers?: number;
 }
 
 export interface RunningWorker {
   server: http.Server;
+  relayServer: http.Server;
   engine: StreamEngine;
   app: ReturnType<typeof createApp>;
   port: number;
-  close(): Promise<void>;
+  relayAddress: string;
+  heartbeat: Heartbeat;
+  /** Stops accepting, lets viewers finish up to `drainMs`, then stops everything. */
+  close(drainMs?: number): Promise<void>;
 }
 
 const once = <T>(fn: () => Promise<T>): (() => Promise<T>) => {
   let p: Promise<T> | null = null;
-  return () => (p ??= fn());
+  return () => (p ??= fn().catch((err: unknown) => {
+    p = null; // a coordinator hiccup must not poison the cache
+    throw err;
+  }));
 };
+
+const secret = (coordinator: Coordinator, name: string) =>
+  once(() => coordinator.getOrSetValue(name, () => randomBytes(32).toString('base64url')));
 
 /** Builds a worker's parts without listening (tests use the app with supertest). */
 export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
-  const engine = new StreamEngine({ config, coordinator, logger, workerId });
+  const relaySecret = secret(coordinator, 'relay_secret');
+  const signingSecret = secret(coordinator, 'url_signing_secret');
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret });
   const service = new StreamService({ config, coordinator, engine });
-  const signer = once(async () => {
-    const secret = config.urlSigningSecret ??
-      (await coordinator.getOrSetValue('url_signing_secret', () => randomBytes(32).toString('base64url')));
-    return new UrlSigner(secret, config.signedUrlTtlMs);
-  });
+  const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const app = createApp({
     config, logger, coordinator, engine, service, signer, workerId, versions,
     startedAt: new Date(),
-    workers: deps.workers ?? (async () => ({ expected: 1, alive: 1 })),
+    expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer };
+  return { app, engine, service, signer, relaySecret };
+}
+
+/** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
+function listen(server: http.Server, host: string, port: number, exclusive = false): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    // A large backlog: a burst of players connecting at once is admitted without waiting.
+    server.listen({ host, port, backlog: 4096, exclusive }, () => {
+      server.off('error', reject);
+      const a = server.address();
+      resolve(typeof a === 'object' && a ? a.port : port);
+    });
+  });
 }
 
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
-  const { config, logger } = deps;
-  const { app, engine } = buildWorker(deps);
-  const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    // A large backlog: a burst of players connecting at once is admitted without waiting.
-    server.listen({ host: config.host, port: config.port, backlog: 4096 }, () => resolve());
+  const { config, logger, coordinator, workerId } = deps;
+  const { app, engine, relaySecret } = buildWorker(deps);
+  const startedAt = new Date().toISOString();
+
+  const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
+  const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
+  const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
+  const relayAddress = `${config.relayAdvertiseHost}:${boundRelayPort}`;
+
+  const record = (): WorkerRecord => {
+    const stats = engine.workerStats();
+    return {
+      workerId, pid: process.pid, host: hostname(), startedAt, lastSeen: new Date().toISOString(),
+      sources: stats.sources, viewers: stats.viewers, relay: relayAddress, relays: stats.relays,
+    };
+  };
+  const heartbeat = new Heartbeat({
+    coordinator, record,
+    intervalMs: config.heartbeatIntervalMs,
+    cleanupIntervalMs: config.cleanupIntervalMs,
+    onError: (what, err) => logger.warn(`${what} failed`, { error: String(err) }),
+    onSwept: (ids) => logger.info('swept stale workers', { workers: ids }),
   });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.info('worker listening', { host: config.host, port });
+  // Known (with its relay address) before it serves anything.
+  await heartbeat.start();
+
+  const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
+  const port = await listen(server, config.host, config.port);
+  logger.info('worker listening', { host: config.host, port, relay: relayAddress });
+
   return {
-    server, engine, app, port,
-    async close() {
+    server, relayServer, engine, app, port, relayAddress, heartbeat,
+    async close(drainMs = 0) {
       server.close();
+      await engine.drain(drainMs);
       await engine.close();
+      await heartbeat.stop();
+      relayServer.close();
+      relayServer.closeAllConnections();
       server.closeAllConnections();
     },
   };

@@ -81,6 +81,9 @@ describe('config', () => {
         maxBodyBytes: 1_048_576,
         viewerMaxDrops: 5,
         viewerStallTimeoutMs: 15_000,
+        relayHost: '127.0.0.1',
+        relayPort: 0,
+        relayAdvertiseHost: '127.0.0.1',
       });
     });
 

@@ -85,7 +85,8 @@ export interface Coordinator {
   /** Deletes every lease whose token belongs to `holder` (a dead worker); returns the count. */
   releaseLeasesHeldBy(holder: string): Promise<number>;
 
-  putClient(client: ClientRecord, ttlMs: number): Promise<void>;
+  /** Writes a client record with a TTL; with `onlyIfAbsent`, only when none exists (false then). */
+  putClient(client: ClientRecord, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
   deleteClient(streamId: string, clientId: string): Promise<void>;
   listClients(streamId?: string): Promise<ClientRecord[]>;
 

@@ -1,6 +1,6 @@
 // Holds one lease: renews it every TTL/3 and reports its loss at once, so the owner can stop
 // its source before anyone else could take over.
-import type { Coordinator, Lease } from './coordinator.js';
+import { CoordinatorUnavailableError, type Coordinator, type Lease } from './coordinator.js';
 
 export interface LeaseKeeperOptions {
   coordinator: Coordinator;
@@ -15,6 +15,10 @@ export class LeaseKeeper {
   private current: Lease | null = null;
 
   constructor(private readonly opts: LeaseKeeperOptions) {}
+
+  get key(): string {
+    return this.opts.key;
+  }
 
   get lease(): Lease | null {
     return this.current;
@@ -40,13 +44,22 @@ export class LeaseKeeper {
   private async renew(): Promise<void> {
     const lease = this.current;
     if (!lease) return;
-    let ok = false;
+    const { coordinator, key, holder, ttlMs } = this.opts;
     try {
-      ok = await this.opts.coordinator.renewLease(lease, this.opts.ttlMs);
-    } catch {
-      ok = false; // an unreachable coordinator is a lost lease: someone else may own it soon
+      if (await coordinator.renewLease(lease, ttlMs)) return;
+      // Gone (expired, or the store restarted): take it again if nobody else has.
+      const again = await coordinator.acquireLease(key, holder, ttlMs);
+      if (again && this.current === lease) {
+        this.current = again;
+        return;
+      }
+      if (again) await coordinator.releaseLease(again);
+    } catch (err) {
+      // The store is unreachable: nobody can take the lease meanwhile, so the source keeps
+      // playing; the next renewal tells whether it is still ours.
+      if (err instanceof CoordinatorUnavailableError) return;
     }
-    if (!ok && this.current === lease) {
+    if (this.current === lease) {
       this.stopTimer();
       this.opts.onLost();
     }

@@ -106,11 +106,11 @@ export class MemoryCoordinator implements Coordinator {
     this.workers.delete(workerId);
   }
 
-  async putClient(client: ClientRecord, ttlMs: number): Promise<void> {
-    this.clients.set(`${client.streamId}:${client.clientId}`, {
-      value: { ...client },
-      expiresAt: this.now() + ttlMs,
-    });
+  async putClient(client: ClientRecord, ttlMs: number, onlyIfAbsent = false): Promise<boolean> {
+    const key = `${client.streamId}:${client.clientId}`;
+    if (onlyIfAbsent && this.live(this.clients, key)) return false;
+    this.clients.set(key, { value: { ...client }, expiresAt: this.now() + ttlMs });
+    return true;
   }
 
   async deleteClient(streamId: string, clientId: string): Promise<void> {
@@ -121,7 +121,7 @@ export class MemoryCoordinator implements Coordinator {
     const out: ClientRecord[] = [];
     for (const key of [...this.clients.keys()]) {
       const c = this.live(this.clients, key);
-      if (c && (streamId === undefined || c.value.streamId === streamId)) out.push(c.value);
+      if (c && (!streamId || c.value.streamId === streamId)) out.push(c.value);
     }
     return out;
   }

@@ -24,7 +24,8 @@ export interface AppDeps {
   workerId: string;
   startedAt: Date;
   versions: () => Promise<ToolVersions>;
-  workers: () => Promise<{ expected: number; alive: number }>;
+  /** Workers the deployment expects on this host (for /health). */
+  expectedWorkers: number;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);

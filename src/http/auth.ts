@@ -2,7 +2,7 @@
 // constant time; 401 when missing, 403 when wrong. Auth is off when no token is configured.
 import type { NextFunction, Request, Response } from 'express';
 import { AppError } from '../errors.js';
-import { safeEqual } from './safe-equal.js';
+import { safeEqual } from '../safe-equal.js';
 
 export type TokenState = 'off' | 'valid' | 'missing' | 'invalid';
 

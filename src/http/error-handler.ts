@@ -2,6 +2,7 @@
 // their stable codes, unknown errors as 500 INTERNAL with a request id, never a stack.
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
+import { CoordinatorUnavailableError } from '../coordination/coordinator.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
@@ -34,7 +35,11 @@ export function notFound(req: Request, _res: Response, next: NextFunction): void
 
 export function errorHandler(logger: Logger, bodyLimit: number) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    let appError = isAppError(err) ? err : fromBodyParser(err as BodyParserError, bodyLimit);
+    let appError = isAppError(err)
+      ? err
+      : err instanceof CoordinatorUnavailableError
+        ? new AppError(503, 'COORDINATOR_UNAVAILABLE', 'The coordinator (Redis) is unreachable; try again shortly')
+        : fromBodyParser(err as BodyParserError, bodyLimit);
     if (!appError) {
       const requestId = randomUUID();
       logger.error('request failed', {

@@ -1,7 +1,7 @@
 // Signed player URIs (API.md §6.2): HMAC-SHA256 over "{stream_id}\n{target_url}\n{exp}",
 // base64url, checked in constant time.
 import { createHmac } from 'node:crypto';
-import { safeEqual } from './safe-equal.js';
+import { safeEqual } from '../safe-equal.js';
 
 export class UrlSigner {
   constructor(

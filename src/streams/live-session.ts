@@ -1,6 +1,6 @@
-// One live stream on one worker: its Channel, its viewers, and — while this worker holds the
-// stream's lease — the source that feeds the Channel. The source starts with the first viewer
-// and stops `grace` after the last one leaves.
+// One live stream on one worker: its Channel and its viewers, fed either by the source (while
+// this worker holds the stream's lease) or by one relay connection to the worker that does.
+// The source starts with the first viewer and stops `grace` after the last one leaves.
 import type { ServerResponse } from 'node:http';
 import type { Coordinator } from '../coordination/coordinator.js';
 import { LeaseKeeper } from '../coordination/lease-keeper.js';
@@ -8,8 +8,14 @@ import { AppError, upstreamUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
 import { HttpSource, type FailoverInfo, type HttpSourceOptions } from './http-source.js';
+import { RelaySource, type RelayEnd } from './relay-source.js';
 import type { StreamDefinition } from './stream-definition.js';
 import { Viewer, type ViewerEndReason } from './viewer.js';
+
+export interface RelayTarget {
+  workerId: string;
+  address: string;
+}
 
 export interface LiveSessionOptions {
   def: StreamDefinition;
@@ -23,6 +29,9 @@ export interface LiveSessionOptions {
   viewerMaxDrops: number;
   viewerStallTimeoutMs: number;
   source: Omit<HttpSourceOptions, 'def' | 'channel' | 'logger' | 'onFailover' | 'onFailed'>;
+  /** Where the holder of a lease token serves relays; null when unknown. */
+  resolveRelay: (holderToken: string) => Promise<RelayTarget | null>;
+  relaySecret: () => Promise<string>;
   onFailover?: (info: FailoverInfo) => void;
   /** The session is over (no viewers after grace, source failed, deleted). */
   onClosed: (session: LiveSession) => void;
@@ -32,18 +41,27 @@ export interface LiveSessionOptions {
 
 const TICK_MS = 1000;
 const KEEPALIVE_AFTER_MS = 1000;
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 1000;
+const TS_HEAD = { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' };
 
 export class LiveSession implements ChannelReader {
   readonly channel: Channel;
   readonly viewers = new Map<string, Viewer>();
+  /** Relay connections this worker serves to other workers (as owner). */
+  readonly relayViewers = new Set<Viewer>();
   readonly startedAt = new Date();
   private source: HttpSource | null = null;
+  private relay: RelaySource | null = null;
   private readonly lease: LeaseKeeper;
   private pending = 0;
   private grace: NodeJS.Timeout | null = null;
+  private retry: NodeJS.Timeout | null = null;
+  private retryDelay = RETRY_MIN_MS;
   private readonly tick: NodeJS.Timeout;
   private closed = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void }> = [];
+  private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
   /** Bytes of viewers that already left. */
   private bytesOfLeft = 0;
@@ -61,7 +79,7 @@ export class LiveSession implements ChannelReader {
     });
     this.tick = setInterval(() => this.onTick(), TICK_MS);
     this.tick.unref();
-    void this.tryOwn();
+    this.tryOwn();
   }
 
   get id(): string {
@@ -72,12 +90,12 @@ export class LiveSession implements ChannelReader {
     return this.source !== null;
   }
 
-  get httpSource(): HttpSource | null {
-    return this.source;
+  get isRelaying(): boolean {
+    return this.relay !== null;
   }
 
-  get viewerCount(): number {
-    return this.viewers.size;
+  get httpSource(): HttpSource | null {
+    return this.source;
   }
 
   get bytesServed(): number {
@@ -87,40 +105,37 @@ export class LiveSession implements ChannelReader {
   }
 
   /**
-   * Attaches a viewer: waits for the source's first data (or its failure, as a 502), then
+   * Attaches a viewer: waits for the first data (or the source's failure, as a 502), then
    * sends the head and starts at the newest join point.
    */
   async addViewer(clientId: string, res: ServerResponse, head: Record<string, string>): Promise<Viewer | null> {
-    this.cancelGrace();
-    // A viewer that waited for the source's first bytes gets all of them; a viewer joining a
-    // running channel starts at its newest join point.
-    const waited = !this.channel.hasData;
-    this.pending++;
-    try {
-      await this.ready(res);
-    } finally {
-      this.pending--;
-    }
-    if (res.destroyed || this.closed) {
-      this.maybeIdle();
-      return null;
-    }
-    res.writeHead(200, head);
-    const viewer = new Viewer(this.channel, res, {
-      maxDrops: this.opts.viewerMaxDrops,
-      onEnd: (reason) => this.removeViewer(clientId, viewer, reason),
+    const viewer = await this.attach(res, head, (v, reason) => {
+      if (this.viewers.get(clientId) === v) this.viewers.delete(clientId);
+      this.bytesOfLeft += v.bytesSent;
+      this.lastAccess = new Date();
+      this.opts.onViewerEnd(clientId, v, reason);
     });
-    this.viewers.set(clientId, viewer);
-    this.lastAccess = new Date();
-    res.once('close', () => viewer.close('closed'));
-    viewer.start(waited ? this.channel.firstSeq : undefined);
+    if (viewer) {
+      this.viewers.set(clientId, viewer);
+      this.lastAccess = new Date();
+    }
+    return viewer;
+  }
+
+  /** Serves a relay connection to another worker; 'not_owner' when this worker is not the owner. */
+  async addRelayViewer(res: ServerResponse): Promise<Viewer | null | 'not_owner'> {
+    this.cancelGrace();
+    await this.owning;
+    if (!this.isOwner) return 'not_owner';
+    const viewer = await this.attach(res, TS_HEAD, (v) => this.relayViewers.delete(v));
+    if (viewer) this.relayViewers.add(viewer);
     return viewer;
   }
 
   /** Stops everything now: viewers disconnected, source stopped, lease released. */
   stop(): void {
     if (this.closed) return;
-    for (const v of [...this.viewers.values()]) v.close('closed');
+    for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
     this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
   }
 
@@ -141,6 +156,38 @@ export class LiveSession implements ChannelReader {
     this.dispose(error);
   }
 
+  private async attach(
+    res: ServerResponse,
+    head: Record<string, string>,
+    onEnd: (viewer: Viewer, reason: ViewerEndReason) => void,
+  ): Promise<Viewer | null> {
+    this.cancelGrace();
+    // A viewer that waited for the first bytes gets all of them; a viewer joining a running
+    // channel starts at its newest join point.
+    const waited = !this.channel.hasData;
+    this.pending++;
+    try {
+      await this.ready(res);
+    } finally {
+      this.pending--;
+    }
+    if (res.destroyed || this.closed) {
+      this.maybeIdle();
+      return null;
+    }
+    res.writeHead(200, head);
+    const viewer: Viewer = new Viewer(this.channel, res, {
+      maxDrops: this.opts.viewerMaxDrops,
+      onEnd: (reason) => {
+        onEnd(viewer, reason);
+        this.maybeIdle();
+      },
+    });
+    res.once('close', () => viewer.close('closed'));
+    viewer.start(waited ? this.channel.firstSeq : undefined);
+    return viewer;
+  }
+
   private ready(res: ServerResponse): Promise<void> {
     if (this.channel.hasData) return Promise.resolve();
     if (this.closed) return Promise.reject(upstreamUnavailable('The stream source is not available'));
@@ -158,19 +205,15 @@ export class LiveSession implements ChannelReader {
     });
   }
 
-  private removeViewer(clientId: string, viewer: Viewer, reason: ViewerEndReason): void {
-    if (this.viewers.get(clientId) === viewer) this.viewers.delete(clientId);
-    this.bytesOfLeft += viewer.bytesSent;
-    this.lastAccess = new Date();
-    this.opts.onViewerEnd(clientId, viewer, reason);
-    this.maybeIdle();
+  private get interest(): number {
+    return this.viewers.size + this.relayViewers.size + this.pending;
   }
 
   private maybeIdle(): void {
-    if (this.closed || this.viewers.size > 0 || this.pending > 0 || this.grace) return;
+    if (this.closed || this.interest > 0 || this.grace) return;
     this.grace = setTimeout(() => {
       this.grace = null;
-      if (this.viewers.size === 0 && this.pending === 0) this.dispose();
+      if (this.interest === 0) this.dispose();
     }, this.opts.graceMs);
   }
 
@@ -179,28 +222,65 @@ export class LiveSession implements ChannelReader {
     this.grace = null;
   }
 
-  private async tryOwn(): Promise<void> {
-    if (this.closed || this.source || this.acquiring) return;
+  /** Takes the lease and starts the source, or relays from whoever holds it. */
+  private tryOwn(): void {
+    if (this.closed || this.source || this.relay || this.acquiring) return;
     this.acquiring = true;
-    try {
-      if (!(await this.lease.acquire())) return; // another holder: retried on the next tick
-      if (this.closed) return void (await this.lease.release());
-      const { def, logger } = this.opts;
-      this.source = new HttpSource({
-        ...this.opts.source,
-        def,
-        channel: this.channel,
-        logger,
-        onFailover: this.opts.onFailover,
+    this.owning = this.own()
+      .catch((err: unknown) => {
+        this.opts.logger.warn('ownership attempt failed', { stream_id: this.id, error: String(err) });
+        this.retrySoon();
+      })
+      .finally(() => {
+        this.acquiring = false;
       });
+  }
+
+  private async own(): Promise<void> {
+    const { def, logger, coordinator } = this.opts;
+    if (await this.lease.acquire()) {
+      if (this.closed) return void (await this.lease.release());
+      this.retryDelay = RETRY_MIN_MS;
+      this.source = new HttpSource({ ...this.opts.source, def, channel: this.channel, logger, onFailover: this.opts.onFailover });
       logger.info('live source started', { stream_id: def.id });
       this.source.start();
       await this.writeStatus('running');
-    } catch (err) {
-      this.opts.logger.warn('lease acquisition failed', { stream_id: this.id, error: String(err) });
-    } finally {
-      this.acquiring = false;
+      return;
     }
+    const holder = await coordinator.leaseHolder(this.lease.key);
+    const target = holder ? await this.opts.resolveRelay(holder) : null;
+    if (this.closed) return;
+    if (!target || target.workerId === this.opts.workerId) return this.retrySoon();
+    this.relay = new RelaySource({
+      streamId: def.id,
+      address: target.address,
+      secret: await this.opts.relaySecret(),
+      from: this.opts.workerId,
+      channel: this.channel,
+      connectTimeoutMs: this.opts.source.connectTimeoutMs,
+      onEnd: (how, detail) => this.onRelayEnd(how, detail),
+    });
+    logger.info('relaying from the owner', { stream_id: def.id, owner: target.workerId });
+    this.relay.start();
+  }
+
+  private onRelayEnd(how: RelayEnd, detail: string): void {
+    this.relay = null;
+    if (this.closed) return;
+    this.opts.logger.info('relay ended', { stream_id: this.id, how, detail });
+    if (how === 'ended') return this.dispose();
+    if (how === 'failed') return this.dispose(new Error(detail));
+    this.retryDelay = RETRY_MIN_MS;
+    this.retrySoon();
+  }
+
+  private retrySoon(): void {
+    if (this.closed || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.tryOwn();
+    }, this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
   }
 
   /** Owner-side status write, fenced by the lease epoch. */
@@ -218,13 +298,15 @@ export class LiveSession implements ChannelReader {
     this.opts.logger.warn('lease lost, stopping the source', { stream_id: this.id });
     this.source?.stop();
     this.source = null;
+    // Workers relaying from here must find the new owner.
+    for (const v of [...this.relayViewers]) v.close('closed');
+    this.retrySoon();
   }
 
   private onTick(): void {
-    if (!this.source) void this.tryOwn();
     const now = Date.now();
     if (this.channel.hasData && now - this.channel.lastDataAt >= KEEPALIVE_AFTER_MS) this.channel.keepAlive();
-    for (const v of this.viewers.values()) {
+    for (const v of [...this.viewers.values(), ...this.relayViewers]) {
       if (v.waitingSince > 0 && now - v.waitingSince >= this.opts.viewerStallTimeoutMs) v.close('stalled');
     }
   }
@@ -233,10 +315,13 @@ export class LiveSession implements ChannelReader {
     if (this.closed) return;
     this.closed = true;
     this.cancelGrace();
+    if (this.retry) clearTimeout(this.retry);
     clearInterval(this.tick);
     if (this.source) void this.writeStatus('stopped');
     this.source?.stop();
     this.source = null;
+    this.relay?.stop();
+    this.relay = null;
     void this.lease.release();
     const failure =
       error instanceof AppError ? error : upstreamUnavailable(error ? `Upstream unavailable: ${error.message}` : 'The stream ended');

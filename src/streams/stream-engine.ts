@@ -7,7 +7,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { clientIdFor } from './client-identity.js';
 import type { FailoverInfo } from './http-source.js';
-import { LiveSession } from './live-session.js';
+import { LiveSession, type RelayTarget } from './live-session.js';
 import type { StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './viewer.js';
 import { proxyVod } from './vod-proxy.js';
@@ -24,6 +24,8 @@ export interface EngineDeps {
   coordinator: Coordinator;
   logger: Logger;
   workerId: string;
+  /** The cluster's internal relay secret (shared through the coordinator). */
+  relaySecret: () => Promise<string>;
 }
 
 /** What this worker knows of a stream at run time. */
@@ -56,7 +58,8 @@ export class StreamEngine {
   private readonly sessions = new Map<string, LiveSession>();
   /** Open connections of this worker: client id → record (live and VOD). */
   private readonly clients = new Map<string, ClientRecord>();
-  private readonly reserved = new Set<string>();
+  /** Claimed clients whose response started (the others are still waiting or failed). */
+  private readonly attached = new Set<string>();
   private readonly vodBytes = new Map<string, number>();
   private readonly totals = new Map<string, StreamTotals>();
   private readonly refresh: NodeJS.Timeout;
@@ -87,18 +90,34 @@ export class StreamEngine {
   }
 
   /**
-   * A client id for a new request, reserved until `releaseClientId`, so that players
-   * connecting at the same moment never share one.
+   * Claims a client id for a new request in the coordinator (create-if-absent), so players
+   * connecting at the same moment, on any worker, never share one. Released by
+   * `releaseClient` unless a viewer attached.
    */
-  reserveClientId(streamId: string, who: ViewerIdentity): string {
-    const taken = (id: string): boolean => this.reserved.has(`${streamId}:${id}`) || this.clients.has(`${streamId}:${id}`);
-    const id = clientIdFor({ ...who, streamId }, taken);
-    this.reserved.add(`${streamId}:${id}`);
-    return id;
+  async claimClient(def: StreamDefinition, who: ViewerIdentity): Promise<string> {
+    const tried = new Set<string>();
+    for (;;) {
+      const taken = (id: string): boolean => tried.has(id) || this.clients.has(`${def.id}:${id}`);
+      const clientId = clientIdFor({ ...who, streamId: def.id }, taken);
+      const now = new Date().toISOString();
+      const record: ClientRecord = {
+        clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+        workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+      };
+      const key = `${def.id}:${clientId}`;
+      this.clients.set(key, record);
+      if (await this.deps.coordinator.putClient(record, this.clientTtlMs, true).catch((err: unknown) => {
+        this.clients.delete(key);
+        throw err;
+      })) return clientId;
+      this.clients.delete(key);
+      tried.add(clientId);
+    }
   }
 
-  releaseClientId(streamId: string, clientId: string): void {
-    this.reserved.delete(`${streamId}:${clientId}`);
+  /** Forgets a claim whose request ended without a viewer (HEAD, 404, 502, hang-up). */
+  async releaseClient(streamId: string, clientId: string): Promise<void> {
+    if (!this.attached.has(`${streamId}:${clientId}`)) await this.clientGone(streamId, clientId, 'closed');
   }
 
   /**
@@ -145,6 +164,40 @@ export class StreamEngine {
     return this.sessions.get(id);
   }
 
+  /**
+   * Serves a relay connection to another worker from this worker's channel (it must be the
+   * owner); rejects with an AppError (502) when the source fails before its first byte.
+   */
+  async serveRelay(streamId: string, res: ServerResponse): Promise<'served' | 'not_owner' | 'not_found'> {
+    const def = await this.deps.coordinator.getStream(streamId);
+    if (!def || def.kind !== 'live') return 'not_found';
+    let session = this.sessions.get(def.id);
+    if (!session) {
+      session = this.createSession(def);
+      this.sessions.set(def.id, session);
+    }
+    return (await session.addRelayViewer(res)) === 'not_owner' ? 'not_owner' : 'served';
+  }
+
+  /** What the heartbeat reports. */
+  workerStats(): { sources: string[]; viewers: number; relays: { receiving: number; serving: number } } {
+    const sources: string[] = [];
+    let receiving = 0;
+    let serving = 0;
+    for (const s of this.sessions.values()) {
+      if (s.isOwner) sources.push(`${s.id}:1`);
+      if (s.isRelaying) receiving++;
+      serving += s.relayViewers.size;
+    }
+    return { sources, viewers: this.clients.size, relays: { receiving, serving } };
+  }
+
+  private async resolveRelay(holder: string): Promise<RelayTarget | null> {
+    const workerId = holder.slice(0, holder.lastIndexOf(':'));
+    const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
+    return worker?.relay ? { workerId, address: worker.relay } : null;
+  }
+
   /** Stops a stream on this worker now: viewers disconnected, source stopped. */
   stopStream(id: string): boolean {
     const session = this.sessions.get(id);
@@ -186,6 +239,13 @@ export class StreamEngine {
     this.vodBytes.delete(id);
   }
 
+  /** Refuses new viewers, then waits until the current ones leave or `ms` passes. */
+  async drain(ms: number): Promise<void> {
+    this.closing = true;
+    const until = Date.now() + ms;
+    while (this.clients.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  }
+
   /** Stops accepting viewers and ends every session. */
   async close(): Promise<void> {
     this.closing = true;
@@ -219,6 +279,8 @@ export class StreamEngine {
         totalTimeoutMs: config.streamTotalTimeoutMs,
         maxFailoverAttempts: config.maxFailoverAttempts,
       },
+      resolveRelay: (holder) => this.resolveRelay(holder),
+      relaySecret: this.deps.relaySecret,
       onFailover: (info) => void this.publishFailover(def, info),
       onClosed: (s) => this.sessionClosed(s),
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
@@ -235,13 +297,7 @@ export class StreamEngine {
   }
 
   private async clientConnected(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
-    const now = new Date().toISOString();
-    const record: ClientRecord = {
-      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
-      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
-    };
-    this.clients.set(`${def.id}:${clientId}`, record);
-    await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
+    this.attached.add(`${def.id}:${clientId}`);
     await this.publish({
       type: 'client_connected', streamId: def.id,
       data: { client_id: clientId, user_agent: who.userAgent, ip_address: who.ip, username: who.username, worker_id: this.deps.workerId, metadata: def.metadata },
@@ -254,7 +310,9 @@ export class StreamEngine {
     if (!record) return;
     const bytes = this.clientBytes(record);
     this.clients.delete(key);
+    const wasAttached = this.attached.delete(key);
     await this.coordinatorWrite(() => this.deps.coordinator.deleteClient(streamId, clientId));
+    if (!wasAttached) return;
     await this.publish({
       type: 'client_disconnected', streamId,
       data: { client_id: clientId, bytes_served: bytes, segments_served: 0, reason },

@@ -39,5 +39,11 @@ export function testApp(env: Record<string, string> = {}) {
   const config = testConfig(env);
   const coordinator = new MemoryCoordinator();
   const parts = buildWorker({ config, logger: silentLogger(), coordinator, workerId: 'test-1' });
+  // One live worker record, as its heartbeat would write (the memory store applies it at once).
+  const now = new Date().toISOString();
+  void coordinator.putWorker({
+    workerId: 'test-1', pid: process.pid, host: 'test', startedAt: now, lastSeen: now,
+    sources: [], viewers: 0, relay: null, relays: { receiving: 0, serving: 0 },
+  });
   return { ...parts, config, coordinator, close: () => parts.engine.close() };
 }

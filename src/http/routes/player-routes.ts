@@ -3,6 +3,7 @@
 import { Router, type Request, type Response } from 'express';
 import { AppError, streamNotFound, validationError } from '../../errors.js';
 import type { StreamEngine, ViewerIdentity } from '../../streams/stream-engine.js';
+import { clientIdFor } from '../../streams/client-identity.js';
 import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
@@ -26,14 +27,17 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
     if (def.kind !== 'live' && def.kind !== 'vod') {
       throw new AppError(501, 'NOT_IMPLEMENTED', `Playing ${def.kind} sources is not built yet`);
     }
-    const clientId = deps.engine.reserveClientId(def.id, who);
+    if (def.kind === 'live' && req.method === 'HEAD') {
+      // Answered at once: no upstream, no client record.
+      return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
+    }
+    const clientId = await deps.engine.claimClient(def, who);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
     try {
       if (def.kind === 'vod') return await deps.engine.playVod(def, clientId, who, req, res, extra);
-      if (req.method === 'HEAD') return deps.engine.headLive(res, extra);
       return await deps.engine.playLive(def, clientId, who, res, extra);
     } finally {
-      deps.engine.releaseClientId(def.id, clientId);
+      await deps.engine.releaseClient(def.id, clientId);
     }
   };
   r.head('/stream/:id', play);

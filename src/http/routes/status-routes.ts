@@ -1,8 +1,8 @@
 // Read-only views of the service (API.md §3.5) and the connection test.
-import { hostname } from 'node:os';
 import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
 import type { Coordinator } from '../../coordination/coordinator.js';
+import { staleWorkers } from '../../coordination/heartbeat.js';
 import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
 import { redactUrl } from '../../logger.js';
 import type { StreamService } from '../../streams/stream-service.js';
@@ -17,8 +17,7 @@ export interface StatusRoutesDeps {
   workerId: string;
   startedAt: Date;
   versions: () => Promise<ToolVersions>;
-  /** Workers expected and alive (the cluster fills this in; one worker alone is 1/1). */
-  workers: () => Promise<{ expected: number; alive: number }>;
+  expectedWorkers: number;
 }
 
 const TEST_TIMEOUT_MS = 5000;
@@ -26,6 +25,10 @@ const TEST_TIMEOUT_MS = 5000;
 export function statusRoutes(deps: StatusRoutesDeps): Router {
   const { config, coordinator, service, workerId } = deps;
   const r = Router();
+  const workers = async (): Promise<{ alive: number }> => {
+    const all = await coordinator.listWorkers();
+    return { alive: all.length - staleWorkers(all, config.heartbeatIntervalMs).length };
+  };
   const uptime = (): number => Math.round((Date.now() - deps.startedAt.getTime()) / 1000);
 
   const stats = async () => {
@@ -47,19 +50,24 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   });
 
   r.get('/health', async (_req, res) => {
-    const [s, ok, workers] = await Promise.all([stats(), coordinator.ping().catch(() => false), deps.workers()]);
-    const { streams: _s, clients: _c, ...top } = s;
-    const healthy = workers.alive > 0 && ok;
+    // Degraded, not an error, when the coordinator is down: health checks must get an answer.
+    const [ok, s, alive] = await Promise.all([
+      coordinator.ping().catch(() => false),
+      stats().catch(() => null),
+      workers().then((w) => w.alive).catch(() => 0),
+    ]);
+    const healthy = ok && alive > 0;
+    const { streams: _s, clients: _c, ...top } = s ?? { streams: [], clients: [] };
     res.status(healthy ? 200 : 503).json({
       status: healthy ? 'healthy' : 'degraded',
       root_path: config.rootPath,
       version: VERSION,
       uptime_seconds: uptime(),
-      active_streams: s.active_streams,
-      active_clients: s.active_clients,
-      total_bytes_served: s.total_bytes_served,
-      stats: top,
-      workers,
+      active_streams: s?.active_streams ?? null,
+      active_clients: s?.active_clients ?? null,
+      total_bytes_served: s?.total_bytes_served ?? null,
+      stats: s ? top : null,
+      workers: { expected: deps.expectedWorkers, alive },
       coordinator: { backend: coordinator.backend === 'redis' ? 'redis' : 'embedded', ok },
     });
   });
@@ -104,7 +112,6 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
 
   r.get('/info', async (_req, res) => {
     const v = await deps.versions();
-    const workers = await deps.workers();
     res.json({
       version: VERSION,
       ffmpeg_version: v.ffmpeg,
@@ -132,26 +139,26 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
       worker: {
         worker_id: workerId,
         heartbeat_interval: config.heartbeatIntervalMs / 1000,
-        multi_worker_mode: workers.expected > 1,
-        workers: workers.expected,
+        multi_worker_mode: deps.expectedWorkers > 1,
+        workers: deps.expectedWorkers,
       },
     });
   });
 
   r.get('/workers', async (_req, res) => {
-    const s = await service.totals();
+    const list = (await coordinator.listWorkers()).sort((a, b) => a.workerId.localeCompare(b.workerId));
     res.json({
-      workers: [{
-        worker_id: workerId,
-        pid: process.pid,
-        host: hostname(),
-        started_at: deps.startedAt.toISOString(),
-        last_seen: new Date().toISOString(),
-        sources_owned: s.streams.filter((e) => e.owner?.worker_id === workerId).map((e) => `${e.pool_key}:1`),
-        viewers: s.clients.filter((c) => c.worker_id === workerId).length,
-        relays: { receiving: 0, serving: 0 },
-      }],
-      total: 1,
+      workers: list.map((w) => ({
+        worker_id: w.workerId,
+        pid: w.pid,
+        host: w.host,
+        started_at: w.startedAt,
+        last_seen: w.lastSeen,
+        sources_owned: w.sources,
+        viewers: w.viewers,
+        relays: w.relays,
+      })),
+      total: list.length,
     });
   });
 

@@ -1,0 +1,71 @@
+// Worker liveness: a heartbeat into the `workers` hash every HEARTBEAT_INTERVAL, and a sweep
+// every CLEANUP_INTERVAL that forgets workers silent for 3 intervals (idempotent: any worker
+// may run it), so their leases free up and their streams are taken over.
+import type { Coordinator, WorkerRecord } from './coordinator.js';
+
+export interface HeartbeatOptions {
+  coordinator: Coordinator;
+  record: () => WorkerRecord;
+  intervalMs: number;
+  cleanupIntervalMs: number;
+  onError?: (what: string, err: unknown) => void;
+  onSwept?: (workerIds: string[]) => void;
+}
+
+/** Removes a worker's record, its leases and its viewers' records. */
+export async function forgetWorker(coordinator: Coordinator, workerId: string): Promise<void> {
+  await coordinator.releaseLeasesHeldBy(workerId);
+  await coordinator.removeWorker(workerId);
+  const clients = await coordinator.listClients();
+  await Promise.all(clients.filter((c) => c.workerId === workerId).map((c) => coordinator.deleteClient(c.streamId, c.clientId)));
+}
+
+/** Workers whose last heartbeat is older than 3 intervals. */
+export function staleWorkers(workers: WorkerRecord[], intervalMs: number, now = Date.now()): WorkerRecord[] {
+  return workers.filter((w) => now - Date.parse(w.lastSeen) > 3 * intervalMs);
+}
+
+export class Heartbeat {
+  private beatTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: HeartbeatOptions) {}
+
+  async start(): Promise<void> {
+    await this.beat();
+    this.beatTimer = setInterval(() => void this.beat(), this.opts.intervalMs);
+    this.sweepTimer = setInterval(() => void this.sweep(), this.opts.cleanupIntervalMs);
+    this.beatTimer.unref();
+    this.sweepTimer.unref();
+  }
+
+  async beat(): Promise<void> {
+    try {
+      await this.opts.coordinator.putWorker(this.opts.record());
+    } catch (err) {
+      this.opts.onError?.('heartbeat', err);
+    }
+  }
+
+  async sweep(): Promise<string[]> {
+    try {
+      const { coordinator, intervalMs } = this.opts;
+      const stale = staleWorkers(await coordinator.listWorkers(), intervalMs).map((w) => w.workerId);
+      for (const id of stale) await forgetWorker(coordinator, id);
+      if (stale.length > 0) this.opts.onSwept?.(stale);
+      return stale;
+    } catch (err) {
+      this.opts.onError?.('sweep', err);
+      return [];
+    }
+  }
+
+  /** Stops beating and removes this worker's record. */
+  async stop(): Promise<void> {
+    if (this.beatTimer) clearInterval(this.beatTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.beatTimer = this.sweepTimer = null;
+    const { workerId } = this.opts.record();
+    await forgetWorker(this.opts.coordinator, workerId).catch((err: unknown) => this.opts.onError?.('stop', err));
+  }
+}

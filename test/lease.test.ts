@@ -1,0 +1,63 @@
+import { expect } from 'chai';
+import { startOrigin, type Origin } from './support/origin.js';
+import { startProxy, type TestProxy } from './support/proxy.js';
+import { openViewer, waitFor } from './support/ts-viewer.js';
+
+describe('lease', function () {
+  this.timeout(30_000);
+  let origin: Origin;
+  let proxy: TestProxy;
+
+  before(async () => {
+    origin = await startOrigin();
+    proxy = await startProxy({ LEASE_TTL_MS: '600', SHARED_STREAM_GRACE: '0.5' });
+  });
+  after(async () => {
+    await proxy.close();
+    await origin.close();
+  });
+
+  it('a lost lease stops its source at once; the viewer stays and gets media when it is back', async () => {
+    const path = '/live/lease.ts';
+    const res = await fetch(proxy.url('/streams'), {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ url: origin.url(path) }),
+    });
+    const { stream_id: id } = (await res.json()) as { stream_id: string };
+    const v = openViewer(proxy.url(`/stream/${id}`));
+    try {
+      await v.firstBytes(188);
+      const key = `lease:${id}:1`;
+      const owner = await proxy.coordinator.leaseHolder(key);
+      expect(owner).to.match(/^test-1:/);
+      // Someone else takes the lease behind the owner's back (a paused owner whose TTL ran out).
+      await proxy.coordinator.releaseLeasesHeldBy('test-1');
+      const stolen = await proxy.coordinator.acquireLease(key, 'intruder', 60_000);
+      expect(stolen).to.not.equal(null);
+      // The owner's next renewal (every TTL/3) fails and its upstream closes.
+      await origin.waitForClosedAll(path, 2000);
+      expect(v.isClosed()).to.equal(false);
+      // The intruder goes away: the session takes the lease back and plays again.
+      await proxy.coordinator.releaseLease(stolen!);
+      await waitFor(() => origin.totalRequests(path) === 2, 5000, 'the source to restart');
+      const mark = v.bytes();
+      await waitFor(() => v.bytes() - mark > 50_000, 10_000, 'media again');
+      expect(v.misaligned()).to.equal(0);
+      expect(await proxy.coordinator.leaseHolder(key)).to.match(/^test-1:/);
+    } finally {
+      v.close();
+    }
+  });
+
+  it('status writes are fenced by the lease epoch', async () => {
+    const c = proxy.coordinator;
+    const a = (await c.acquireLease('lease:fence:1', 'w-a', 300))!;
+    await new Promise((r) => setTimeout(r, 400));
+    const b = (await c.acquireLease('lease:fence:1', 'w-b', 5000))!;
+    expect(b.epoch).to.be.greaterThan(a.epoch);
+    const at = new Date().toISOString();
+    expect(await c.setStreamStatus('fence', { status: 'running', owner: 'w-b', pid: 2, epoch: b.epoch, updatedAt: at })).to.equal(true);
+    // The paused ex-owner wakes up and writes with its old epoch: rejected.
+    expect(await c.setStreamStatus('fence', { status: 'stopped', owner: 'w-a', pid: 1, epoch: a.epoch, updatedAt: at })).to.equal(false);
+    expect((await c.getStreamStatus('fence'))!.owner).to.equal('w-b');
+  });
+});
