@@ -7,7 +7,9 @@ import type { Config } from './config.js';
 import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
+import { detectHwAccel } from './ffmpeg/hw-accel.js';
 import { createApp } from './http/app.js';
+import { RenderPool } from './render/render-pool.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { createRelayServer } from './streams/relay-server.js';
@@ -53,16 +55,28 @@ export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
   const relaySecret = secret(coordinator, 'relay_secret');
   const signingSecret = secret(coordinator, 'url_signing_secret');
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret });
+  // The primary kills these if this worker dies (FFmpeg would also die of a broken pipe).
+  const onPids = (pids: number[]): void => void process.send?.({ t: 'worker:pids', pids });
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids });
   const service = new StreamService({ config, coordinator, engine });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
+  let pool: RenderPool | null = null;
+  const transcoding = once(async () => {
+    const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
+    if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
+    pool = new RenderPool({ profilesDir: config.profilesDir, threads: config.renderThreads, hw });
+    return { hw, pool };
+  });
+  const closeRender = async (): Promise<void> => {
+    await pool?.close();
+  };
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoding,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer, relaySecret };
+  return { app, engine, service, signer, relaySecret, closeRender };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
@@ -80,7 +94,7 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
-  const { app, engine, relaySecret } = buildWorker(deps);
+  const { app, engine, relaySecret, closeRender } = buildWorker(deps);
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
@@ -93,6 +107,10 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
     return {
       workerId, pid: process.pid, host: hostname(), startedAt, lastSeen: new Date().toISOString(),
       sources: stats.sources, viewers: stats.viewers, relay: relayAddress, relays: stats.relays,
+      sourceDetails: engine.ownedSources().map((o) => ({
+        key: `${o.poolKey}:${o.slot}`, streamId: o.streamId, clients: o.clientCount, pid: o.pid,
+        startedAt: o.startedAt, fps: o.transcode?.fps ?? null, speed: o.transcode?.speed ?? null,
+      })),
     };
   };
   const heartbeat = new Heartbeat({
@@ -116,6 +134,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       await engine.drain(drainMs);
       await engine.close();
       await heartbeat.stop();
+      await closeRender();
       relayServer.close();
       relayServer.closeAllConnections();
       server.closeAllConnections();

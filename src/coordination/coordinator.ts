@@ -30,6 +30,8 @@ export interface ClientRecord {
   lastAccess: string;
   bytesServed: number;
   segmentsServed: number;
+  /** The source (`{pool_key}:{slot}`) feeding this viewer, for transcode slot counting. */
+  source?: string | null;
 }
 
 /** A worker's heartbeat record (hash `workers`, field = worker id). */
@@ -45,6 +47,18 @@ export interface WorkerRecord {
   /** Where other workers open relay connections: `host:port`. */
   relay: string | null;
   relays: { receiving: number; serving: number };
+  /** Details of the sources it owns, as of its last heartbeat (for /stats/pooled). */
+  sourceDetails?: SourceDetail[];
+}
+
+export interface SourceDetail {
+  key: string;
+  streamId: string;
+  clients: number;
+  pid: number | null;
+  startedAt: string;
+  fps: number | null;
+  speed: number | null;
 }
 
 /** Thrown by a backend that cannot reach its store (Redis down): a 503, never a 500. */

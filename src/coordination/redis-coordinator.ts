@@ -20,6 +20,7 @@ import {
   type Coordinator,
   type CoordinatorEvent,
   type Lease,
+  type SourceDetail,
   type StreamStatus,
   type WorkerRecord,
 } from './coordinator.js';
@@ -85,6 +86,7 @@ interface StoredWorker {
   viewers: number;
   relay: string | null;
   relays: { receiving: number; serving: number };
+  source_details?: SourceDetail[];
 }
 
 export class RedisCoordinator implements Coordinator {
@@ -334,6 +336,7 @@ export class RedisCoordinator implements Coordinator {
       segments_served: client.segmentsServed,
     };
     if (client.username !== null) fields.username = client.username; // null: no field
+    if (client.source) fields.source = client.source;
     const written = await this.run(() =>
       this.script(
         'put-client',
@@ -382,6 +385,7 @@ export class RedisCoordinator implements Coordinator {
       viewers: worker.viewers,
       relay: worker.relay,
       relays: { receiving: worker.relays.receiving, serving: worker.relays.serving },
+      ...(worker.sourceDetails ? { source_details: worker.sourceDetails } : {}),
     };
     await this.run(() => this.cmd.hset(this.workersKey(), worker.workerId, JSON.stringify(stored)));
   }
@@ -693,6 +697,7 @@ function toClientRecord(h: Record<string, string>): ClientRecord | null {
     lastAccess: h.last_access ?? '',
     bytesServed: Number(h.bytes_served ?? 0) || 0,
     segmentsServed: Number(h.segments_served ?? 0) || 0,
+    ...(h.source ? { source: h.source } : {}),
   };
 }
 
@@ -714,6 +719,7 @@ function toWorkerRecord(raw: string): WorkerRecord | null {
     viewers: Number(w.viewers ?? 0),
     relay: w.relay ?? null,
     relays: { receiving: Number(w.relays?.receiving ?? 0), serving: Number(w.relays?.serving ?? 0) },
+    ...(Array.isArray(w.source_details) ? { sourceDetails: w.source_details } : {}),
   };
 }
 

@@ -22,6 +22,8 @@ interface Slot {
   startedAt: number;
   crashes: number;
   restarts: number;
+  /** FFmpeg pids the worker reported: killed if the worker dies (no ghost FFmpeg). */
+  pids: number[];
 }
 
 const BACKOFF_MIN_MS = 250;
@@ -45,7 +47,7 @@ export class Primary {
   start(): void {
     const { config } = this.deps;
     for (let i = 1; i <= config.workers; i++) {
-      const slot: Slot = { index: i, workerId: `${config.workerId}-${i}`, worker: null, startedAt: 0, crashes: 0, restarts: 0 };
+      const slot: Slot = { index: i, workerId: `${config.workerId}-${i}`, worker: null, startedAt: 0, crashes: 0, restarts: 0, pids: [] };
       this.slots.push(slot);
       this.fork(slot);
     }
@@ -77,10 +79,23 @@ export class Primary {
     slot.worker = worker;
     slot.startedAt = Date.now();
     this.ipc?.attach(worker);
-    worker.on('message', (msg: { t?: string; port?: number }) => {
+    worker.on('message', (msg: { t?: string; port?: number; pids?: number[] }) => {
       if (msg?.t === 'worker:ready' && typeof msg.port === 'number') this.onListening(slot, msg.port);
+      if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) slot.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);
     });
     worker.once('exit', (code, signal) => void this.onExit(slot, worker, code, signal));
+  }
+
+  private killOrphans(slot: Slot): void {
+    for (const pid of slot.pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        this.deps.logger.warn('killed an FFmpeg left by a dead worker', { worker_id: slot.workerId, pid });
+      } catch {
+        // already gone (its pipe broke when the worker died)
+      }
+    }
+    slot.pids = [];
   }
 
   private onListening(slot: Slot, port: number): void {
@@ -95,6 +110,7 @@ export class Primary {
   private async onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): Promise<void> {
     const { logger, coordinator } = this.deps;
     this.listening.delete(slot.index);
+    this.killOrphans(slot);
     // Its leases go now: viewers on other workers take over without waiting for the TTL.
     await forgetWorker(coordinator, slot.workerId).catch((err: unknown) =>
       logger.warn('could not clean up after a worker', { worker_id: slot.workerId, error: String(err) }));

@@ -80,6 +80,8 @@ export class HttpSource {
   private readonly stopper = new AbortController();
   private current: AbortController | null = null;
   private pendingManual = false;
+  /** An upstream GET has no process of its own. */
+  readonly pid = null;
 
   constructor(private readonly opts: HttpSourceOptions) {}
 

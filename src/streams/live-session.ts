@@ -7,7 +7,7 @@ import { LeaseKeeper } from '../coordination/lease-keeper.js';
 import { AppError, upstreamUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
-import { HttpSource, type FailoverInfo, type HttpSourceOptions } from './http-source.js';
+import { HttpSource } from './http-source.js';
 import { RelaySource, type RelayEnd } from './relay-source.js';
 import type { StreamDefinition } from './stream-definition.js';
 import { Viewer, type ViewerEndReason } from './viewer.js';
@@ -17,8 +17,19 @@ export interface RelayTarget {
   address: string;
 }
 
+/** What feeds the channel while this worker owns the session (upstream GET, FFmpeg). */
+export interface OwnedSource {
+  start(): void;
+  stop(): void;
+  /** The OS process of the source (FFmpeg), if it has one. */
+  readonly pid: number | null;
+}
+
 export interface LiveSessionOptions {
   def: StreamDefinition;
+  /** `{pool_key}:{slot}`: one source per key in the deployment (lease `lease:{key}`). */
+  key: string;
+  createSource: (channel: Channel) => OwnedSource;
   coordinator: Coordinator;
   logger: Logger;
   workerId: string;
@@ -28,11 +39,10 @@ export interface LiveSessionOptions {
   channelBufferMs: number;
   viewerMaxDrops: number;
   viewerStallTimeoutMs: number;
-  source: Omit<HttpSourceOptions, 'def' | 'channel' | 'logger' | 'onFailover' | 'onFailed'>;
+  connectTimeoutMs: number;
   /** Where the holder of a lease token serves relays; null when unknown. */
   resolveRelay: (holderToken: string) => Promise<RelayTarget | null>;
   relaySecret: () => Promise<string>;
-  onFailover?: (info: FailoverInfo) => void;
   /** The session is over (no viewers after grace, source failed, deleted). */
   onClosed: (session: LiveSession) => void;
   /** A viewer left (for client records and events). */
@@ -51,7 +61,7 @@ export class LiveSession implements ChannelReader {
   /** Relay connections this worker serves to other workers (as owner). */
   readonly relayViewers = new Set<Viewer>();
   readonly startedAt = new Date();
-  private source: HttpSource | null = null;
+  private source: OwnedSource | null = null;
   private relay: RelaySource | null = null;
   private readonly lease: LeaseKeeper;
   private pending = 0;
@@ -72,7 +82,7 @@ export class LiveSession implements ChannelReader {
     this.channel.addReader(this);
     this.lease = new LeaseKeeper({
       coordinator: opts.coordinator,
-      key: `lease:${opts.def.id}:1`,
+      key: `lease:${opts.key}`,
       holder: opts.workerId,
       ttlMs: opts.leaseTtlMs,
       onLost: () => this.onLeaseLost(),
@@ -86,6 +96,18 @@ export class LiveSession implements ChannelReader {
     return this.opts.def.id;
   }
 
+  get key(): string {
+    return this.opts.key;
+  }
+
+  get sourcePid(): number | null {
+    return this.source?.pid ?? null;
+  }
+
+  get ownedSource(): OwnedSource | null {
+    return this.source;
+  }
+
   get isOwner(): boolean {
     return this.source !== null;
   }
@@ -95,7 +117,7 @@ export class LiveSession implements ChannelReader {
   }
 
   get httpSource(): HttpSource | null {
-    return this.source;
+    return this.source instanceof HttpSource ? this.source : null;
   }
 
   get bytesServed(): number {
@@ -140,7 +162,7 @@ export class LiveSession implements ChannelReader {
   }
 
   failover(): boolean {
-    return this.source?.manualFailover() ?? false;
+    return this.httpSource?.manualFailover() ?? false;
   }
 
   // ChannelReader: the session watches its own channel for the first data and the end.
@@ -241,8 +263,8 @@ export class LiveSession implements ChannelReader {
     if (await this.lease.acquire()) {
       if (this.closed) return void (await this.lease.release());
       this.retryDelay = RETRY_MIN_MS;
-      this.source = new HttpSource({ ...this.opts.source, def, channel: this.channel, logger, onFailover: this.opts.onFailover });
-      logger.info('live source started', { stream_id: def.id });
+      this.source = this.opts.createSource(this.channel);
+      logger.info('source started', { stream_id: def.id, source: this.key });
       this.source.start();
       await this.writeStatus('running');
       return;
@@ -252,15 +274,15 @@ export class LiveSession implements ChannelReader {
     if (this.closed) return;
     if (!target || target.workerId === this.opts.workerId) return this.retrySoon();
     this.relay = new RelaySource({
-      streamId: def.id,
+      key: this.key,
       address: target.address,
       secret: await this.opts.relaySecret(),
       from: this.opts.workerId,
       channel: this.channel,
-      connectTimeoutMs: this.opts.source.connectTimeoutMs,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
       onEnd: (how, detail) => this.onRelayEnd(how, detail),
     });
-    logger.info('relaying from the owner', { stream_id: def.id, owner: target.workerId });
+    logger.info('relaying from the owner', { stream_id: def.id, source: this.key, owner: target.workerId });
     this.relay.start();
   }
 

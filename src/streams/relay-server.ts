@@ -1,5 +1,6 @@
 // Each worker's internal listener for relay connections from other workers (and hosts):
-// `GET /relay/{id}` with the cluster's relay secret. Never reachable without that secret.
+// `GET /relay/{pool_key}:{slot}` with the cluster's relay secret (never served without it).
+// Only the owner of that source answers 200; anyone else 409, so the caller looks again.
 import http from 'node:http';
 import { isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -22,14 +23,13 @@ function json(res: http.ServerResponse, status: number, body: object): void {
 export function createRelayServer({ engine, secret, logger }: RelayServerDeps): http.Server {
   return http.createServer((req, res) => {
     void (async () => {
-      const m = /^\/relay\/([A-Za-z0-9_-]{1,128})$/.exec(req.url ?? '');
+      const m = /^\/relay\/([A-Za-z0-9_:.-]{1,256})$/.exec(req.url ?? '');
       if (req.method !== 'GET' || !m) return json(res, 404, { detail: 'Not found', code: 'NOT_FOUND' });
       const given = req.headers[RELAY_SECRET_HEADER];
       if (typeof given !== 'string' || !safeEqual(given, await secret())) {
         return json(res, 403, { detail: 'Relay secret required', code: 'AUTH_INVALID' });
       }
       const result = await engine.serveRelay(m[1]!, res);
-      if (result === 'not_found') json(res, 404, { detail: 'Stream not found', code: 'STREAM_NOT_FOUND' });
       if (result === 'not_owner') json(res, 409, { detail: 'Not the owner', code: 'NOT_OWNER' });
     })().catch((err: unknown) => {
       if (isAppError(err)) return json(res, err.status, err.toJSON());

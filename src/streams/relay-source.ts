@@ -17,7 +17,8 @@ export type RelayEnd =
   | 'lost';
 
 export interface RelaySourceOptions {
-  streamId: string;
+  /** The session key `{pool_key}:{slot}` (safe characters only). */
+  key: string;
   address: string; // host:port
   secret: string;
   from: string;
@@ -37,8 +38,8 @@ export class RelaySource {
   }
 
   start(): void {
-    const { address, streamId, secret, from, channel, connectTimeoutMs } = this.opts;
-    const req = http.get(`http://${address}/relay/${encodeURIComponent(streamId)}`, {
+    const { address, key, secret, from, channel, connectTimeoutMs } = this.opts;
+    const req = http.get(`http://${address}/relay/${key}`, {
       headers: { [RELAY_SECRET_HEADER]: secret, [RELAY_FROM_HEADER]: from },
       agent: false,
     });

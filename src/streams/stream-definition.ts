@@ -4,6 +4,16 @@ import { createHash } from 'node:crypto';
 
 export type StreamKind = 'live' | 'hls' | 'vod' | 'transcode';
 
+/** A transcode: the profile or template it was made from and the argv it rendered to. */
+export interface TranscodeSpec {
+  profile: string | null;
+  template: string | null;
+  variables: Record<string, string>;
+  /** FFmpeg arguments (without the binary), the input URL already in place. */
+  argv: string[];
+  outputFormat: 'mpegts' | 'hls';
+}
+
 export interface StreamDefinition {
   id: string;
   url: string;
@@ -18,9 +28,11 @@ export interface StreamDefinition {
   /** Fields accepted and stored, not acted on yet (silence detection). */
   options: Record<string, string | number | boolean>;
   createdAt: string;
+  transcode?: TranscodeSpec | null;
 }
 
 export const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
+export const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 export const streamIdForUrl = (url: string): string => md5(url);
 
@@ -52,4 +64,14 @@ export function entryStreamType(kind: StreamKind): string {
     default:
       return 'Live Continuous';
   }
+}
+
+/**
+ * The id of a transcode (compatible with m3u-proxy): md5 of `{url}|transcoded|{profile}|{mode}`,
+ * where a built-in profile with no variables keeps its name and anything else becomes
+ * `custom:` + the first 16 hex of sha256 of the rendered argv (two templates never collide).
+ */
+export function transcodeStreamId(url: string, spec: TranscodeSpec, hasVariables: boolean): string {
+  const profile = spec.profile && !hasVariables ? spec.profile : `custom:${sha256(spec.argv.join('\0')).slice(0, 16)}`;
+  return md5(`${url}|transcoded|${profile}|${spec.outputFormat === 'hls' ? 'hls' : 'direct'}`);
 }

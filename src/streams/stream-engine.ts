@@ -1,14 +1,18 @@
-// The stream engine of one worker: live sessions by stream id, VOD passthroughs, the viewer
-// records kept in the coordinator, and the runtime figures the API reports.
+// The stream engine of one worker: live sessions by source key (`{pool_key}:{slot}`), VOD
+// passthroughs, the viewer records kept in the coordinator, and the run-time figures the API
+// reports. Direct live streams have one source per stream; transcodes one FFmpeg per pool
+// key and slot (or one per viewer when pooling is off).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
 import type { ClientRecord, Coordinator, CoordinatorEvent } from '../coordination/coordinator.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Channel } from './channel.js';
 import { clientIdFor } from './client-identity.js';
-import type { FailoverInfo } from './http-source.js';
-import { LiveSession, type RelayTarget } from './live-session.js';
-import type { StreamDefinition } from './stream-definition.js';
+import { FfmpegSource } from './ffmpeg-source.js';
+import { HttpSource, type FailoverInfo } from './http-source.js';
+import { LiveSession, type OwnedSource, type RelayTarget } from './live-session.js';
+import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './viewer.js';
 import { proxyVod } from './vod-proxy.js';
 
@@ -26,6 +30,27 @@ export interface EngineDeps {
   workerId: string;
   /** The cluster's internal relay secret (shared through the coordinator). */
   relaySecret: () => Promise<string>;
+  /** The FFmpeg pids this worker runs changed (the primary kills them if the worker dies). */
+  onPids?: (pids: number[]) => void;
+}
+
+export interface TranscodeRuntime {
+  fps: number | null;
+  speed: number | null;
+  bitrate_kbps: number | null;
+  frame: number | null;
+  dropped_frames: number | null;
+}
+
+/** A source this worker owns, as /stats/pooled lists it. */
+export interface OwnedSourceInfo {
+  streamId: string;
+  poolKey: string;
+  slot: number;
+  clientCount: number;
+  pid: number | null;
+  startedAt: string;
+  transcode: TranscodeRuntime | null;
 }
 
 /** What this worker knows of a stream at run time. */
@@ -39,12 +64,16 @@ export interface StreamRuntime {
   lastFailoverTime: string | null;
   lastAccess: string | null;
   isOwner: boolean;
+  sourcePid: number | null;
+  transcode: TranscodeRuntime | null;
 }
 
 interface StreamTotals {
   bytesServed: number;
   lastAccess: string | null;
 }
+
+const FFMPEG_KILL_AFTER_MS = 3000;
 
 const LIVE_HEAD = {
   'Content-Type': 'video/mp2t',
@@ -62,6 +91,9 @@ export class StreamEngine {
   private readonly attached = new Set<string>();
   private readonly vodBytes = new Map<string, number>();
   private readonly totals = new Map<string, StreamTotals>();
+  private readonly ffmpegPids = new Set<number>();
+  /** Slot choice per pool key, one at a time on this worker. */
+  private readonly slotLocks = new Map<string, Promise<unknown>>();
   private readonly refresh: NodeJS.Timeout;
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
@@ -126,10 +158,11 @@ export class StreamEngine {
    */
   async playLive(def: StreamDefinition, clientId: string, who: ViewerIdentity, res: ServerResponse, extra: Record<string, string>): Promise<void> {
     this.assertOpen();
-    let session = this.sessions.get(def.id);
+    const key = def.kind === 'transcode' ? await this.transcodeKey(def, clientId) : `${def.id}:1`;
+    let session = this.sessions.get(key);
     if (!session) {
-      session = this.createSession(def);
-      this.sessions.set(def.id, session);
+      session = this.createSession(def, key);
+      this.sessions.set(key, session);
     }
     const viewer = await session.addViewer(clientId, res, { ...LIVE_HEAD, ...extra });
     if (viewer && !viewer.isDone) await this.clientConnected(def, clientId, who);
@@ -159,23 +192,23 @@ export class StreamEngine {
     }
   }
 
-  /** The live session of a stream on this worker, if one runs. */
+  /** The session of a direct live stream on this worker, if one runs. */
   session(id: string): LiveSession | undefined {
-    return this.sessions.get(id);
+    return this.sessions.get(`${id}:1`);
+  }
+
+  /** Every session of a stream on this worker (a transcode may have several slots). */
+  sessionsOf(id: string): LiveSession[] {
+    return [...this.sessions.values()].filter((s) => s.id === id);
   }
 
   /**
    * Serves a relay connection to another worker from this worker's channel (it must be the
    * owner); rejects with an AppError (502) when the source fails before its first byte.
    */
-  async serveRelay(streamId: string, res: ServerResponse): Promise<'served' | 'not_owner' | 'not_found'> {
-    const def = await this.deps.coordinator.getStream(streamId);
-    if (!def || def.kind !== 'live') return 'not_found';
-    let session = this.sessions.get(def.id);
-    if (!session) {
-      session = this.createSession(def);
-      this.sessions.set(def.id, session);
-    }
+  async serveRelay(key: string, res: ServerResponse): Promise<'served' | 'not_owner'> {
+    const session = this.sessions.get(key);
+    if (!session) return 'not_owner';
     return (await session.addRelayViewer(res)) === 'not_owner' ? 'not_owner' : 'served';
   }
 
@@ -185,7 +218,7 @@ export class StreamEngine {
     let receiving = 0;
     let serving = 0;
     for (const s of this.sessions.values()) {
-      if (s.isOwner) sources.push(`${s.id}:1`);
+      if (s.isOwner) sources.push(s.key);
       if (s.isRelaying) receiving++;
       serving += s.relayViewers.size;
     }
@@ -198,34 +231,51 @@ export class StreamEngine {
     return worker?.relay ? { workerId, address: worker.relay } : null;
   }
 
-  /** Stops a stream on this worker now: viewers disconnected, source stopped. */
+  /** Stops a stream on this worker now: viewers disconnected, sources stopped. */
   stopStream(id: string): boolean {
-    const session = this.sessions.get(id);
-    if (!session) return false;
-    session.stop();
-    return true;
+    const sessions = this.sessionsOf(id);
+    for (const s of sessions) s.stop();
+    return sessions.length > 0;
   }
 
   failover(id: string): boolean {
-    return this.sessions.get(id)?.failover() ?? false;
+    return this.session(id)?.failover() ?? false;
+  }
+
+  /** Sources this worker owns now. */
+  ownedSources(): OwnedSourceInfo[] {
+    const out: OwnedSourceInfo[] = [];
+    for (const s of this.sessions.values()) {
+      if (!s.isOwner) continue;
+      const [poolKey, slot] = splitKey(s.key);
+      out.push({
+        streamId: s.id, poolKey, slot, clientCount: s.viewers.size, pid: s.sourcePid,
+        startedAt: s.startedAt.toISOString(), transcode: transcodeRuntime(s.ownedSource),
+      });
+    }
+    return out;
   }
 
   runtime(id: string): StreamRuntime {
-    const session = this.sessions.get(id);
+    const sessions = this.sessionsOf(id);
+    const session = sessions[0];
+    const owned = sessions.find((s) => s.isOwner);
     const src = session?.httpSource ?? null;
     const totals = this.totals.get(id);
     let clientCount = 0;
     for (const c of this.clients.values()) if (c.streamId === id) clientCount++;
     return {
       clientCount,
-      bytesServed: (totals?.bytesServed ?? 0) + (session?.bytesServed ?? 0) + (this.vodBytes.get(id) ?? 0),
+      bytesServed: (totals?.bytesServed ?? 0) + sessions.reduce((n, s) => n + s.bytesServed, 0) + (this.vodBytes.get(id) ?? 0),
       errorCount: src?.errorCount ?? 0,
       currentUrl: src?.currentUrl ?? null,
       failoverIndex: src?.failoverIndex ?? -1,
       failoverAttempts: src?.failoverAttempts ?? 0,
       lastFailoverTime: src?.lastFailoverTime ?? null,
       lastAccess: session?.lastAccess.toISOString() ?? totals?.lastAccess ?? null,
-      isOwner: session?.isOwner ?? false,
+      isOwner: owned !== undefined,
+      sourcePid: owned?.sourcePid ?? null,
+      transcode: transcodeRuntime(owned?.ownedSource ?? null),
     };
   }
 
@@ -259,37 +309,107 @@ export class StreamEngine {
     if (this.closing) throw new AppError(503, 'SHUTTING_DOWN', 'The proxy is shutting down');
   }
 
-  private createSession(def: StreamDefinition): LiveSession {
+  private createSession(def: StreamDefinition, key: string): LiveSession {
     const { config, coordinator, logger, workerId } = this.deps;
+    const individual = def.kind === 'transcode' && !this.pooling;
     return new LiveSession({
-      def, coordinator, logger, workerId,
+      def, key, coordinator, logger, workerId,
+      createSource: (channel) => this.createSource(def, key, channel),
+      connectTimeoutMs: config.connectionTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
-      graceMs: config.sharedStreamGraceMs,
+      // A viewer's own FFmpeg has nobody to wait for.
+      graceMs: individual ? 0 : config.sharedStreamGraceMs,
       channelBufferBytes: config.channelBufferBytes,
       channelBufferMs: config.channelBufferMs,
       viewerMaxDrops: config.viewerMaxDrops,
       viewerStallTimeoutMs: config.viewerStallTimeoutMs,
-      source: {
-        defaultUserAgent: config.defaultUserAgent,
-        connectTimeoutMs: config.connectionTimeoutMs,
-        chunkTimeoutMs: config.liveChunkTimeoutMs,
-        retryAttempts: config.streamRetryAttempts,
-        retryDelayMs: config.streamRetryDelayMs,
-        exponentialBackoff: config.streamRetryExponentialBackoff,
-        totalTimeoutMs: config.streamTotalTimeoutMs,
-        maxFailoverAttempts: config.maxFailoverAttempts,
-      },
       resolveRelay: (holder) => this.resolveRelay(holder),
       relaySecret: this.deps.relaySecret,
-      onFailover: (info) => void this.publishFailover(def, info),
       onClosed: (s) => this.sessionClosed(s),
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
     });
   }
 
+  private createSource(def: StreamDefinition, key: string, channel: Channel): OwnedSource {
+    const { config, logger } = this.deps;
+    if (def.transcode) {
+      return new FfmpegSource({
+        ffmpegPath: config.ffmpegPath,
+        argv: def.transcode.argv,
+        channel, logger,
+        streamId: def.id,
+        sourceKey: key,
+        killAfterMs: FFMPEG_KILL_AFTER_MS,
+        onPid: (pid, running) => this.trackPid(pid, running),
+      });
+    }
+    return new HttpSource({
+      def, channel, logger,
+      defaultUserAgent: config.defaultUserAgent,
+      connectTimeoutMs: config.connectionTimeoutMs,
+      chunkTimeoutMs: config.liveChunkTimeoutMs,
+      retryAttempts: config.streamRetryAttempts,
+      retryDelayMs: config.streamRetryDelayMs,
+      exponentialBackoff: config.streamRetryExponentialBackoff,
+      totalTimeoutMs: config.streamTotalTimeoutMs,
+      maxFailoverAttempts: config.maxFailoverAttempts,
+      onFailover: (info) => void this.publishFailover(def, info),
+    });
+  }
+
+  private get pooling(): boolean {
+    const { transcodingPooling, sharingStrategy } = this.deps.config;
+    return transcodingPooling && sharingStrategy !== 'disabled';
+  }
+
+  /**
+   * The source key of a transcode viewer: its own FFmpeg without pooling; else the pool key
+   * (`url_profile`: the rendered argv; `url_only`: the URL) and the first slot with room.
+   */
+  private async transcodeKey(def: StreamDefinition, clientId: string): Promise<string> {
+    const spec = def.transcode!;
+    if (!this.pooling) return `v${md5(`${def.id}|${clientId}`).slice(0, 24)}:1`;
+    const poolKey = this.deps.config.sharingStrategy === 'url_only'
+      ? `u${md5(def.url)}`
+      : `p${sha256(spec.argv.join('\0')).slice(0, 32)}`;
+    const cap = this.deps.config.maxClientsPerSharedStream;
+    const choose = async (): Promise<string> => {
+      let slot = 1;
+      if (cap > 0) {
+        const counts = new Map<number, number>();
+        for (const c of await this.deps.coordinator.listClients()) {
+          if (!c.source?.startsWith(`${poolKey}:`) || c.clientId === clientId) continue;
+          const n = splitKey(c.source)[1];
+          counts.set(n, (counts.get(n) ?? 0) + 1);
+        }
+        while ((counts.get(slot) ?? 0) >= cap) slot++;
+      }
+      const key = `${poolKey}:${slot}`;
+      // The viewer counts in its slot from now on, for the next one to choose.
+      const record = this.clients.get(`${def.id}:${clientId}`);
+      if (record) {
+        record.source = key;
+        await this.deps.coordinator.putClient(record, this.clientTtlMs);
+      }
+      return key;
+    };
+    // One choice at a time per pool key on this worker, so simultaneous viewers see each other.
+    const previous = this.slotLocks.get(poolKey) ?? Promise.resolve();
+    const next = previous.then(choose, choose);
+    this.slotLocks.set(poolKey, next.catch(() => undefined));
+    return next;
+  }
+
+  private trackPid(pid: number | null, running: boolean): void {
+    if (pid === null) return;
+    if (running) this.ffmpegPids.add(pid);
+    else this.ffmpegPids.delete(pid);
+    this.deps.onPids?.([...this.ffmpegPids]);
+  }
+
   private sessionClosed(session: LiveSession): void {
-    if (this.sessions.get(session.id) !== session) return;
-    this.sessions.delete(session.id);
+    if (this.sessions.get(session.key) !== session) return;
+    this.sessions.delete(session.key);
     const t = this.totals.get(session.id) ?? { bytesServed: 0, lastAccess: null };
     t.bytesServed += session.bytesServed;
     t.lastAccess = session.lastAccess.toISOString();
@@ -320,7 +440,8 @@ export class StreamEngine {
   }
 
   private clientBytes(record: ClientRecord): number {
-    const viewer = this.sessions.get(record.streamId)?.viewers.get(record.clientId);
+    const key = record.source ?? `${record.streamId}:1`;
+    const viewer = this.sessions.get(key)?.viewers.get(record.clientId);
     return viewer ? viewer.bytesSent : record.bytesServed;
   }
 
@@ -356,4 +477,16 @@ export class StreamEngine {
       this.deps.logger.warn('coordinator write failed', { error: String(err) });
     }
   }
+}
+
+/** `{pool_key}:{slot}` → its parts. */
+function splitKey(key: string): [string, number] {
+  const i = key.lastIndexOf(':');
+  return [key.slice(0, i), Number(key.slice(i + 1)) || 1];
+}
+
+function transcodeRuntime(source: OwnedSource | null): TranscodeRuntime | null {
+  if (!(source instanceof FfmpegSource)) return null;
+  const p = source.progress;
+  return { fps: p.fps, speed: p.speed, bitrate_kbps: p.bitrateKbps, frame: p.frame, dropped_frames: p.droppedFrames };
 }

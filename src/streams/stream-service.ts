@@ -3,8 +3,8 @@
 import type { Config } from '../config.js';
 import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
 import { streamNotFound } from '../errors.js';
-import type { StreamEngine } from './stream-engine.js';
-import { entryStreamType, kindFromUrl, streamIdForUrl, type StreamDefinition } from './stream-definition.js';
+import type { StreamEngine, TranscodeRuntime } from './stream-engine.js';
+import { entryStreamType, kindFromUrl, streamIdForUrl, type StreamDefinition, type TranscodeSpec } from './stream-definition.js';
 
 /** What a client gives for a stream; the rest of the definition is derived or kept. */
 export type StreamInput = Omit<StreamDefinition, 'id' | 'kind' | 'createdAt' | 'strictLiveTs' | 'useStickySession'> & {
@@ -46,7 +46,7 @@ export interface StreamEntry {
   source_pid: number | null;
   pool_key: string;
   clients_by_worker: Record<string, number>;
-  transcode: null;
+  transcode: TranscodeRuntime | null;
 }
 
 export interface ClientJson {
@@ -84,15 +84,19 @@ interface Snapshot {
 export class StreamService {
   constructor(private readonly deps: ServiceDeps) {}
 
-  /** Get-or-create: the latest definition wins; a running source is not interrupted. */
-  async upsert(input: StreamInput): Promise<StreamDefinition> {
+  /**
+   * Get-or-create: the latest definition wins; a running source is not interrupted. A
+   * transcode brings its own id (see transcodeStreamId) and rendered spec.
+   */
+  async upsert(input: StreamInput, transcode?: { id: string; spec: TranscodeSpec }): Promise<StreamDefinition> {
     const { config, coordinator } = this.deps;
-    const id = streamIdForUrl(input.url);
+    const id = transcode?.id ?? streamIdForUrl(input.url);
     const old = await coordinator.getStream(id);
     const def: StreamDefinition = {
       id,
       url: input.url,
-      kind: kindFromUrl(input.url),
+      kind: transcode ? 'transcode' : kindFromUrl(input.url),
+      transcode: transcode?.spec ?? null,
       failoverUrls: input.failoverUrls,
       failoverResolverUrl: input.failoverResolverUrl,
       userAgent: input.userAgent,
@@ -173,10 +177,10 @@ export class StreamService {
       last_access: latest(rt.lastAccess, ...clients.map((c) => c.lastAccess)) ?? def.createdAt,
       metadata: def.metadata,
       owner: running && status.owner ? { worker_id: status.owner, pid: status.pid } : null,
-      source_pid: null,
+      source_pid: rt.sourcePid,
       pool_key: def.id,
       clients_by_worker: byWorker,
-      transcode: null,
+      transcode: rt.transcode,
     };
   }
 

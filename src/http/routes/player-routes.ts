@@ -24,10 +24,8 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
   const play = async (req: Request, res: Response): Promise<void> => {
     const def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
-    if (def.kind !== 'live' && def.kind !== 'vod') {
-      throw new AppError(501, 'NOT_IMPLEMENTED', `Playing ${def.kind} sources is not built yet`);
-    }
-    if (def.kind === 'live' && req.method === 'HEAD') {
+    if (def.kind === 'hls') throw new AppError(501, 'NOT_IMPLEMENTED', 'Playing HLS sources is not built yet');
+    if (def.kind !== 'vod' && req.method === 'HEAD') {
       // Answered at once: no upstream, no client record.
       return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
     }

@@ -3,8 +3,11 @@ import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
 import type { Coordinator } from '../../coordination/coordinator.js';
 import { staleWorkers } from '../../coordination/heartbeat.js';
+import { ffmpegArgsFor } from '../../ffmpeg/hw-accel.js';
+import type { Transcoding } from './transcode-routes.js';
 import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
 import { redactUrl } from '../../logger.js';
+import type { StreamEngine } from '../../streams/stream-engine.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { openUpstream } from '../../streams/upstream.js';
 import { VERSION } from '../../version.js';
@@ -14,10 +17,12 @@ export interface StatusRoutesDeps {
   config: Config;
   coordinator: Coordinator;
   service: StreamService;
+  engine: StreamEngine;
   workerId: string;
   startedAt: Date;
   versions: () => Promise<ToolVersions>;
   expectedWorkers: number;
+  transcoding: () => Promise<Transcoding>;
 }
 
 const TEST_TIMEOUT_MS = 5000;
@@ -88,36 +93,52 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   r.get('/clients', clients);
   r.get('/stats/clients', clients);
 
+  // Every source in the cluster, from the owners' heartbeats (this worker's own are live).
   r.get('/stats/pooled', async (_req, res) => {
     const s = await stats();
-    const owned = s.streams.flatMap((e) => (e.owner ? [{ e, owner: e.owner }] : []));
+    const others = (await coordinator.listWorkers()).filter((w) => w.workerId !== workerId);
+    const local = deps.engine.ownedSources();
+    const rows = [
+      ...local.map((o) => ({ ...o, key: `${o.poolKey}:${o.slot}`, owner: workerId, ownerPid: process.pid })),
+      ...others.flatMap((w) => (w.sourceDetails ?? []).map((d) => {
+        const i = d.key.lastIndexOf(':');
+        return {
+          streamId: d.streamId, poolKey: d.key.slice(0, i), slot: Number(d.key.slice(i + 1)), clientCount: d.clients,
+          pid: d.pid, startedAt: d.startedAt, transcode: d.fps === null && d.speed === null ? null : { fps: d.fps, speed: d.speed },
+          key: d.key, owner: w.workerId, ownerPid: w.pid,
+        };
+      })),
+    ];
     res.json({
       ...s.pooling,
-      local_streams: owned.filter(({ owner }) => owner.worker_id === workerId).length,
-      total_streams: owned.length,
+      local_streams: local.length,
+      total_streams: rows.length,
       total_clients: s.total_clients,
-      streams: owned.map(({ e, owner }) => ({
-        stream_id: e.stream_id,
-        pool_key: e.pool_key,
-        slot: 1,
-        client_count: e.client_count,
-        owner_worker_id: owner.worker_id,
-        worker_pid: owner.pid,
-        pid: e.source_pid,
+      streams: rows.map((r) => ({
+        stream_id: r.streamId,
+        pool_key: r.poolKey,
+        slot: r.slot,
+        client_count: r.clientCount,
+        owner_worker_id: r.owner,
+        worker_pid: r.ownerPid,
+        pid: r.pid,
         status: 'running',
-        started_at: e.created_at,
+        started_at: r.startedAt,
+        fps: r.transcode?.fps ?? null,
+        speed: r.transcode?.speed ?? null,
       })),
     });
   });
 
   r.get('/info', async (_req, res) => {
-    const v = await deps.versions();
+    const [v, { hw, pool }] = await Promise.all([deps.versions(), deps.transcoding()]);
+    const profiles = await pool.profiles();
     res.json({
       version: VERSION,
       ffmpeg_version: v.ffmpeg,
       streamlink_version: v.streamlink,
       ytdlp_version: v.ytdlp,
-      hardware_acceleration: { enabled: false, type: 'cpu', device: null, ffmpeg_args: [] },
+      hardware_acceleration: { enabled: hw.type !== 'cpu', type: hw.type, device: hw.device, ffmpeg_args: ffmpegArgsFor(hw) },
       redis: {
         enabled: config.redisEnabled,
         pooling_enabled: config.transcodingPooling,
@@ -128,7 +149,7 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
         stream_timeout: config.sharedStreamTimeoutMs / 1000,
         sharing_strategy: config.sharingStrategy,
       },
-      transcoding: { enabled: false, profiles: {} },
+      transcoding: { enabled: true, profiles: Object.fromEntries(profiles.map((p) => [p.name, p.description])) },
       configuration: {
         default_user_agent: config.defaultUserAgent,
         client_timeout: config.clientTimeoutMs / 1000,

@@ -1,0 +1,106 @@
+// Transcodes (API.md §3.3): a profile or raw template rendered to an argv in the render
+// threads; FFmpeg starts with the first viewer, shared by pool key (or one per viewer).
+import { Router } from 'express';
+import { z } from 'zod';
+import { AppError } from '../../errors.js';
+import type { HwVariables } from '../../ffmpeg/hw-accel.js';
+import type { RenderPool } from '../../render/render-pool.js';
+import { transcodeStreamId, type TranscodeSpec } from '../../streams/stream-definition.js';
+import type { StreamService } from '../../streams/stream-service.js';
+import { createStreamSchema, parseBody } from '../schemas.js';
+import { toStreamInput } from './streams-routes.js';
+
+export interface Transcoding {
+  hw: HwVariables;
+  pool: RenderPool;
+}
+
+export interface TranscodeRoutesDeps {
+  service: StreamService;
+  transcoding: () => Promise<Transcoding>;
+  hlsDir: string;
+  defaultUserAgent: string;
+}
+
+const transcodeSchema = createStreamSchema.extend({
+  profile: z.string().trim().min(1).max(8192).default('default'),
+  profile_variables: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).nullish(),
+  output_format: z.string().max(32).nullish(),
+  resolver: z.enum(['streamlink', 'ytdlp']).nullish(),
+  resolver_args: z.array(z.string()).nullish(),
+  cookies: z.string().nullish(),
+  cookies_path: z.string().nullish(),
+});
+
+export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
+  const r = Router();
+
+  r.post('/transcode', async (req, res) => {
+    const body = parseBody(transcodeSchema, req.body);
+    const variables = Object.fromEntries(Object.entries(body.profile_variables ?? {}).map(([k, v]) => [k, String(v)]));
+    const isTemplate = body.profile.startsWith('-');
+    const { pool } = await deps.transcoding();
+    const rendered = await pool.render({
+      profile: isTemplate ? null : body.profile,
+      template: isTemplate ? body.profile : null,
+      variables,
+      inputUrl: body.url,
+      hlsDir: deps.hlsDir,
+    });
+    if (rendered.outputFormat === 'hls') {
+      throw new AppError(501, 'NOT_IMPLEMENTED', 'HLS output of transcodes is not built yet; use an MPEG-TS profile');
+    }
+    const spec: TranscodeSpec = {
+      profile: isTemplate ? null : body.profile,
+      template: isTemplate ? body.profile : null,
+      variables,
+      argv: rendered.argv,
+      outputFormat: rendered.outputFormat,
+    };
+    const input = toStreamInput(body);
+    const profileLabel = spec.profile ?? 'custom';
+    input.metadata = {
+      ...input.metadata,
+      transcoding: 'true',
+      profile: profileLabel,
+      profile_variables: JSON.stringify(variables),
+      ffmpeg_args: JSON.stringify(rendered.argv),
+    };
+    const id = transcodeStreamId(body.url, spec, isTemplate || Object.keys(variables).length > 0);
+    const def = await deps.service.upsert(input, { id, spec });
+    res.json({
+      stream_id: def.id,
+      primary_url: def.url,
+      failover_urls: def.failoverUrls,
+      user_agent: def.userAgent ?? deps.defaultUserAgent,
+      stream_type: 'transcoded',
+      stream_endpoint: `/stream/${def.id}`,
+      playlist_url: null,
+      direct_url: `/stream/${def.id}`,
+      format: rendered.outputFormat,
+      profile: profileLabel,
+      profile_variables: variables,
+      ffmpeg_args: rendered.argv,
+      message: 'Transcoded stream created successfully',
+      metadata: def.metadata,
+    });
+  });
+
+  r.get('/transcode/profiles', async (_req, res) => {
+    const { hw, pool } = await deps.transcoding();
+    const profiles = await pool.profiles();
+    res.json({
+      profiles: profiles.map((p) => ({
+        name: p.name,
+        description: p.description,
+        parameters: p.template,
+        output_format: p.outputFormat,
+        variables: p.variables,
+      })),
+      hardware_acceleration: { available: hw.type !== 'cpu', type: hw.type, device: hw.device },
+      default_variables: { HW: hw.HW, ENC264: hw.ENC264, ENC265: hw.ENC265, PRESET: hw.PRESET, HWUPLOAD: hw.HWUPLOAD },
+    });
+  });
+
+  return r;
+}

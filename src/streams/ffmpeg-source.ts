@@ -1,0 +1,59 @@
+// The owner side of a transcode: one FFmpeg process whose MPEG-TS stdout feeds the Channel.
+// It knows nothing of leases or requests; the session starts and stops it.
+import { FfmpegProcess } from '../ffmpeg/ffmpeg-process.js';
+import type { FfmpegProgress } from '../ffmpeg/progress-parser.js';
+import type { Logger } from '../logger.js';
+import type { Channel } from './channel.js';
+import type { OwnedSource } from './live-session.js';
+
+export interface FfmpegSourceOptions {
+  ffmpegPath: string;
+  argv: string[];
+  channel: Channel;
+  logger: Logger;
+  streamId: string;
+  sourceKey: string;
+  killAfterMs: number;
+  onPid: (pid: number | null, running: boolean) => void;
+}
+
+export class FfmpegSource implements OwnedSource {
+  private readonly proc: FfmpegProcess;
+  private knownPid: number | null = null;
+
+  constructor(private readonly opts: FfmpegSourceOptions) {
+    this.proc = new FfmpegProcess({
+      ffmpegPath: opts.ffmpegPath,
+      args: opts.argv,
+      logger: opts.logger,
+      logMeta: { stream_id: opts.streamId, source: opts.sourceKey },
+      killAfterMs: opts.killAfterMs,
+      onStdout: (chunk) => opts.channel.write(chunk),
+      onExit: (exit) => {
+        opts.onPid(this.knownPid, false);
+        if (exit.stoppedByUs) return;
+        const why = exit.lastError ?? `ffmpeg exited with ${exit.code ?? exit.signal}`;
+        opts.logger.warn('ffmpeg exited', { stream_id: opts.streamId, code: exit.code, signal: exit.signal, error_class: exit.errorClass, detail: why });
+        opts.channel.end(new Error(`ffmpeg ${exit.errorClass ?? 'other'} error: ${why}`));
+      },
+    });
+  }
+
+  get pid(): number | null {
+    return this.proc.pid;
+  }
+
+  get progress(): FfmpegProgress {
+    return this.proc.progress;
+  }
+
+  start(): void {
+    this.proc.start();
+    this.knownPid = this.proc.pid;
+    this.opts.onPid(this.knownPid, true);
+  }
+
+  stop(): void {
+    void this.proc.stop();
+  }
+}
