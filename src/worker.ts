@@ -7,14 +7,13 @@ import type { Config } from './config.js';
 import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
-import { detectHwAccel } from './ffmpeg/hw-accel.js';
 import { createApp } from './http/app.js';
-import { RenderPool } from './render/render-pool.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { createRelayServer } from './streams/relay-server.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
+import { Transcoder } from './streams/transcoder.js';
 
 export interface WorkerDeps {
   config: Config;
@@ -61,22 +60,13 @@ export function buildWorker(deps: WorkerDeps) {
   const service = new StreamService({ config, coordinator, engine });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
-  let pool: RenderPool | null = null;
-  const transcoding = once(async () => {
-    const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
-    if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
-    pool = new RenderPool({ profilesDir: config.profilesDir, threads: config.renderThreads, hw });
-    return { hw, pool };
-  });
-  const closeRender = async (): Promise<void> => {
-    await pool?.close();
-  };
+  const transcoder = new Transcoder({ config, logger });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoding,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer, relaySecret, closeRender };
+  return { app, engine, service, signer, relaySecret, closeRender: () => transcoder.close() };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */

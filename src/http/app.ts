@@ -12,7 +12,8 @@ import { errorHandler, notFound } from './error-handler.js';
 import { playerRoutes } from './routes/player-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
-import { transcodeRoutes, type Transcoding } from './routes/transcode-routes.js';
+import type { Transcoder } from '../streams/transcoder.js';
+import { transcodeRoutes } from './routes/transcode-routes.js';
 import type { UrlSigner } from './url-signer.js';
 
 export interface AppDeps {
@@ -27,8 +28,7 @@ export interface AppDeps {
   versions: () => Promise<ToolVersions>;
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
-  /** Hardware detection and the render pool, started on first use. */
-  transcoding: () => Promise<Transcoding>;
+  transcoder: Transcoder;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -81,7 +81,7 @@ export function createApp(deps: AppDeps): express.Express {
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
-  routes.use(transcodeRoutes({ ...deps, hlsDir: config.hlsTempDir, defaultUserAgent: config.defaultUserAgent }));
+  routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use('/webhooks', notBuilt('Webhooks'));
 
   // Both base paths serve the same routes (API.md §1).

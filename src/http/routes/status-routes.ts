@@ -3,8 +3,7 @@ import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
 import type { Coordinator } from '../../coordination/coordinator.js';
 import { staleWorkers } from '../../coordination/heartbeat.js';
-import { ffmpegArgsFor } from '../../ffmpeg/hw-accel.js';
-import type { Transcoding } from './transcode-routes.js';
+import type { Transcoder } from '../../streams/transcoder.js';
 import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
 import { redactUrl } from '../../logger.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
@@ -22,7 +21,7 @@ export interface StatusRoutesDeps {
   startedAt: Date;
   versions: () => Promise<ToolVersions>;
   expectedWorkers: number;
-  transcoding: () => Promise<Transcoding>;
+  transcoder: Transcoder;
 }
 
 const TEST_TIMEOUT_MS = 5000;
@@ -131,14 +130,13 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   });
 
   r.get('/info', async (_req, res) => {
-    const [v, { hw, pool }] = await Promise.all([deps.versions(), deps.transcoding()]);
-    const profiles = await pool.profiles();
+    const [v, hw, profiles] = await Promise.all([deps.versions(), deps.transcoder.hardware(), deps.transcoder.profiles()]);
     res.json({
       version: VERSION,
       ffmpeg_version: v.ffmpeg,
       streamlink_version: v.streamlink,
       ytdlp_version: v.ytdlp,
-      hardware_acceleration: { enabled: hw.type !== 'cpu', type: hw.type, device: hw.device, ffmpeg_args: ffmpegArgsFor(hw) },
+      hardware_acceleration: { enabled: hw.type !== 'cpu', type: hw.type, device: hw.device, ffmpeg_args: hw.ffmpegArgs },
       redis: {
         enabled: config.redisEnabled,
         pooling_enabled: config.transcodingPooling,

@@ -3,22 +3,15 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
-import type { HwVariables } from '../../ffmpeg/hw-accel.js';
-import type { RenderPool } from '../../render/render-pool.js';
 import { transcodeStreamId, type TranscodeSpec } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
+import type { Transcoder } from '../../streams/transcoder.js';
 import { createStreamSchema, parseBody } from '../schemas.js';
 import { toStreamInput } from './streams-routes.js';
 
-export interface Transcoding {
-  hw: HwVariables;
-  pool: RenderPool;
-}
-
 export interface TranscodeRoutesDeps {
   service: StreamService;
-  transcoding: () => Promise<Transcoding>;
-  hlsDir: string;
+  transcoder: Transcoder;
   defaultUserAgent: string;
 }
 
@@ -39,14 +32,7 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
     const body = parseBody(transcodeSchema, req.body);
     const variables = Object.fromEntries(Object.entries(body.profile_variables ?? {}).map(([k, v]) => [k, String(v)]));
     const isTemplate = body.profile.startsWith('-');
-    const { pool } = await deps.transcoding();
-    const rendered = await pool.render({
-      profile: isTemplate ? null : body.profile,
-      template: isTemplate ? body.profile : null,
-      variables,
-      inputUrl: body.url,
-      hlsDir: deps.hlsDir,
-    });
+    const rendered = await deps.transcoder.render({ profile: body.profile, variables, inputUrl: body.url });
     if (rendered.outputFormat === 'hls') {
       throw new AppError(501, 'NOT_IMPLEMENTED', 'HLS output of transcodes is not built yet; use an MPEG-TS profile');
     }
@@ -87,8 +73,7 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
   });
 
   r.get('/transcode/profiles', async (_req, res) => {
-    const { hw, pool } = await deps.transcoding();
-    const profiles = await pool.profiles();
+    const [hw, profiles] = await Promise.all([deps.transcoder.hardware(), deps.transcoder.profiles()]);
     res.json({
       profiles: profiles.map((p) => ({
         name: p.name,

@@ -1,0 +1,61 @@
+// Hardware detection and the render pool behind one lazy front: started on the first
+// transcode (or /info), so a worker that never transcodes never spawns render threads.
+import type { Config } from '../config.js';
+import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../ffmpeg/hw-accel.js';
+import type { Logger } from '../logger.js';
+import type { Profile } from '../render/profiles.js';
+import { RenderPool } from '../render/render-pool.js';
+import type { RenderResult } from '../render/render-task.js';
+
+export interface RenderInput {
+  /** A profile name, or a raw template when it starts with `-`. */
+  profile: string;
+  variables: Record<string, string>;
+  inputUrl: string;
+}
+
+export class Transcoder {
+  private started: Promise<{ hw: HwVariables; pool: RenderPool }> | null = null;
+
+  constructor(private readonly deps: { config: Config; logger: Logger }) {}
+
+  async hardware(): Promise<HwVariables & { ffmpegArgs: string[] }> {
+    const { hw } = await this.start();
+    return { ...hw, ffmpegArgs: ffmpegArgsFor(hw) };
+  }
+
+  async profiles(): Promise<Profile[]> {
+    return (await this.start()).pool.profiles();
+  }
+
+  async render(input: RenderInput): Promise<RenderResult> {
+    const { pool } = await this.start();
+    const isTemplate = input.profile.startsWith('-');
+    return pool.render({
+      profile: isTemplate ? null : input.profile,
+      template: isTemplate ? input.profile : null,
+      variables: input.variables,
+      inputUrl: input.inputUrl,
+      hlsDir: this.deps.config.hlsTempDir,
+    });
+  }
+
+  async close(): Promise<void> {
+    const started = this.started;
+    this.started = null;
+    if (started) await (await started).pool.close();
+  }
+
+  private start(): Promise<{ hw: HwVariables; pool: RenderPool }> {
+    this.started ??= (async () => {
+      const { config, logger } = this.deps;
+      const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
+      if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
+      return { hw, pool: new RenderPool({ profilesDir: config.profilesDir, threads: config.renderThreads, hw }) };
+    })().catch((err: unknown) => {
+      this.started = null;
+      throw err;
+    });
+    return this.started;
+  }
+}
