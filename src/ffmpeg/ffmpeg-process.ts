@@ -140,19 +140,18 @@ export class FfmpegProcess {
       });
     };
 
-    child.stdout?.on('data', onStdout);
-    child.stderr?.on('data', onStderr);
-    child.stdout?.on('error', onPipeError);
-    child.stderr?.on('error', onPipeError);
-    child.on('error', onError);
-    child.on('close', onClose);
+    const listeners: Array<[NodeJS.EventEmitter | null, string, (...args: never[]) => void]> = [
+      [child.stdout, 'data', onStdout],
+      [child.stderr, 'data', onStderr],
+      [child.stdout, 'error', onPipeError],
+      [child.stderr, 'error', onPipeError],
+      [child, 'error', onError],
+      [child, 'close', onClose],
+    ];
+    type Any = (...args: unknown[]) => void;
+    for (const [emitter, event, fn] of listeners) emitter?.on(event, fn as Any);
     this.detach = () => {
-      child.stdout?.off('data', onStdout);
-      child.stderr?.off('data', onStderr);
-      child.stdout?.off('error', onPipeError);
-      child.stderr?.off('error', onPipeError);
-      child.off('error', onError);
-      child.off('close', onClose);
+      for (const [emitter, event, fn] of listeners) emitter?.off(event, fn as Any);
       // A late 'error' with no listener would throw; these hold no reference to us.
       child.on('error', noop);
       child.stdout?.on('error', noop);
