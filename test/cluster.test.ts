@@ -30,7 +30,7 @@ describe('cluster (embedded coordinator)', function () {
   it('4 workers, 40 viewers landing on every worker: 1 upstream, at most 1 relay per worker', async () => {
     const path = '/live/cluster40.ts';
     const id = await createOn(cluster, origin.url(path));
-    const viewers = Array.from({ length: 40 }, () => openViewer(cluster.url(`/stream/${id}`)));
+    const viewers = Array.from({ length: 40 }, () => openViewer(cluster.url(`/stream/${id}`), { keepBody: true }));
     try {
       expect(await Promise.all(viewers.map((v) => v.status))).to.deep.equal(Array(40).fill(200));
       const workers = new Set(await Promise.all(viewers.map(workerOf)));
@@ -51,6 +51,16 @@ describe('cluster (embedded coordinator)', function () {
       for (const w of body.workers) {
         if (w === owners[0]) expect(w.relays.serving).to.equal(3);
         else expect(w.relays.receiving).to.equal(1);
+      }
+      // Viewers on every worker see the same bytes: a relayed viewer's stream is a run of the
+      // owner-side viewer's stream.
+      const byWorker = new Map<string, TsViewer>();
+      for (const v of viewers) byWorker.set(await workerOf(v), v);
+      const ownerViewer = byWorker.get(owners[0]!.worker_id)!;
+      for (const [worker, v] of byWorker) {
+        if (worker === owners[0]!.worker_id) continue;
+        const sample = v.body().subarray(188 * 50, 188 * 250);
+        expect(ownerViewer.body().indexOf(sample), `bytes seen on ${worker}`).to.be.greaterThan(-1);
       }
       const entry = await cluster.api<StreamBody>(`/streams/${id}`);
       expect(entry.body.stream.client_count).to.equal(40);

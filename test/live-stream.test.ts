@@ -212,6 +212,35 @@ describe('live MPEG-TS through the proxy', function () {
     }
   });
 
+  it('fails over down the list when the primary fails, and manual failover advances exactly once', async () => {
+    const id = await createStream(proxy, origin.url('/status/404'), {
+      failover_urls: [origin.url('/live/fo-b.ts'), origin.url('/live/fo-c.ts')],
+    });
+    const v = openViewer(proxy.url(`/stream/${id}`));
+    try {
+      expect(await v.status).to.equal(200);
+      await v.firstBytes(188 * 100);
+      expect(origin.openConnections('/live/fo-b.ts')).to.equal(1);
+      type Entry = { stream: { current_failover_index: number; failover_attempts: number; current_url: string } };
+      const before = (await (await fetch(proxy.url(`/streams/${id}`))).json()) as Entry;
+      expect(before.stream).to.include({ current_failover_index: 0, failover_attempts: 1, current_url: origin.url('/live/fo-b.ts') });
+
+      const res = await fetch(proxy.url(`/streams/${id}/failover`), { method: 'POST' });
+      const body = (await res.json()) as { new_url: string; failover_index: number; failover_attempts: number };
+      expect(body).to.include({ new_url: origin.url('/live/fo-c.ts'), failover_index: 1, failover_attempts: 2 });
+      await origin.waitForOpen('/live/fo-c.ts', 1, 5000);
+      await origin.waitForClosedAll('/live/fo-b.ts', 5000);
+      const mark = v.bytes();
+      await waitFor(() => v.bytes() - mark > 188 * 200, 5000, 'media from the next URL');
+      expect(v.isClosed()).to.equal(false);
+      expect(v.misaligned()).to.equal(0);
+      const after = (await (await fetch(proxy.url(`/streams/${id}`))).json()) as Entry;
+      expect(after.stream.failover_attempts).to.equal(2);
+    } finally {
+      v.close();
+    }
+  });
+
   describe('an upstream that fails before its first byte → 502 JSON, not an empty 200', () => {
     const cases: Array<[string, string, RegExp]> = [
       ['an HTTP 404', '/status/404', /404/],
