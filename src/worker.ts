@@ -24,6 +24,8 @@ export interface WorkerDeps {
   index?: number;
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers?: number;
+  /** Set by startWorker: an early heartbeat when owned sources change. */
+  onSourcesChanged?: () => Promise<void>;
 }
 
 export interface RunningWorker {
@@ -56,7 +58,15 @@ export function buildWorker(deps: WorkerDeps) {
   const signingSecret = secret(coordinator, 'url_signing_secret');
   // The primary kills these if this worker dies (FFmpeg would also die of a broken pipe).
   const onPids = (pids: number[]): void => void process.send?.({ t: 'worker:pids', pids });
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids });
+  // Owned sources show in the workers hash at once, not at the next heartbeat.
+  let beatSoon: NodeJS.Timeout | null = null;
+  const onSourcesChanged = (): void => {
+    beatSoon ??= setTimeout(() => {
+      beatSoon = null;
+      void deps.onSourcesChanged?.();
+    }, 50);
+  };
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids, onSourcesChanged });
   const service = new StreamService({ config, coordinator, engine });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
@@ -84,7 +94,8 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
-  const { app, engine, relaySecret, closeRender } = buildWorker(deps);
+  let heartbeat: Heartbeat | null = null;
+  const { app, engine, relaySecret, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
@@ -103,7 +114,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       })),
     };
   };
-  const heartbeat = new Heartbeat({
+  heartbeat = new Heartbeat({
     coordinator, record,
     intervalMs: config.heartbeatIntervalMs,
     cleanupIntervalMs: config.cleanupIntervalMs,

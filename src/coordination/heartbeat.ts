@@ -28,6 +28,7 @@ export function staleWorkers(workers: WorkerRecord[], intervalMs: number, now = 
 export class Heartbeat {
   private beatTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   constructor(private readonly opts: HeartbeatOptions) {}
 
@@ -40,6 +41,7 @@ export class Heartbeat {
   }
 
   async beat(): Promise<void> {
+    if (this.stopped) return; // a late beat must not bring a stopped worker's record back
     try {
       await this.opts.coordinator.putWorker(this.opts.record());
     } catch (err) {
@@ -62,6 +64,7 @@ export class Heartbeat {
 
   /** Stops beating and removes this worker's record. */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.beatTimer) clearInterval(this.beatTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.beatTimer = this.sweepTimer = null;

@@ -45,6 +45,8 @@ export interface LiveSessionOptions {
   relaySecret: () => Promise<string>;
   /** The session is over (no viewers after grace, source failed, deleted). */
   onClosed: (session: LiveSession) => void;
+  /** This worker started or stopped owning the source (heartbeats report it at once). */
+  onOwnership?: () => void;
   /** A viewer left (for client records and events). */
   onViewerEnd: (clientId: string, viewer: Viewer, reason: ViewerEndReason) => void;
 }
@@ -266,6 +268,7 @@ export class LiveSession implements ChannelReader {
       this.source = this.opts.createSource(this.channel);
       logger.info('source started', { stream_id: def.id, source: this.key });
       this.source.start();
+      this.opts.onOwnership?.();
       await this.writeStatus('running');
       return;
     }
@@ -320,6 +323,7 @@ export class LiveSession implements ChannelReader {
     this.opts.logger.warn('lease lost, stopping the source', { stream_id: this.id });
     this.source?.stop();
     this.source = null;
+    this.opts.onOwnership?.();
     // Workers relaying from here must find the new owner.
     for (const v of [...this.relayViewers]) v.close('closed');
     this.retrySoon();
@@ -339,9 +343,12 @@ export class LiveSession implements ChannelReader {
     this.cancelGrace();
     if (this.retry) clearTimeout(this.retry);
     clearInterval(this.tick);
-    if (this.source) void this.writeStatus('stopped');
-    this.source?.stop();
-    this.source = null;
+    if (this.source) {
+      void this.writeStatus('stopped');
+      this.source.stop();
+      this.source = null;
+      this.opts.onOwnership?.();
+    }
     this.relay?.stop();
     this.relay = null;
     void this.lease.release();

@@ -32,6 +32,8 @@ export interface EngineDeps {
   relaySecret: () => Promise<string>;
   /** The FFmpeg pids this worker runs changed (the primary kills them if the worker dies). */
   onPids?: (pids: number[]) => void;
+  /** The sources this worker owns changed. */
+  onSourcesChanged?: () => void;
 }
 
 export interface TranscodeRuntime {
@@ -326,6 +328,7 @@ export class StreamEngine {
       resolveRelay: (holder) => this.resolveRelay(holder),
       relaySecret: this.deps.relaySecret,
       onClosed: (s) => this.sessionClosed(s),
+      onOwnership: () => this.deps.onSourcesChanged?.(),
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
     });
   }

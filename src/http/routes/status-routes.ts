@@ -95,14 +95,21 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   // Every source in the cluster, from the owners' heartbeats (this worker's own are live).
   r.get('/stats/pooled', async (_req, res) => {
     const s = await stats();
-    const others = (await coordinator.listWorkers()).filter((w) => w.workerId !== workerId);
+    const [workersList, clients] = await Promise.all([coordinator.listWorkers(), coordinator.listClients()]);
+    const others = workersList.filter((w) => w.workerId !== workerId);
+    // Viewers per source, cluster-wide (a direct stream's only source is `{id}:1`).
+    const perSource = new Map<string, number>();
+    for (const c of clients) {
+      const key = c.source ?? `${c.streamId}:1`;
+      perSource.set(key, (perSource.get(key) ?? 0) + 1);
+    }
     const local = deps.engine.ownedSources();
     const rows = [
       ...local.map((o) => ({ ...o, key: `${o.poolKey}:${o.slot}`, owner: workerId, ownerPid: process.pid })),
       ...others.flatMap((w) => (w.sourceDetails ?? []).map((d) => {
         const i = d.key.lastIndexOf(':');
         return {
-          streamId: d.streamId, poolKey: d.key.slice(0, i), slot: Number(d.key.slice(i + 1)), clientCount: d.clients,
+          streamId: d.streamId, poolKey: d.key.slice(0, i), slot: Number(d.key.slice(i + 1)),
           pid: d.pid, startedAt: d.startedAt, transcode: d.fps === null && d.speed === null ? null : { fps: d.fps, speed: d.speed },
           key: d.key, owner: w.workerId, ownerPid: w.pid,
         };
@@ -117,7 +124,7 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
         stream_id: r.streamId,
         pool_key: r.poolKey,
         slot: r.slot,
-        client_count: r.clientCount,
+        client_count: perSource.get(r.key) ?? 0,
         owner_worker_id: r.owner,
         worker_pid: r.ownerPid,
         pid: r.pid,
