@@ -220,8 +220,10 @@ describe('transcoding models', function () {
         }
         await waitFor(() => viewers.every((v) => v.bytes() > 188 * 10), 30_000, 'every viewer to play');
         expect(ffmpegPids(marker)).to.have.length(3);
-        const pooled = await c.api<{ total_streams: number; streams: Array<{ slot: number; pid: number | null }> }>('/stats/pooled');
+        const pooled = await c.api<{ total_streams: number; streams: Array<{ slot: number; pid: number | null; client_count: number }> }>('/stats/pooled');
         expect(pooled.body.streams.map((s) => s.slot).sort()).to.deep.equal([1, 2, 3]);
+        expect(pooled.body.streams.map((s) => s.client_count).sort()).to.deep.equal([1, 3, 3]);
+        for (const s of pooled.body.streams) expect(s.pid).to.be.a('number');
       } finally {
         closeAll(viewers);
       }
