@@ -113,10 +113,6 @@ export class StreamEngine {
     });
   }
 
-  get liveHead(): Record<string, string> {
-    return LIVE_HEAD;
-  }
-
   /** The HEAD of a live stream: answered at once, the upstream is not touched. */
   headLive(res: ServerResponse, extra: Record<string, string>): void {
     res.writeHead(200, { ...LIVE_HEAD, ...extra });
