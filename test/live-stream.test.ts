@@ -213,7 +213,7 @@ describe('live MPEG-TS through the proxy', function () {
   });
 
   it('fails over down the list when the primary fails, and manual failover advances exactly once', async () => {
-    const id = await createStream(proxy, origin.url('/status/404'), {
+    const id = await createStream(proxy, `${origin.url('/status/404')}?failover-test`, {
       failover_urls: [origin.url('/live/fo-b.ts'), origin.url('/live/fo-c.ts')],
     });
     const v = openViewer(proxy.url(`/stream/${id}`));

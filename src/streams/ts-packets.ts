@@ -147,20 +147,11 @@ export class TsPacketizer {
 
   push(input: Buffer): TsSegment[] {
     const out: TsSegment[] = [];
-    let buf = input;
-    if (this.carry) {
-      // Complete the carried partial packet with the head of this input (tiny copy).
-      const need = TS_PACKET_SIZE - this.carry.length;
-      if (buf.length < need) {
-        this.carry = Buffer.concat([this.carry, buf]);
-        return out;
-      }
-      const packet = Buffer.concat([this.carry, buf.subarray(0, need)]);
-      this.carry = null;
-      buf = buf.subarray(need);
-      this.synced = packet[0] === TS_SYNC_BYTE;
-      if (this.synced) this.emit(packet, out);
-    }
+    // Upstream reads rarely end on a packet boundary. Joining the carried bytes to this read
+    // costs one copy per read per channel; emitting them as a segment of their own would cost
+    // one more socket write per read per viewer, which is far more.
+    const buf = this.carry ? Buffer.concat([this.carry, input]) : input;
+    this.carry = null;
     let off = 0;
     while (off < buf.length) {
       if (!this.synced || buf[off] !== TS_SYNC_BYTE) {
