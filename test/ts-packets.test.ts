@@ -14,12 +14,13 @@ const packet = (pid: number, fill = 0): Buffer => {
 };
 
 describe('MPEG-TS packetizer', () => {
-  it('cuts before every PAT and keeps runs aligned without copying', () => {
+  it('marks every PAT in one aligned run, without copying', () => {
     const input = Buffer.concat([packet(0x100), packet(0), packet(0x1000), packet(0x100), packet(0)]);
     const segs = new TsPacketizer().push(input);
-    expect(segs.map((s) => s.data.length / TS_PACKET_SIZE)).to.deep.equal([1, 3, 1]);
-    expect(segs.map((s) => s.pat)).to.deep.equal([false, true, true]);
-    expect(segs[1]!.data.buffer).to.equal(input.buffer); // a view, not a copy
+    expect(segs).to.have.length(1);
+    expect(segs[0]!.data.length).to.equal(5 * TS_PACKET_SIZE);
+    expect(segs[0]!.pats).to.deep.equal([1, 4]);
+    expect(segs[0]!.data.buffer).to.equal(input.buffer); // a view, not a copy
   });
 
   it('re-syncs after garbage and carries partial packets across pushes', () => {
@@ -44,12 +45,13 @@ describe('MPEG-TS packetizer', () => {
     const p = new TsPacketizer();
     const segs = [];
     for (let off = 0; off < file.length; off += 7 * 1316) segs.push(...p.push(file.subarray(off, off + 7 * 1316)));
-    const pats = segs.filter((s) => s.pat).length;
-    const keyframes = segs.filter((s) => s.keyframe).length;
+    const pats = segs.reduce((n, s) => n + s.pats.length, 0);
+    const keyframes = segs.reduce((n, s) => n + s.keyframes.length, 0);
     expect(pats).to.be.greaterThan(5);
     // testsrc2 at 25 fps with -g 25 over several seconds: one keyframe a second.
     expect(keyframes).to.be.greaterThan(2);
-    expect(segs.filter((s) => s.keyframe && s.pat).length).to.be.greaterThan(0);
+    // ffmpeg writes PAT/PMT right before each keyframe: a keyframe follows some PAT closely.
+    expect(segs.some((s) => s.keyframes.some((k) => s.pats.some((p) => k > p && k - p < 10)))).to.equal(true);
   });
 });
 
@@ -79,14 +81,18 @@ describe('Channel ring', () => {
     const file = await readFile(await makeLiveTs());
     const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000 });
     for (let off = 0; off < file.length; off += 1316 * 5) ch.write(file.subarray(off, off + 1316 * 5));
-    const join = ch.chunk(ch.joinSeq());
-    expect(join[0]).to.equal(0x47);
-    expect(packetPid(join, 0)).to.equal(0);
-    // The GOP from that PAT holds a keyframe: collect until the next PAT and look.
-    const gop = new TsPacketizer().push(Buffer.concat(
-      Array.from({ length: ch.nextSeq - ch.joinSeq() }, (_, i) => ch.chunk(ch.joinSeq() + i)),
-    ));
-    expect(gop.some((s) => s.keyframe)).to.equal(true);
+    const at = ch.joinPoint();
+    expect(at.offset % TS_PACKET_SIZE).to.equal(0);
+    const from = Buffer.concat([
+      ch.chunk(at.seq).subarray(at.offset),
+      ...Array.from({ length: ch.nextSeq - at.seq - 1 }, (_, i) => ch.chunk(at.seq + 1 + i)),
+    ]);
+    expect(from[0]).to.equal(0x47);
+    expect(packetPid(from, 0)).to.equal(0);
+    // A keyframe follows that PAT before the next one.
+    const [seg] = new TsPacketizer().push(from);
+    const nextPat = seg!.pats[1] ?? Infinity;
+    expect(seg!.keyframes.some((k) => k < nextPat)).to.equal(true);
   });
 
   it('falls back to raw passthrough for a source that is not MPEG-TS', () => {

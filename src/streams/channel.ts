@@ -1,7 +1,7 @@
 // The ring of one stream on one worker: recent TS chunks bounded in bytes and seconds, with
 // the join points (chunks that start at a PAT, preferably one followed by a keyframe).
 // Every viewer reads the same Buffer objects; nothing is copied per viewer.
-import { NULL_PACKET, TsPacketizer } from './ts-packets.js';
+import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from './ts-packets.js';
 
 export interface ChannelOptions {
   maxBytes: number;
@@ -9,6 +9,12 @@ export interface ChannelOptions {
   /** Raw mode: no TS alignment (a source that is not MPEG-TS). */
   raw?: boolean;
   now?: () => number;
+}
+
+/** A place a reader may start: a PAT at `offset` bytes into chunk `seq`. */
+export interface JoinPoint {
+  seq: number;
+  offset: number;
 }
 
 /** Something that reads the channel: woken after every append. */
@@ -27,11 +33,11 @@ export class Channel {
   private head = 0; // index in `chunks` of sequence `firstSeq`
   private base = 0; // sequence number of chunks[0]
   private bytes = 0;
-  /** Join points, oldest first: sequence numbers of chunks that start at a PAT. */
-  private pats: number[] = [];
-  /** Of those, the ones whose GOP starts with a keyframe. */
-  private keyPats: number[] = [];
-  private lastPat = -1;
+  /** Join points, oldest first: every PAT in the ring. */
+  private pats: JoinPoint[] = [];
+  /** Of those, the ones whose GOP holds a keyframe: clean starts. */
+  private keyPats: JoinPoint[] = [];
+  private lastPat: JoinPoint | null = null;
   private packetizer: TsPacketizer | null;
   private readonly readers = new Set<ChannelReader>();
   private readonly now: () => number;
@@ -78,15 +84,15 @@ export class Channel {
 
   /**
    * Where a new reader starts: the newest PAT that opens a GOP with a keyframe, else the
-   * newest PAT, else the newest chunk (still packet-aligned).
+   * newest PAT, else the start of the newest chunk (still packet-aligned).
    */
-  joinSeq(): number {
+  joinPoint(): JoinPoint {
     const first = this.firstSeq;
     const key = this.keyPats[this.keyPats.length - 1];
-    if (key !== undefined && key >= first) return key;
+    if (key && key.seq >= first) return key;
     const pat = this.pats[this.pats.length - 1];
-    if (pat !== undefined && pat >= first) return pat;
-    return Math.max(first, this.nextSeq - 1);
+    if (pat && pat.seq >= first) return pat;
+    return { seq: Math.max(first, this.nextSeq - 1), offset: 0 };
   }
 
   write(data: Buffer): void {
@@ -94,21 +100,14 @@ export class Channel {
     this.bytesIn += data.length;
     const before = this.nextSeq;
     if (!this.packetizer) {
-      this.append(data, false);
+      this.append(data);
     } else {
       const segments = this.packetizer.push(data);
       // No TS sync in the first bytes: not MPEG-TS at all, so pass it through unaligned.
       if (this.nextSeq === 0 && segments.length === 0 && this.packetizer.droppedBytes >= RAW_AFTER_BYTES) {
         this.packetizer = null;
       }
-      for (const seg of segments) {
-        const seq = this.append(seg.data, seg.pat);
-        if (seg.pat) this.lastPat = seq;
-        // The GOP that starts at the last PAT has a keyframe: that PAT is a clean join point.
-        if (seg.keyframe && this.lastPat >= 0 && this.keyPats[this.keyPats.length - 1] !== this.lastPat) {
-          this.keyPats.push(this.lastPat);
-        }
-      }
+      for (const seg of segments) this.index(this.append(seg.data), seg.pats, seg.keyframes);
     }
     if (this.nextSeq === before) return; // only a partial packet so far
     this.lastDataAt = this.now();
@@ -119,7 +118,7 @@ export class Channel {
   /** Null packets for readers while the source reconnects; not a join point. */
   keepAlive(): void {
     if (this.ended || !this.hasData || this.readers.size === 0) return;
-    this.append(KEEPALIVE_CHUNK, false);
+    this.append(KEEPALIVE_CHUNK);
     this.evict();
     for (const r of this.readers) r.wake();
   }
@@ -140,13 +139,27 @@ export class Channel {
     this.readers.clear();
   }
 
-  private append(buf: Buffer, pat: boolean): number {
+  private append(buf: Buffer): number {
     const seq = this.nextSeq;
     this.chunks.push(buf);
     this.times.push(this.now());
     this.bytes += buf.length;
-    if (pat) this.pats.push(seq);
     return seq;
+  }
+
+  /** Records the chunk's PATs; a keyframe after the last PAT makes that PAT a clean start. */
+  private index(seq: number, pats: number[], keyframes: number[]): void {
+    let k = 0;
+    const markKey = (): void => {
+      const last = this.lastPat;
+      if (last && this.keyPats[this.keyPats.length - 1] !== last) this.keyPats.push(last);
+    };
+    for (const p of pats) {
+      for (; k < keyframes.length && keyframes[k]! < p; k++) markKey();
+      this.lastPat = { seq, offset: p * TS_PACKET_SIZE };
+      this.pats.push(this.lastPat);
+    }
+    if (k < keyframes.length) markKey();
   }
 
   private evict(): void {
@@ -159,8 +172,8 @@ export class Channel {
       this.head++;
     }
     const first = this.firstSeq;
-    while (this.pats.length > 0 && this.pats[0]! < first) this.pats.shift();
-    while (this.keyPats.length > 0 && this.keyPats[0]! < first) this.keyPats.shift();
+    while (this.pats.length > 0 && this.pats[0]!.seq < first) this.pats.shift();
+    while (this.keyPats.length > 0 && this.keyPats[0]!.seq < first) this.keyPats.shift();
     if (this.head > 1024 && this.head * 2 > this.chunks.length) {
       this.chunks = this.chunks.slice(this.head);
       this.times = this.times.slice(this.head);

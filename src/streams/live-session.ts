@@ -208,7 +208,7 @@ export class LiveSession implements ChannelReader {
       },
     });
     res.once('close', () => viewer.close('closed'));
-    viewer.start(waited ? this.channel.firstSeq : undefined);
+    viewer.start(waited ? { seq: this.channel.firstSeq, offset: 0 } : undefined);
     return viewer;
   }
 

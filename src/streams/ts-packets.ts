@@ -126,17 +126,17 @@ export class TsInspector {
   }
 }
 
-/** A piece of aligned packets; `pat` when its first packet is a PAT. */
+/** A run of aligned packets, with where (packet index) PATs and keyframes start in it. */
 export interface TsSegment {
   data: Buffer;
-  pat: boolean;
-  keyframe: boolean;
+  pats: number[];
+  keyframes: number[];
 }
 
 /**
- * Cuts an arbitrary byte stream into whole 188-byte packets (re-syncing on garbage) and
- * splits it before every PAT, so that a segment starting with a PAT is a join point.
- * Segments are views of the input: no copy except the few bytes carried between pushes.
+ * Cuts an arbitrary byte stream into whole 188-byte packets (re-syncing on garbage) and says
+ * where PATs and keyframes start, so the channel can index join points inside its chunks.
+ * One segment per aligned run: never more socket writes than upstream reads.
  */
 export class TsPacketizer {
   private carry: Buffer | null = null;
@@ -183,18 +183,8 @@ export class TsPacketizer {
   }
 
   private emit(run: Buffer, out: TsSegment[]): void {
-    const count = run.length / TS_PACKET_SIZE;
-    const { pats, keyframes } = this.inspector.inspect(run, 0, count);
-    const cuts = pats[0] === 0 ? pats : [0, ...pats];
-    for (let c = 0; c < cuts.length; c++) {
-      const from = cuts[c]!;
-      const to = cuts[c + 1] ?? count;
-      out.push({
-        data: run.subarray(from * TS_PACKET_SIZE, to * TS_PACKET_SIZE),
-        pat: pats.includes(from),
-        keyframe: keyframes.some((k) => k >= from && k < to),
-      });
-    }
+    const { pats, keyframes } = this.inspector.inspect(run, 0, run.length / TS_PACKET_SIZE);
+    out.push({ data: run, pats, keyframes });
   }
 }
 

@@ -2,7 +2,7 @@
 // `drain` otherwise, so a slow viewer holds at most the socket's buffer plus one chunk and
 // never delays the source or anyone else. A viewer that falls off the ring's tail jumps to
 // the newest join point and counts a drop; too many drops and it is disconnected.
-import type { Channel, ChannelReader } from './channel.js';
+import type { Channel, ChannelReader, JoinPoint } from './channel.js';
 
 /** The part of an http.ServerResponse (or socket) a viewer writes to. */
 export interface ViewerSink {
@@ -26,6 +26,8 @@ export interface ViewerOptions {
 
 export class Viewer implements ChannelReader {
   private cursor = -1;
+  /** Bytes to skip in the chunk at the cursor (a join point inside a chunk). */
+  private skip = 0;
   private waiting = false;
   private done = false;
   private readonly now: () => number;
@@ -52,9 +54,10 @@ export class Viewer implements ChannelReader {
     return this.done;
   }
 
-  /** Starts at `seq` (default: the newest join point). */
-  start(seq = this.channel.joinSeq()): void {
-    this.cursor = seq;
+  /** Starts at a join point (default: the newest one). */
+  start(at: JoinPoint = this.channel.joinPoint()): void {
+    this.cursor = at.seq;
+    this.skip = at.offset;
     this.channel.addReader(this);
     this.pump();
   }
@@ -91,10 +94,16 @@ export class Viewer implements ChannelReader {
       if (this.cursor < ch.firstSeq) {
         this.drops++;
         if (this.drops >= this.opts.maxDrops) return this.finish('too_slow', true);
-        this.cursor = ch.joinSeq();
+        const at = ch.joinPoint();
+        this.cursor = at.seq;
+        this.skip = at.offset;
         continue;
       }
-      const chunk = ch.chunk(this.cursor++);
+      let chunk = ch.chunk(this.cursor++);
+      if (this.skip > 0) {
+        chunk = chunk.subarray(this.skip);
+        this.skip = 0;
+      }
       if (this.bytesSent === 0) this.firstByteAt = this.now();
       this.bytesSent += chunk.length;
       if (!this.sink.write(chunk)) {
