@@ -12,12 +12,15 @@ export interface HeartbeatOptions {
   onSwept?: (workerIds: string[]) => void;
 }
 
-/** Removes a worker's record, its leases and its viewers' records. */
+/**
+ * Removes a worker's leases, its viewers' records and then its record: the record goes last,
+ * so a sweep cut short is finished by the next one.
+ */
 export async function forgetWorker(coordinator: Coordinator, workerId: string): Promise<void> {
   await coordinator.releaseLeasesHeldBy(workerId);
-  await coordinator.removeWorker(workerId);
   const clients = await coordinator.listClients();
   await Promise.all(clients.filter((c) => c.workerId === workerId).map((c) => coordinator.deleteClient(c.streamId, c.clientId)));
+  await coordinator.removeWorker(workerId);
 }
 
 /** Workers whose last heartbeat is older than 3 intervals. */
