@@ -76,6 +76,8 @@ interface StreamTotals {
 }
 
 const FFMPEG_KILL_AFTER_MS = 3000;
+/** Client records are refreshed (bytes served, TTL) at most this often. */
+const CLIENT_REFRESH_MIN_MS = 120_000;
 
 const LIVE_HEAD = {
   'Content-Type': 'video/mp2t',
@@ -104,8 +106,12 @@ export class StreamEngine {
   constructor(private readonly deps: EngineDeps) {
     const { heartbeatIntervalMs } = deps.config;
     // Client records outlive a few missed refreshes, and vanish by TTL if this worker dies.
-    this.clientTtlMs = Math.max(3 * heartbeatIntervalMs, 30_000);
-    this.refresh = setInterval(() => void this.refreshClients(), Math.min(heartbeatIntervalMs, 10_000));
+    // A dead worker's records are deleted by the primary or the sweep; the TTL is only the
+    // last resort. So refreshes are rare: coordinator traffic stays a matter of joins and
+    // leaves, not of how many viewers are watching.
+    const refreshMs = Math.max(heartbeatIntervalMs, CLIENT_REFRESH_MIN_MS);
+    this.clientTtlMs = 3 * refreshMs;
+    this.refresh = setInterval(() => void this.refreshClients(), refreshMs);
     this.refresh.unref();
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
