@@ -1,7 +1,7 @@
 // CPU and memory of a process tree, and of the whole machine, read from /proc. The proxy is a
 // cluster (primary + workers, + FFmpeg children for transcodes), so every figure is summed
 // over the tree rooted at the process the bench spawned.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** USER_HZ: /proc/<pid>/stat counts CPU time in these ticks (100 on every Linux we run on). */
 const CLK_TCK = 100;
@@ -107,4 +107,73 @@ export function sampleMachine(): MachineSample {
 export function machineCores(a: MachineSample, b: MachineSample, nproc: number): number {
   const total = b.total - a.total;
   return total > 0 ? ((b.busy - a.busy) / total) * nproc : 0;
+}
+
+/** Bytes a process read and wrote through syscalls (/proc/<pid>/io rchar + wchar). */
+export function ioBytes(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const get = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(io)?.[1] ?? 0);
+    return get('rchar') + get('wchar');
+  } catch {
+    return 0;
+  }
+}
+
+interface TcpEntry {
+  localPort: number;
+  remotePort: number;
+  inode: string;
+}
+
+/** Established TCP connections of this network namespace (IPv4), from /proc/net/tcp. */
+function establishedTcp(): TcpEntry[] {
+  const out: TcpEntry[] = [];
+  const lines = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1);
+  for (const line of lines) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[3] !== '01') continue; // 01 = ESTABLISHED
+    out.push({ localPort: parseInt(f[1]!.split(':')[1]!, 16), remotePort: parseInt(f[2]!.split(':')[1]!, 16), inode: f[9]! });
+  }
+  return out;
+}
+
+/** Socket inodes a process holds open (from its fd links `socket:[inode]`). */
+function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) out.add(m[1]!);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    // process gone
+  }
+  return out;
+}
+
+/**
+ * Per process: established connections accepted on `localPort` (its viewers) and opened to
+ * `remotePort` (its upstream GETs). The workers' own heartbeat records lag by up to
+ * HEARTBEAT_INTERVAL, so the bench counts sockets instead.
+ */
+export function connectionsByPid(pids: number[], localPort: number, remotePort: number): Map<number, { viewers: number; upstreams: number }> {
+  const tcp = establishedTcp();
+  const out = new Map<number, { viewers: number; upstreams: number }>();
+  for (const pid of pids) {
+    const inodes = socketInodes(pid);
+    let viewers = 0;
+    let upstreams = 0;
+    for (const e of tcp) {
+      if (!inodes.has(e.inode)) continue;
+      if (e.localPort === localPort) viewers++;
+      if (e.remotePort === remotePort) upstreams++;
+    }
+    out.set(pid, { viewers, upstreams });
+  }
+  return out;
 }

@@ -73,7 +73,8 @@ export class ProxyProcess {
     readonly name: string,
     private readonly root: string,
     private readonly env: Record<string, string>,
-    private readonly nodeOptions = '',
+    /** Node flags for the primary; cluster workers inherit them (--cpu-prof is refused in NODE_OPTIONS). */
+    private readonly execArgv: string[] = [],
   ) {
     this.headers = { 'Content-Type': 'application/json' };
     if (process.env.API_TOKEN) this.headers['X-API-Token'] = process.env.API_TOKEN;
@@ -92,9 +93,8 @@ export class ProxyProcess {
       DRAIN_TIMEOUT: '5',
       ...this.env,
     };
-    if (this.nodeOptions) env.NODE_OPTIONS = this.nodeOptions;
-    else delete env.NODE_OPTIONS;
-    const proc = spawn(process.execPath, ['dist/src/index.js'], { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    delete env.NODE_OPTIONS;
+    const proc = spawn(process.execPath, [...this.execArgv, 'dist/src/index.js'], { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.pid = proc.pid ?? 0;
     const ready = await waitForLine(proc, `proxy ${this.name}`, (o) => o.message === 'primary ready' && typeof o.port === 'number', tailOf(proc));

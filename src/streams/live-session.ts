@@ -52,6 +52,7 @@ export interface LiveSessionOptions {
 }
 
 const TICK_MS = 1000;
+const VIEWER_QUEUE_BUDGET = 256 * 1024;
 const KEEPALIVE_AFTER_MS = 1000;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 1000;
@@ -202,6 +203,7 @@ export class LiveSession implements ChannelReader {
     res.writeHead(200, head);
     const viewer: Viewer = new Viewer(this.channel, res, {
       maxDrops: this.opts.viewerMaxDrops,
+      queueBudget: VIEWER_QUEUE_BUDGET,
       onEnd: (reason) => {
         onEnd(viewer, reason);
         this.maybeIdle();

@@ -1,6 +1,6 @@
 // A viewer is a cursor into a Channel. It writes while its socket accepts and waits for
-// `drain` otherwise, so a slow viewer holds at most the socket's buffer plus one chunk and
-// never delays the source or anyone else. A viewer that falls off the ring's tail jumps to
+// `drain` once its queue passes a small budget, so a slow viewer holds at most that budget
+// plus one chunk (references to the ring's own Buffers) and never delays anyone else. A viewer that falls off the ring's tail jumps to
 // the newest join point and counts a drop; too many drops and it is disconnected.
 import type { Channel, ChannelReader, JoinPoint } from './channel.js';
 
@@ -20,6 +20,8 @@ export type ViewerEndReason = 'source_ended' | 'too_slow' | 'stalled' | 'closed'
 
 export interface ViewerOptions {
   maxDrops: number;
+  /** Bytes a viewer may have queued in this process before it waits for 'drain'. */
+  queueBudget: number;
   now?: () => number;
   onEnd?: (reason: ViewerEndReason) => void;
 }
@@ -106,7 +108,10 @@ export class Viewer implements ChannelReader {
       }
       if (this.bytesSent === 0) this.firstByteAt = this.now();
       this.bytesSent += chunk.length;
-      if (!this.sink.write(chunk)) {
+      // write() says false for any chunk above the socket's 16 KiB high-water mark, even when
+      // the kernel took it all; waiting for 'drain' after every chunk costs a round of
+      // listeners per chunk per viewer. Wait only once the bytes queued here pass a budget.
+      if (!this.sink.write(chunk) && (this.sink.writableLength ?? Infinity) > this.opts.queueBudget) {
         this.waiting = true;
         this.waitingSince = this.now();
         this.sink.once('drain', this.onDrain);
