@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
+import { sliceWrapped } from '../test/support/origin.js';
 
 const execFileAsync = promisify(execFile);
 const TS = 188;
@@ -80,20 +81,7 @@ export async function startOrigin(file: string, byteRate: number): Promise<Origi
   const counts = new Map<string, { open: number; total: number }>();
   const sockets = new Set<import('node:net').Socket>();
 
-  const slice = (offset: number, length: number): Buffer => {
-    const start = offset % data.length;
-    if (start + length <= data.length) return data.subarray(start, start + length);
-    const parts: Buffer[] = [];
-    let left = length;
-    let s = start;
-    while (left > 0) {
-      const n = Math.min(left, data.length - s);
-      parts.push(data.subarray(s, s + n));
-      left -= n;
-      s = 0;
-    }
-    return Buffer.concat(parts, length);
-  };
+  const slice = (offset: number, length: number): Buffer => sliceWrapped(data, offset, length);
 
   const server = http.createServer((req, res) => {
     const p = (req.url ?? '/').split('?')[0]!;

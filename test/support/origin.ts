@@ -59,7 +59,7 @@ function stripQuery(p: string): string {
 const floorToPacket = (n: number): number => Math.floor(n / TS_PACKET) * TS_PACKET;
 
 /** `length` bytes of `data` starting at `offset`, wrapping around its end as often as needed. */
-function sliceWrapped(data: Buffer, offset: number, length: number): Buffer {
+export function sliceWrapped(data: Buffer, offset: number, length: number): Buffer {
   let start = offset % data.length;
   if (start + length <= data.length) return data.subarray(start, start + length);
   const parts: Buffer[] = [];
