@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
+import { redactUrl } from './redact.js';
 
 export type HwAccel = 'auto' | 'cpu' | 'nvenc' | 'vaapi' | 'qsv';
 export type SharingStrategy = 'url_profile' | 'url_only' | 'disabled';
@@ -215,14 +216,10 @@ class EnvReader {
 
   private show(name: string, value: string): string {
     if (this.secrets.has(name)) return `<hidden, ${value.length} chars>`;
-    return JSON.stringify(redactUserinfo(value));
+    return JSON.stringify(redactUrl(value));
   }
 }
 
-// Userinfo (user:pass@) never reaches an error message or a log line.
-function redactUserinfo(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
-}
 
 function readRootPath(r: EnvReader, env: Env): string {
   const rawValue = env.ROOT_PATH;
@@ -283,7 +280,7 @@ function maskRedisPassword(redisUrl: string): string {
     url.password = '***';
     return url.toString();
   } catch {
-    return redactUserinfo(redisUrl);
+    return redactUrl(redisUrl);
   }
 }
 

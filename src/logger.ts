@@ -10,11 +10,6 @@ export interface LoggerOptions {
   silent?: boolean;
 }
 
-// Userinfo in URLs (user:pass@) never reaches a log line.
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
-}
-
 export function createLogger(opts: LoggerOptions): Logger {
   const format =
     opts.format === 'pretty'

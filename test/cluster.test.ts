@@ -174,3 +174,27 @@ describe('cluster shutdown', function () {
     }
   });
 });
+
+describe('one-process mode (npm run start:single)', function () {
+  this.timeout(30_000);
+
+  it('serves the API and a stream from one process, and exits 0 on SIGTERM', async () => {
+    const origin = await startOrigin();
+    const single = await startCluster({ DRAIN_TIMEOUT: '1' }, 20_000, 'single');
+    try {
+      expect(single.workerPids(), 'no worker processes').to.deep.equal([]);
+      const id = await createOn(single, origin.url('/live/single.ts'));
+      const v = openViewer(single.url(`/stream/${id}`));
+      expect((await v.firstBytes(188))[0]).to.equal(0x47);
+      const health = await single.api<{ status: string; workers: { expected: number; alive: number } }>('/health');
+      expect(health.body.status).to.equal('healthy');
+      expect(health.body.workers).to.deep.equal({ expected: 1, alive: 1 });
+      v.close();
+      expect(await single.stop()).to.equal(0);
+    } finally {
+      await single.stop();
+      await origin.close();
+    }
+  });
+});
+

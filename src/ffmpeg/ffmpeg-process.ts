@@ -2,6 +2,7 @@
 // progress and rate-limited debug lines, exit classified, stop with SIGTERM → SIGKILL escalation.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from '../logger.js';
+import { redactUrl } from '../redact.js';
 import {
   StderrParser,
   classifyLine,
@@ -38,11 +39,6 @@ const BASE_ARGS = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-stats'];
 const DEFAULT_KILL_AFTER_MS = 3000;
 const LOG_WINDOW_MS = 10_000;
 const LOG_LINES_PER_WINDOW = 20;
-
-// ffmpeg echoes input URLs in its messages; userinfo (user:pass@) never reaches a log line.
-function redactUrls(s: string): string {
-  return s.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
-}
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -159,7 +155,7 @@ export class FfmpegProcess {
     };
 
     if (child.pid !== undefined) {
-      this.log('debug', 'ffmpeg started', { args: argv.map(redactUrls).join(' ') });
+      this.log('debug', 'ffmpeg started', { args: argv.map(redactUrl).join(' ') });
     }
   }
 
@@ -216,7 +212,7 @@ export class FfmpegProcess {
       const cls = classifyLine(line);
       if (cls !== null && !(SUMMARY_LINE.test(line) && this.errorClass !== null)) {
         this.errorClass = cls;
-        this.lastError = redactUrls(line);
+        this.lastError = redactUrl(line);
       }
       this.logLine(line);
     }
@@ -227,7 +223,7 @@ export class FfmpegProcess {
   private logLine(line: string): void {
     if (this.loggedInWindow < LOG_LINES_PER_WINDOW) {
       this.loggedInWindow++;
-      this.log('debug', redactUrls(line), { source: 'ffmpeg' });
+      this.log('debug', redactUrl(line), { source: 'ffmpeg' });
     } else {
       this.suppressedInWindow++;
     }

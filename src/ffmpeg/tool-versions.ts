@@ -1,5 +1,6 @@
 // Versions of the external tools, asked once (argv, never a shell); null when not installed.
 import { execFile } from 'node:child_process';
+import { parseFfmpegVersion } from './ffmpeg-process.js';
 
 export interface ToolVersions {
   ffmpeg: string | null;
@@ -22,7 +23,7 @@ export async function detectToolVersions(ffmpegPath: string): Promise<ToolVersio
     firstLine('yt-dlp', ['--version']),
   ]);
   return {
-    ffmpeg: ffmpeg?.match(/version\s+(\S+)/)?.[1] ?? ffmpeg,
+    ffmpeg: ffmpeg ? (parseFfmpegVersion(ffmpeg) ?? ffmpeg) : null,
     streamlink: streamlink?.replace(/^streamlink\s+/i, '') ?? null,
     ytdlp,
   };

@@ -75,7 +75,7 @@ export interface Totals {
 }
 
 /** A snapshot of the cluster's viewers, taken once per request. */
-interface Snapshot {
+export interface Snapshot {
   defs: StreamDefinition[];
   clients: ClientRecord[];
   byStream: Map<string, ClientRecord[]>;
@@ -189,8 +189,8 @@ export class StreamService {
     return Promise.all(s.defs.map((d) => this.entry(d, s)));
   }
 
-  async totals(): Promise<Totals> {
-    const s = await this.snapshot();
+  async totals(snap?: Snapshot): Promise<Totals> {
+    const s = snap ?? (await this.snapshot());
     const streams = await this.entries(s);
     const bytes = streams.reduce((n, e) => n + e.total_bytes_served, 0);
     return {
@@ -206,8 +206,13 @@ export class StreamService {
   }
 
   /** Streams whose metadata `field` equals `value` (case-insensitive for true/false). */
-  async matching(field: string, value: string, activeOnly: boolean): Promise<Array<{ def: StreamDefinition; clients: ClientRecord[] }>> {
-    const s = await this.snapshot();
+  async matching(
+    field: string,
+    value: string,
+    activeOnly: boolean,
+    snap?: Snapshot,
+  ): Promise<Array<{ def: StreamDefinition; clients: ClientRecord[] }>> {
+    const s = snap ?? (await this.snapshot());
     return s.defs
       .filter((d) => metadataEquals(d.metadata[field], value))
       .map((def) => ({ def, clients: s.byStream.get(def.id) ?? [] }))

@@ -4,7 +4,10 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './ts-viewer.js';
 
-const ENTRY = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+const ENTRIES = {
+  cluster: fileURLToPath(new URL('../../src/index.js', import.meta.url)),
+  single: fileURLToPath(new URL('../../src/single.js', import.meta.url)),
+};
 
 export interface LogLine {
   message: string;
@@ -47,9 +50,14 @@ process.once('exit', () => {
   for (const c of running) c.kill('SIGKILL');
 });
 
-export async function startCluster(env: Record<string, string> = {}, timeoutMs = 20_000): Promise<TestCluster> {
+/** `mode: 'single'` runs `npm run start:single`'s entry (one process, no cluster). */
+export async function startCluster(
+  env: Record<string, string> = {},
+  timeoutMs = 20_000,
+  mode: keyof typeof ENTRIES = 'cluster',
+): Promise<TestCluster> {
   const logs: LogLine[] = [];
-  const child = spawn(process.execPath, [ENTRY], {
+  const child = spawn(process.execPath, [ENTRIES[mode]], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: process.env.HOME ?? '/tmp',

@@ -5,9 +5,9 @@ import type { Coordinator } from '../../coordination/coordinator.js';
 import { staleWorkers } from '../../coordination/heartbeat.js';
 import type { Transcoder } from '../../streams/transcoder.js';
 import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
-import { redactUrl } from '../../logger.js';
+import { redactUrl } from '../../redact.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
-import type { StreamService } from '../../streams/stream-service.js';
+import { clientJson, type Snapshot, type StreamService } from '../../streams/stream-service.js';
 import { openUpstream } from '../../streams/upstream.js';
 import { VERSION } from '../../version.js';
 import { parseBody, testConnectionSchema } from '../schemas.js';
@@ -35,8 +35,8 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   };
   const uptime = (): number => Math.round((Date.now() - deps.startedAt.getTime()) / 1000);
 
-  const stats = async () => {
-    const totals = await service.totals();
+  const stats = async (snap?: Snapshot) => {
+    const totals = await service.totals(snap);
     return {
       ...totals,
       uptime_seconds: uptime(),
@@ -86,7 +86,7 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   });
 
   const clients = async (_req: Request, res: Response): Promise<void> => {
-    const { clients: list } = await service.totals();
+    const list = (await service.snapshot()).clients.map(clientJson);
     res.json({ clients: list, total_clients: list.length });
   };
   r.get('/clients', clients);
@@ -94,8 +94,9 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
 
   // Every source in the cluster, from the owners' heartbeats (this worker's own are live).
   r.get('/stats/pooled', async (_req, res) => {
-    const s = await stats();
-    const [workersList, clients] = await Promise.all([coordinator.listWorkers(), coordinator.listClients()]);
+    const snap = await service.snapshot();
+    const [s, workersList] = await Promise.all([stats(snap), coordinator.listWorkers()]);
+    const clients = snap.clients;
     const others = workersList.filter((w) => w.workerId !== workerId);
     // Viewers per source, cluster-wide (a direct stream's only source is `{id}:1`).
     const perSource = new Map<string, number>();

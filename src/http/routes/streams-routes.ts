@@ -96,8 +96,9 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
     const field = queryString(req.query, 'field', true);
     const values = queryString(req.query, 'values', true).split(',').map((v) => v.trim()).filter(Boolean);
     const activeOnly = queryBool(req.query, 'active_only', true);
+    const snap = await service.snapshot(); // one read of the coordinator for every value
     const counts: Record<string, number> = {};
-    for (const v of values) counts[v] = (await service.matching(field, v, activeOnly)).length;
+    for (const v of values) counts[v] = (await service.matching(field, v, activeOnly, snap)).length;
     res.json({ field, counts });
   });
 
