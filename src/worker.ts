@@ -10,10 +10,10 @@ import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js
 import { createApp } from './http/app.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
-import { createRelayServer } from './streams/relay-server.js';
+import { createRelayServer } from './streams/live/relay-server.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
-import { Transcoder } from './streams/transcoder.js';
+import { Transcoder } from './streams/transcode/transcoder.js';
 
 export interface WorkerDeps {
   config: Config;

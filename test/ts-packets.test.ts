@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
-import { Channel } from '../src/streams/channel.js';
-import { findSync, packetPid, TsPacketizer, TS_PACKET_SIZE } from '../src/streams/ts-packets.js';
+import { Channel } from '../src/streams/live/channel.js';
+import { findSync, packetPid, TsPacketizer, TS_PACKET_SIZE } from '../src/streams/mpegts/ts-packets.js';
 import { makeLiveTs } from './support/media.js';
 
 const packet = (pid: number, fill = 0): Buffer => {

@@ -12,7 +12,7 @@ import { errorHandler, notFound } from './error-handler.js';
 import { playerRoutes } from './routes/player-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
-import type { Transcoder } from '../streams/transcoder.js';
+import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
 import type { UrlSigner } from './url-signer.js';
 

@@ -7,14 +7,14 @@ import type { Config } from '../config.js';
 import type { ClientRecord, Coordinator, CoordinatorEvent } from '../coordination/coordinator.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Channel } from './channel.js';
+import type { Channel } from './live/channel.js';
 import { clientIdFor } from './client-identity.js';
-import { FfmpegSource } from './ffmpeg-source.js';
-import { HttpSource, type FailoverInfo } from './http-source.js';
-import { LiveSession, type OwnedSource, type RelayTarget } from './live-session.js';
+import { FfmpegSource } from './sources/ffmpeg-source.js';
+import { HttpSource, type FailoverInfo } from './sources/http-source.js';
+import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { md5, sha256, type StreamDefinition } from './stream-definition.js';
-import type { ViewerEndReason } from './viewer.js';
-import { proxyVod } from './vod-proxy.js';
+import type { ViewerEndReason } from './live/viewer.js';
+import { proxyVod } from './vod/vod-proxy.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;

@@ -3,12 +3,12 @@ import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
 import type { Coordinator } from '../../coordination/coordinator.js';
 import { staleWorkers } from '../../coordination/heartbeat.js';
-import type { Transcoder } from '../../streams/transcoder.js';
+import type { Transcoder } from '../../streams/transcode/transcoder.js';
 import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
 import { redactUrl } from '../../redact.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
 import { clientJson, type Snapshot, type StreamService } from '../../streams/stream-service.js';
-import { openUpstream } from '../../streams/upstream.js';
+import { openUpstream } from '../../streams/sources/upstream.js';
 import { VERSION } from '../../version.js';
 import { parseBody, testConnectionSchema } from '../schemas.js';
 

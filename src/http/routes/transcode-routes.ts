@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { transcodeStreamId, type TranscodeSpec } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
-import type { Transcoder } from '../../streams/transcoder.js';
+import type { Transcoder } from '../../streams/transcode/transcoder.js';
 import { createStreamSchema, parseBody } from '../schemas.js';
 import { toStreamInput } from './streams-routes.js';
 

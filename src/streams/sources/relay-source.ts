@@ -1,7 +1,7 @@
 // The non-owner side of a stream: one relay connection to the owner worker (this host or
 // another), feeding the local Channel. Cost grows with workers × streams, never viewers.
 import http from 'node:http';
-import type { Channel } from './channel.js';
+import type { Channel } from '../live/channel.js';
 
 export const RELAY_SECRET_HEADER = 'x-relay-secret';
 export const RELAY_FROM_HEADER = 'x-relay-from';

@@ -1,10 +1,10 @@
 // The owner side of a transcode: one FFmpeg process whose MPEG-TS stdout feeds the Channel.
 // It knows nothing of leases or requests; the session starts and stops it.
-import { FfmpegProcess } from '../ffmpeg/ffmpeg-process.js';
-import type { FfmpegProgress } from '../ffmpeg/progress-parser.js';
-import type { Logger } from '../logger.js';
-import type { Channel } from './channel.js';
-import type { OwnedSource } from './live-session.js';
+import { FfmpegProcess } from '../../ffmpeg/ffmpeg-process.js';
+import type { FfmpegProgress } from '../../ffmpeg/progress-parser.js';
+import type { Logger } from '../../logger.js';
+import type { Channel } from '../live/channel.js';
+import type { OwnedSource } from '../live/live-session.js';
 
 export interface FfmpegSourceOptions {
   ffmpegPath: string;

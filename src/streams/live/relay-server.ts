@@ -2,11 +2,11 @@
 // `GET /relay/{pool_key}:{slot}` with the cluster's relay secret (never served without it).
 // Only the owner of that source answers 200; anyone else 409, so the caller looks again.
 import http from 'node:http';
-import { isAppError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { safeEqual } from '../safe-equal.js';
-import { RELAY_SECRET_HEADER } from './relay-source.js';
-import type { StreamEngine } from './stream-engine.js';
+import { isAppError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { safeEqual } from '../../safe-equal.js';
+import { RELAY_SECRET_HEADER } from '../sources/relay-source.js';
+import type { StreamEngine } from '../stream-engine.js';
 
 export interface RelayServerDeps {
   engine: StreamEngine;

@@ -2,9 +2,9 @@
 // the answer's length/range headers passed back, backpressure from the player to the
 // upstream (VOD is never shared), and a body cut mid-way resumed with a Range (5 times).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { upstreamUnavailable } from '../errors.js';
-import type { StreamDefinition } from './stream-definition.js';
-import { openUpstream, UpstreamError } from './upstream.js';
+import { upstreamUnavailable } from '../../errors.js';
+import type { StreamDefinition } from '../stream-definition.js';
+import { openUpstream, UpstreamError } from '../sources/upstream.js';
 
 export interface VodOptions {
   def: StreamDefinition;

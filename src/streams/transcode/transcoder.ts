@@ -1,11 +1,11 @@
 // Hardware detection and the render pool behind one lazy front: started on the first
 // transcode (or /info), so a worker that never transcodes never spawns render threads.
-import type { Config } from '../config.js';
-import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../ffmpeg/hw-accel.js';
-import type { Logger } from '../logger.js';
-import type { Profile } from '../render/profiles.js';
-import { RenderPool } from '../render/render-pool.js';
-import type { RenderResult } from '../render/render-task.js';
+import type { Config } from '../../config.js';
+import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
+import type { Logger } from '../../logger.js';
+import type { Profile } from '../../render/profiles.js';
+import { RenderPool } from '../../render/render-pool.js';
+import type { RenderResult } from '../../render/render-task.js';
 
 export interface RenderInput {
   /** A profile name, or a raw template when it starts with `-`. */

@@ -1,7 +1,7 @@
 // The ring of one stream on one worker: recent TS chunks bounded in bytes and seconds, with
 // the join points (chunks that start at a PAT, preferably one followed by a keyframe).
 // Every viewer reads the same Buffer objects; nothing is copied per viewer.
-import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from './ts-packets.js';
+import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from '../mpegts/ts-packets.js';
 
 export interface ChannelOptions {
   maxBytes: number;

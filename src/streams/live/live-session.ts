@@ -2,14 +2,14 @@
 // this worker holds the stream's lease) or by one relay connection to the worker that does.
 // The source starts with the first viewer and stops `grace` after the last one leaves.
 import type { ServerResponse } from 'node:http';
-import type { Coordinator } from '../coordination/coordinator.js';
-import { LeaseKeeper } from '../coordination/lease-keeper.js';
-import { AppError, upstreamUnavailable } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Coordinator } from '../../coordination/coordinator.js';
+import { LeaseKeeper } from '../../coordination/lease-keeper.js';
+import { AppError, upstreamUnavailable } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
-import { HttpSource } from './http-source.js';
-import { RelaySource, type RelayEnd } from './relay-source.js';
-import type { StreamDefinition } from './stream-definition.js';
+import { HttpSource } from '../sources/http-source.js';
+import { RelaySource, type RelayEnd } from '../sources/relay-source.js';
+import type { StreamDefinition } from '../stream-definition.js';
 import { Viewer, type ViewerEndReason } from './viewer.js';
 
 export interface RelayTarget {

@@ -1,10 +1,10 @@
 // The owner side of a live stream: one upstream GET feeding the Channel, retried on the same
 // URL (connect errors, HTTP errors, chunk timeouts, drops) and then moved down the failover
 // list. It never slows down for viewers: the Channel ring absorbs them.
-import type { Logger } from '../logger.js';
-import { redactUrl } from '../redact.js';
-import type { Channel } from './channel.js';
-import type { StreamDefinition } from './stream-definition.js';
+import type { Logger } from '../../logger.js';
+import { redactUrl } from '../../redact.js';
+import type { Channel } from '../live/channel.js';
+import type { StreamDefinition } from '../stream-definition.js';
 import { openUpstream, UpstreamError } from './upstream.js';
 
 export type FailoverReason =

@@ -2,7 +2,7 @@
 // the response head, and errors that never carry the URL's credentials.
 import http from 'node:http';
 import https from 'node:https';
-import { redactUrl } from '../redact.js';
+import { redactUrl } from '../../redact.js';
 
 export type UpstreamErrorKind = 'connect_error' | 'http_error' | 'aborted';
 
