@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the tests need and a fresh Debian box lacks (ffmpeg, redis-server),
-# or stops with a message naming the package when it cannot.
+# Installs what the tests need and a fresh Debian box lacks, or stops with a message naming
+# the packages when it cannot. command → Debian package:
+#   ffmpeg, ffprobe → ffmpeg · redis-server → redis-server · prometheus, promtool → prometheus
+#   streamlink → streamlink · yt-dlp → yt-dlp
 set -euo pipefail
+declare -A need=(
+  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis-server
+  [prometheus]=prometheus [promtool]=prometheus
+  [streamlink]=streamlink [yt-dlp]=yt-dlp
+)
 missing=()
-command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-command -v ffprobe >/dev/null 2>&1 || { [[ " ${missing[*]-} " == *" ffmpeg "* ]] || missing+=(ffmpeg); }
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 && continue
+  pkg=${need[$cmd]}
+  [[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if command -v apt-get >/dev/null 2>&1; then
