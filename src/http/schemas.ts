@@ -98,6 +98,19 @@ export function queryString(q: Query, name: string, required = false): string | 
   return v;
 }
 
+/** Longest `client_id` any route accepts (API.md §4.1). */
+export const MAX_CLIENT_ID = 128;
+
+/** The `client_id` query parameter of any route: 422 above MAX_CLIENT_ID characters. */
+export function queryClientId(q: Query): string | undefined {
+  const v = queryString(q, 'client_id');
+  if (v !== undefined && v.length > MAX_CLIENT_ID) {
+    const message = `must be at most ${MAX_CLIENT_ID} characters`;
+    throw validationError(`client_id: ${message}`, [{ field: 'client_id', message }]);
+  }
+  return v;
+}
+
 /** `true/false/1/0`, case-insensitive. */
 export function queryBool(q: Query, name: string, fallback: boolean): boolean {
   const v = queryString(q, name);

@@ -1,11 +1,11 @@
 // Management of stream definitions (API.md §3.2, §3.4, §3.6).
 import { Router, type Request } from 'express';
 import { AppError } from '../../errors.js';
-import type { StreamDefinition } from '../../streams/stream-definition.js';
+import { entryStreamType, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StopReason, StreamService } from '../../streams/stream-service.js';
 import { clientJson } from '../../streams/stream-service.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
-import { createStreamSchema, parseBody, queryBool, queryString, type CreateStreamBody } from '../schemas.js';
+import { createStreamSchema, parseBody, queryBool, queryClientId, queryString, type CreateStreamBody } from '../schemas.js';
 
 export interface StreamsRoutesDeps {
   service: StreamService;
@@ -106,7 +106,7 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
     const { field, value } = fieldAndValue(req);
     const exclude = queryString(req.query, 'exclude_channel_id');
     const force = queryBool(req.query, 'force', true);
-    const keepClient = queryString(req.query, 'client_id');
+    const keepClient = queryClientId(req.query);
     const deleted: string[] = [];
     const skipped: Array<Record<string, unknown>> = [];
     for (const { def, clients } of await service.matching(field, value, false)) {
@@ -176,7 +176,7 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
       failover_index: rt.failoverIndex,
       failover_attempts: rt.failoverAttempts,
       active_clients: rt.clientCount,
-      stream_type: def.kind === 'hls' ? 'hls' : 'direct',
+      stream_type: entryStreamType(def.kind), // the words of /streams
     });
   });
 
