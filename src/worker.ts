@@ -8,6 +8,7 @@ import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
+import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { createRelayServer } from './streams/live/relay-server.js';
@@ -138,6 +139,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   await heartbeat.start();
 
   const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
+  answerClientErrorsAsJson(server);
   const port = await listen(server, config.host, config.port);
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 

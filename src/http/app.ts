@@ -10,6 +10,7 @@ import type { StreamService } from '../streams/stream-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
 import { playerRoutes } from './routes/player-routes.js';
+import { validateRequestValues } from './request-values.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
@@ -78,6 +79,7 @@ export function createApp(deps: AppDeps): express.Express {
   const auth = requireToken(config.apiToken);
   const routes = Router();
   routes.use(commonHeaders(deps.workerId));
+  routes.use(validateRequestValues);
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
   routes.use('/hls', notBuilt('HLS'));

@@ -16,6 +16,7 @@ import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-ses
 import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { proxyVod } from './vod/vod-proxy.js';
+import { withInputOptions } from './transcode/input-options.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -346,7 +347,7 @@ export class StreamEngine {
     if (def.transcode) {
       return new FfmpegSource({
         ffmpegPath: config.ffmpegPath,
-        argv: def.transcode.argv,
+        argv: this.transcodeArgv(def),
         channel, logger,
         streamId: def.id,
         sourceKey: key,
@@ -369,6 +370,28 @@ export class StreamEngine {
     });
   }
 
+  /**
+   * The pool key viewers of `def` share (DESIGN.md §2): a direct stream's id; for a transcode,
+   * `url_only` → the URL, else the argv FFmpeg runs (rendered argv, UA and headers), so two
+   * ids that render alike share one FFmpeg. Without pooling each viewer has its own key, and
+   * the stream id is reported.
+   */
+  poolKeyOf(def: StreamDefinition): string {
+    if (!def.transcode || !this.pooling) return def.id;
+    return this.deps.config.sharingStrategy === 'url_only'
+      ? `u${md5(def.url)}`
+      : `p${sha256(this.transcodeArgv(def).join('\0')).slice(0, 32)}`;
+  }
+
+  /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
+  private transcodeArgv(def: StreamDefinition): string[] {
+    return withInputOptions(def.transcode!.argv, {
+      renderedUrl: def.url,
+      userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
+      headers: def.headers,
+    });
+  }
+
   private get pooling(): boolean {
     const { transcodingPooling, sharingStrategy } = this.deps.config;
     return transcodingPooling && sharingStrategy !== 'disabled';
@@ -379,11 +402,8 @@ export class StreamEngine {
    * (`url_profile`: the rendered argv; `url_only`: the URL) and the first slot with room.
    */
   private async transcodeKey(def: StreamDefinition, clientId: string): Promise<string> {
-    const spec = def.transcode!;
     if (!this.pooling) return `v${md5(`${def.id}|${clientId}`).slice(0, 24)}:1`;
-    const poolKey = this.deps.config.sharingStrategy === 'url_only'
-      ? `u${md5(def.url)}`
-      : `p${sha256(spec.argv.join('\0')).slice(0, 32)}`;
+    const poolKey = this.poolKeyOf(def);
     const cap = this.deps.config.maxClientsPerSharedStream;
     const choose = async (): Promise<string> => {
       let slot = 1;

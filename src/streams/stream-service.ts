@@ -178,7 +178,7 @@ export class StreamService {
       metadata: def.metadata,
       owner: running && status.owner ? { worker_id: status.owner, pid: status.pid } : null,
       source_pid: rt.sourcePid,
-      pool_key: def.id,
+      pool_key: this.deps.engine.poolKeyOf(def),
       clients_by_worker: byWorker,
       transcode: rt.transcode,
     };
