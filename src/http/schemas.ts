@@ -19,7 +19,7 @@ export function urlProblem(value: string): string | null {
   return null;
 }
 
-const httpUrl = z
+export const httpUrl = z
   .string({ error: 'must be a string' })
   .trim()
   .min(1, 'must not be empty')
@@ -30,7 +30,7 @@ const httpUrl = z
   });
 
 // Header names are HTTP tokens; values may not smuggle a second header.
-const headerMap = z.record(
+export const headerMap = z.record(
   z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a valid header name'),
   z.string({ error: 'header values must be strings' }).regex(/^[^\r\n\0]*$/, 'must not contain line breaks'),
 );
@@ -94,19 +94,6 @@ export function queryString(q: Query, name: string, required = false): string | 
   }
   if (typeof v !== 'string') {
     throw validationError(`${name}: must be given once`, [{ field: name, message: 'must be given once' }]);
-  }
-  return v;
-}
-
-/** Longest `client_id` any route accepts (API.md §4.1). */
-export const MAX_CLIENT_ID = 128;
-
-/** The `client_id` query parameter of any route: 422 above MAX_CLIENT_ID characters. */
-export function queryClientId(q: Query): string | undefined {
-  const v = queryString(q, 'client_id');
-  if (v !== undefined && v.length > MAX_CLIENT_ID) {
-    const message = `must be at most ${MAX_CLIENT_ID} characters`;
-    throw validationError(`client_id: ${message}`, [{ field: 'client_id', message }]);
   }
   return v;
 }

@@ -8,7 +8,8 @@ import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-defi
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
 import { clientIp } from '../client-ip.js';
-import { queryClientId, queryString, urlProblem } from '../schemas.js';
+import { streamIdParam } from '../request-values.js';
+import { queryString, urlProblem } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
 
 export interface PlayerRoutesDeps {
@@ -43,8 +44,8 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
 }
 
 async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
-  const id = String(req.params.id);
-  queryClientId(req.query);
+  // client_id, username and the like were checked by validateRequestValues (request-values.ts).
+  const id = streamIdParam(req);
   const known = await deps.service.find(id);
   if (known) return known;
   const url = queryString(req.query, 'url');
@@ -77,7 +78,7 @@ function viewerIdentity(req: Request): ViewerIdentity {
   const q = req.query;
   const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
   return {
-    clientId: queryClientId(q),
+    clientId: queryString(q, 'client_id'),
     ip: clientIp(req),
     userAgent: req.get('user-agent') ?? '',
     username,

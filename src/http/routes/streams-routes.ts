@@ -5,7 +5,8 @@ import { entryStreamType, type StreamDefinition } from '../../streams/stream-def
 import type { StopReason, StreamService } from '../../streams/stream-service.js';
 import { clientJson } from '../../streams/stream-service.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
-import { createStreamSchema, parseBody, queryBool, queryClientId, queryString, type CreateStreamBody } from '../schemas.js';
+import { streamIdParam } from '../request-values.js';
+import { createStreamSchema, parseBody, queryBool, queryString, type CreateStreamBody } from '../schemas.js';
 
 export interface StreamsRoutesDeps {
   service: StreamService;
@@ -106,7 +107,7 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
     const { field, value } = fieldAndValue(req);
     const exclude = queryString(req.query, 'exclude_channel_id');
     const force = queryBool(req.query, 'force', true);
-    const keepClient = queryClientId(req.query);
+    const keepClient = queryString(req.query, 'client_id');
     const deleted: string[] = [];
     const skipped: Array<Record<string, unknown>> = [];
     for (const { def, clients } of await service.matching(field, value, false)) {
@@ -151,20 +152,20 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
   });
 
   r.get('/streams/:id', async (req, res) => {
-    const def = await service.get(req.params.id);
+    const def = await service.get(streamIdParam(req));
     const snap = await service.snapshot();
     const clients = (snap.byStream.get(def.id) ?? []).map(clientJson);
     res.json({ stream: await service.entry(def, snap), clients, client_count: clients.length });
   });
 
   r.delete('/streams/:id', async (req, res) => {
-    const def = await service.get(req.params.id);
+    const def = await service.get(streamIdParam(req));
     await service.delete(def, 'manual_deletion' satisfies StopReason);
     res.json({ message: `Stream ${def.id} deleted` });
   });
 
   r.post('/streams/:id/failover', async (req, res) => {
-    const def = await service.get(req.params.id);
+    const def = await service.get(streamIdParam(req));
     if (def.failoverUrls.length === 0 && !def.failoverResolverUrl) {
       throw new AppError(400, 'NO_FAILOVER', `Stream ${def.id} has no failover URLs or resolver`);
     }
