@@ -11,6 +11,7 @@ import { createApp } from './http/app.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { createRelayServer } from './streams/live/relay-server.js';
+import { HlsEngine } from './streams/hls/hls-engine.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
 import { Transcoder } from './streams/transcode/transcoder.js';
@@ -68,15 +69,19 @@ export function buildWorker(deps: WorkerDeps) {
   };
   const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids, onSourcesChanged });
   const service = new StreamService({ config, coordinator, engine });
+  const hls = new HlsEngine({
+    config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
+    resolveRelay: (holder) => engine.resolveRelay(holder),
+  });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, hls,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer, relaySecret, closeRender: () => transcoder.close() };
+  return { app, engine, hls, service, signer, relaySecret, closeRender: () => transcoder.close() };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
@@ -95,10 +100,10 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, relaySecret, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
-  const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
+  const relayServer = createRelayServer({ engine, extra: (req, res) => hls.handleRelay(req, res), secret: relaySecret, logger });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
   const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
   const relayAddress = `${config.relayAdvertiseHost}:${boundRelayPort}`;
@@ -134,6 +139,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       server.close();
       await engine.drain(drainMs);
       await engine.close();
+      await hls.close();
       await heartbeat.stop();
       await closeRender();
       relayServer.close();

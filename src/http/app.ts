@@ -9,6 +9,8 @@ import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamService } from '../streams/stream-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
+import type { HlsEngine } from '../streams/hls/hls-engine.js';
+import { hlsRoutes } from './routes/hls-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
@@ -29,6 +31,7 @@ export interface AppDeps {
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
   transcoder: Transcoder;
+  hls: HlsEngine;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -76,8 +79,8 @@ export function createApp(deps: AppDeps): express.Express {
   const routes = Router();
   routes.use(commonHeaders(deps.workerId));
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
-  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
-  routes.use('/hls', notBuilt('HLS'));
+  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
