@@ -9,6 +9,7 @@ import type { StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
 import { clientIdFor } from '../../streams/client-identity.js';
 import { tokenState } from '../auth.js';
+import { streamIdParam } from '../request-values.js';
 import { queryString } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
 import { resolveStream, viewerIdentity, type PlayerRoutesDeps } from './player-routes.js';
@@ -73,7 +74,8 @@ export function hlsRoutes(deps: HlsRoutesDeps): Router {
 
   /** An unknown id is 404 before anything else (API.md §4.2); a known one never creates. */
   const known = async (req: Request): Promise<StreamDefinition> => {
-    if (!(await deps.service.find(String(req.params.id)))) throw streamNotFound(String(req.params.id));
+    const id = streamIdParam(req);
+    if (!(await deps.service.find(id))) throw streamNotFound(id);
     return resolveStream(req, deps);
   };
 

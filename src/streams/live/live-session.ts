@@ -200,7 +200,14 @@ export class LiveSession implements ChannelReader {
       this.maybeIdle();
       return null;
     }
-    res.writeHead(200, head);
+    try {
+      res.writeHead(200, head);
+    } catch (err) {
+      // No viewer came of this request: the session must still go idle, or its source runs
+      // with nobody watching for as long as the process lives.
+      this.maybeIdle();
+      throw err;
+    }
     const viewer: Viewer = new Viewer(this.channel, res, {
       maxDrops: this.opts.viewerMaxDrops,
       queueBudget: VIEWER_QUEUE_BUDGET,
