@@ -16,6 +16,8 @@ import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
 import type { UrlSigner } from './url-signer.js';
+import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
+import { webhooksRoutes } from './routes/webhooks-routes.js';
 
 export interface AppDeps {
   config: Config;
@@ -30,6 +32,7 @@ export interface AppDeps {
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
   transcoder: Transcoder;
+  dispatcher: WebhookDispatcher;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -84,7 +87,7 @@ export function createApp(deps: AppDeps): express.Express {
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
   routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
-  routes.use('/webhooks', notBuilt('Webhooks'));
+  routes.use(webhooksRoutes(deps));
 
   // Both base paths serve the same routes (API.md §1).
   if (config.rootPath) app.use(config.rootPath, routes);

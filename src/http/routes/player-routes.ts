@@ -7,6 +7,7 @@ import { clientIdFor } from '../../streams/client-identity.js';
 import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
+import { clientIp } from '../client-ip.js';
 import { streamIdParam } from '../request-values.js';
 import { queryString, urlProblem } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
@@ -78,7 +79,7 @@ function viewerIdentity(req: Request): ViewerIdentity {
   const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
   return {
     clientId: queryString(q, 'client_id'),
-    ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+    ip: clientIp(req),
     userAgent: req.get('user-agent') ?? '',
     username,
   };
