@@ -111,7 +111,7 @@ describe('template allow-list and input confinement (issue 13: input 2)', functi
       expect(existsSync(out)).to.equal(false);
     } finally {
       await t.close();
-      await t.closeRender();
+      await t.closeParts();
     }
   });
 
