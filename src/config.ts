@@ -72,6 +72,10 @@ export interface Config {
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
+  /** Sweep of leftover HLS output directories (HLS_GC_*). */
+  readonly hlsGcEnabled: boolean;
+  readonly hlsGcIntervalMs: number;
+  readonly hlsGcAgeMs: number;
   readonly profilesDir: string;
   readonly ffmpegPath: string;
   readonly hwAccel: HwAccel;
@@ -400,6 +404,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),
+    hlsGcEnabled: r.bool('HLS_GC_ENABLED', true),
+    hlsGcIntervalMs: r.ms('HLS_GC_INTERVAL', 600),
+    hlsGcAgeMs: r.ms('HLS_GC_AGE_THRESHOLD', 3600, { maxMs: Number.MAX_SAFE_INTEGER }),
     profilesDir: path.resolve(r.str('PROFILES_DIR', 'profiles')),
     ffmpegPath: r.str('FFMPEG_PATH', 'ffmpeg'),
     hwAccel: r.oneOf('HW_ACCEL', HW_ACCELS, 'auto'),
