@@ -35,7 +35,7 @@ describe('faults: partition from Redis', function () {
     redis = await startRedis();
     proxy = await startTcpProxy(redis.port);
     raw = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-    [a, b] = await Promise.all([startCluster(env('hostA', proxy.url('redis'))), startCluster(env('hostB', redis.url))]);
+    [a, b] = await Promise.all([startCluster(env('hostA', proxy.url('redis')), 60_000), startCluster(env('hostB', redis.url), 60_000)]);
   });
   after(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
@@ -86,7 +86,7 @@ describe('faults: frozen owner (SIGSTOP)', function () {
 
   before(async () => {
     origin = await startOrigin();
-    cluster = await startCluster({ WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: String(TTL_MS) });
+    cluster = await startCluster({ WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: String(TTL_MS) }, 60_000);
   });
   after(async () => {
     await cluster?.stop();
