@@ -10,6 +10,8 @@ import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js
 import { createApp } from './http/app.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
+import { renderAggregate } from './metrics/aggregate.js';
+import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { createRelayServer } from './streams/live/relay-server.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
@@ -26,6 +28,11 @@ export interface WorkerDeps {
   expectedWorkers?: number;
   /** Set by startWorker: an early heartbeat when owned sources change. */
   onSourcesChanged?: () => Promise<void>;
+  /**
+   * The text `GET /metrics` answers, given this worker's metrics: in the cluster the primary
+   * gathers every worker's; by default this worker's alone.
+   */
+  scrapeMetrics?: (own: WorkerMetrics) => Promise<string>;
 }
 
 export interface RunningWorker {
@@ -33,6 +40,8 @@ export interface RunningWorker {
   relayServer: http.Server;
   engine: StreamEngine;
   app: ReturnType<typeof createApp>;
+  /** This worker's metrics (the cluster primary collects them over IPC). */
+  metrics: WorkerMetrics;
   port: number;
   relayAddress: string;
   heartbeat: Heartbeat;
@@ -66,17 +75,22 @@ export function buildWorker(deps: WorkerDeps) {
       void deps.onSourcesChanged?.();
     }, 50);
   };
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids, onSourcesChanged });
+  const metrics = new WorkerMetrics({ worker: String(deps.index ?? 1), rootPath: config.rootPath });
+  const { telemetry } = metrics;
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids, onSourcesChanged, telemetry });
   const service = new StreamService({ config, coordinator, engine });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
-  const transcoder = new Transcoder({ config, logger });
+  const transcoder = new Transcoder({ config, logger, telemetry });
+  metrics.attach({ engine, transcoder, coordinator });
+  const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   const app = createApp({
     config, logger, coordinator, engine, service, signer, workerId, versions, transcoder,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
+    metrics: { httpMiddleware: metrics.httpMiddleware, scrape: () => scrape(metrics) },
   });
-  return { app, engine, service, signer, relaySecret, closeRender: () => transcoder.close() };
+  return { app, engine, service, signer, relaySecret, metrics, closeRender: () => transcoder.close() };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
@@ -95,7 +109,7 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, relaySecret, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, relaySecret, metrics, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
@@ -129,7 +143,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 
   return {
-    server, relayServer, engine, app, port, relayAddress, heartbeat,
+    server, relayServer, engine, app, metrics, port, relayAddress, heartbeat,
     async close(drainMs = 0) {
       server.close();
       await engine.drain(drainMs);

@@ -8,7 +8,11 @@ export interface LeaseKeeperOptions {
   holder: string;
   ttlMs: number;
   onLost: () => void;
+  /** Counted by metrics: each acquisition attempt, renewal and loss. */
+  onEvent?: (event: LeaseEvent) => void;
 }
+
+export type LeaseEvent = 'acquired' | 'busy' | 'renewed' | 'lost';
 
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | null = null;
@@ -28,6 +32,7 @@ export class LeaseKeeper {
   async acquire(): Promise<boolean> {
     const { coordinator, key, holder, ttlMs } = this.opts;
     const lease = await coordinator.acquireLease(key, holder, ttlMs);
+    this.opts.onEvent?.(lease ? 'acquired' : 'busy');
     if (!lease) return false;
     this.current = lease;
     this.timer = setInterval(() => void this.renew(), Math.max(50, Math.floor(ttlMs / 3)));
@@ -46,7 +51,7 @@ export class LeaseKeeper {
     if (!lease) return;
     const { coordinator, key, holder, ttlMs } = this.opts;
     try {
-      if (await coordinator.renewLease(lease, ttlMs)) return;
+      if (await coordinator.renewLease(lease, ttlMs)) return void this.opts.onEvent?.('renewed');
       // Gone (expired, or the store restarted): take it again if nobody else has.
       const again = await coordinator.acquireLease(key, holder, ttlMs);
       if (again && this.current === lease) {
@@ -61,6 +66,7 @@ export class LeaseKeeper {
     }
     if (this.current === lease) {
       this.stopTimer();
+      this.opts.onEvent?.('lost');
       this.opts.onLost();
     }
   }

@@ -10,6 +10,7 @@ import type { StreamService } from '../streams/stream-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
 import { playerRoutes } from './routes/player-routes.js';
+import { metricsRoutes } from './routes/metrics-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
@@ -29,6 +30,11 @@ export interface AppDeps {
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
   transcoder: Transcoder;
+  /** `/metrics` and the request counters; absent: no /metrics route. */
+  metrics?: {
+    httpMiddleware: (req: Request, res: Response, next: NextFunction) => void;
+    scrape: () => Promise<string>;
+  };
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -74,8 +80,12 @@ export function createApp(deps: AppDeps): express.Express {
 
   const auth = requireToken(config.apiToken);
   const routes = Router();
+  if (deps.metrics) routes.use(deps.metrics.httpMiddleware);
   routes.use(commonHeaders(deps.workerId));
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
+  if (deps.metrics) {
+    routes.use(metricsRoutes({ apiToken: config.apiToken, metricsPublic: config.metricsPublic, scrape: deps.metrics.scrape }));
+  }
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
   routes.use('/hls', notBuilt('HLS'));
   routes.use(auth);
