@@ -28,7 +28,7 @@ interface StreamFigures {
   viewers: number;
   egress: number;
   upstream: number;
-  bitrate: number;
+  rate: number;
   cc: number;
   reconnects: number;
   owner: boolean;
@@ -45,7 +45,7 @@ function createMetrics(r: Registry) {
     sourceViewers: gauge(M.sourceViewers, r),
     streamEgressBytes: counter(M.streamEgressBytes, r),
     streamUpstreamBytes: counter(M.streamUpstreamBytes, r),
-    streamUpstreamBitrate: gauge(M.streamUpstreamBitrate, r),
+    streamUpstreamRate: gauge(M.streamUpstreamRate, r),
     streamCcErrors: counter(M.streamCcErrors, r),
     streamReconnects: counter(M.streamReconnects, r),
     viewerJoins: counter(M.viewerJoins, r),
@@ -169,12 +169,12 @@ export class WorkerMetrics {
     const figures = (id: string): StreamFigures => {
       let f = streams.get(id);
       if (!f) {
-        f = { viewers: 0, egress: 0, upstream: 0, bitrate: 0, cc: 0, reconnects: 0, owner: false, relay: false };
+        f = { viewers: 0, egress: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false };
         streams.set(id, f);
       }
       return f;
     };
-    const perStream = [m.streamViewers, m.sourceViewers, m.streamEgressBytes, m.streamUpstreamBytes, m.streamUpstreamBitrate,
+    const perStream = [m.streamViewers, m.sourceViewers, m.streamEgressBytes, m.streamUpstreamBytes, m.streamUpstreamRate,
       m.streamCcErrors, m.streamReconnects, m.transcodeSpeed, m.transcodeFps, m.transcodeDroppedFrames];
     for (const metric of perStream) metric.reset();
 
@@ -186,7 +186,7 @@ export class WorkerMetrics {
       if (s.isOwner) {
         f.owner = true;
         f.upstream += s.ownedSource?.bytesIn ?? 0;
-        f.bitrate += s.bitrate;
+        f.rate += s.inRate;
         f.cc += s.channel.ccErrors;
         f.reconnects += s.httpSource?.errorCount ?? 0;
       } else if (s.isRelaying) {
@@ -201,7 +201,7 @@ export class WorkerMetrics {
       m.streamEgressBytes.inc(stream_id, f.egress);
       if (!f.owner) continue;
       m.streamUpstreamBytes.inc(stream_id, f.upstream);
-      m.streamUpstreamBitrate.set(stream_id, f.bitrate);
+      m.streamUpstreamRate.set(stream_id, f.rate);
       m.streamCcErrors.inc(stream_id, f.cc);
       m.streamReconnects.inc(stream_id, f.reconnects);
     }

@@ -3,7 +3,8 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { AppError } from '../../errors.js';
 import { METRICS_CONTENT_TYPE } from '../../metrics/aggregate.js';
-import { requireToken } from '../auth.js';
+import { safeEqual } from '../../safe-equal.js';
+import { authError, tokenState } from '../auth.js';
 
 export interface MetricsRoutesDeps {
   apiToken: string | undefined;
@@ -14,7 +15,16 @@ export interface MetricsRoutesDeps {
 
 export function metricsRoutes({ apiToken, metricsPublic, scrape }: MetricsRoutesDeps): Router {
   const r = Router();
-  const auth = metricsPublic ? (_req: Request, _res: Response, next: NextFunction) => next() : requireToken(apiToken);
+  const auth = (req: Request, res: Response, next: NextFunction): void => {
+    if (metricsPublic) return next();
+    let state = tokenState(req, apiToken);
+    // Prometheus sends credentials as `Authorization: Bearer` (authorization.credentials_file).
+    const bearer = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    if (state === 'missing' && bearer !== undefined) state = safeEqual(bearer, apiToken!) ? 'valid' : 'invalid';
+    const err = authError(state);
+    if (err?.status === 401) res.set('WWW-Authenticate', 'Bearer');
+    next(err ?? undefined);
+  };
   r.get('/metrics', auth, async (_req: Request, res: Response) => {
     let text: string;
     try {

@@ -56,7 +56,7 @@ export interface LiveSessionOptions {
 }
 
 const TICK_MS = 1000;
-/** Ticks in the bitrate window. */
+/** Ticks in the input-rate window. */
 const BITRATE_TICKS = 5;
 const VIEWER_QUEUE_BUDGET = 256 * 1024;
 const KEEPALIVE_AFTER_MS = 1000;
@@ -84,10 +84,10 @@ export class LiveSession implements ChannelReader {
   private acquiring = false;
   /** Bytes of viewers that already left. */
   private bytesOfLeft = 0;
-  /** channel.bytesIn at each of the last ticks (the bitrate window). */
+  /** channel.bytesIn at each of the last ticks (the input-rate window). */
   private readonly inSamples: number[] = [];
-  /** Bits per second into the channel over the last BITRATE_TICKS ticks (metrics). */
-  bitrate = 0;
+  /** Bytes per second into the channel over the last BITRATE_TICKS ticks (metrics). */
+  inRate = 0;
   lastAccess = new Date();
 
   constructor(private readonly opts: LiveSessionOptions) {
@@ -347,7 +347,7 @@ export class LiveSession implements ChannelReader {
     const samples = this.inSamples;
     samples.push(this.channel.bytesIn);
     if (samples.length > BITRATE_TICKS + 1) samples.shift();
-    if (samples.length > 1) this.bitrate = ((samples[samples.length - 1]! - samples[0]!) * 8 * 1000) / ((samples.length - 1) * TICK_MS);
+    if (samples.length > 1) this.inRate = ((samples[samples.length - 1]! - samples[0]!) * 1000) / ((samples.length - 1) * TICK_MS);
     if (this.channel.hasData && now - this.channel.lastDataAt >= KEEPALIVE_AFTER_MS) this.channel.keepAlive();
     for (const v of [...this.viewers.values(), ...this.relayViewers]) {
       if (v.waitingSince > 0 && now - v.waitingSince >= this.opts.viewerStallTimeoutMs) v.close('stalled');
