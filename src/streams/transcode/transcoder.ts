@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Config } from '../../config.js';
 import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
 import type { Logger } from '../../logger.js';
+import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
 import { RenderPool, type RenderPoolStats } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
@@ -45,7 +46,8 @@ export class Transcoder {
       template: isTemplate ? input.profile : null,
       variables: input.variables,
       inputUrl: input.inputUrl,
-      hlsDir: this.deps.config.hlsTempDir,
+      // The owner creates the real directory per FFmpeg when it starts one (managed-output.ts).
+      hlsDir: managedDirPattern(this.deps.config.hlsTempDir),
     }).finally(() => this.deps.telemetry?.rendered((performance.now() - t0) / 1000));
   }
 
