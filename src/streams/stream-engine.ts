@@ -19,6 +19,8 @@ import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { confineInput } from './transcode/input-confinement.js';
+import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -455,11 +457,12 @@ export class StreamEngine {
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
   private transcodeArgv(def: StreamDefinition): string[] {
-    return withInputOptions(def.transcode!.argv, {
+    const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
+    return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
   }
 
   private get pooling(): boolean {

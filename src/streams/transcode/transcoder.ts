@@ -6,6 +6,7 @@ import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-
 import type { Logger } from '../../logger.js';
 import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
+import { parseNameList } from '../../render/allow-list.js';
 import { RenderPool, type RenderPoolStats } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
 import type { StreamTelemetry } from '../stream-telemetry.js';
@@ -63,7 +64,10 @@ export class Transcoder {
       const { config, logger } = this.deps;
       const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
       if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
-      this.pool = new RenderPool({ profilesDir: config.profilesDir, threads: config.renderThreads, hw });
+      this.pool = new RenderPool({
+        profilesDir: config.profilesDir, threads: config.renderThreads, hw,
+        allow: { options: parseNameList(config.templateAllowedOptions), filters: parseNameList(config.templateAllowedFilters) },
+      });
       return { hw, pool: this.pool };
     })().catch((err: unknown) => {
       this.started = null;
