@@ -113,6 +113,9 @@ export const DEFAULT_USER_AGENT =
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 const LOG_FORMATS = ['json', 'pretty'] as const;
+// The Python proxy's spellings, which the editor documents (API.md §7): DEBUG, INFO and ERROR
+// are winston levels already; these two are not.
+const PYTHON_LOG_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'error' };
 const SHARING_STRATEGIES = ['url_profile', 'url_only', 'disabled'] as const;
 const HW_ACCELS = ['auto', 'cpu', 'nvenc', 'vaapi', 'qsv'] as const;
 
@@ -349,7 +352,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     workers: r.int('WORKERS', cpus, 1),
     rootPath: readRootPath(r, env),
     apiToken: r.optStr('API_TOKEN'),
-    logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    logLevel: PYTHON_LOG_LEVELS[r.raw('LOG_LEVEL')?.toLowerCase() ?? ''] ?? r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     logFormat: r.oneOf('LOG_FORMAT', LOG_FORMATS, 'json'),
 
     redisEnabled: r.bool('REDIS_ENABLED', false),

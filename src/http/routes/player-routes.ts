@@ -7,6 +7,8 @@ import { clientIdFor } from '../../streams/client-identity.js';
 import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
+import { clientIp } from '../client-ip.js';
+import { streamIdParam } from '../request-values.js';
 import { queryString, urlProblem } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
 
@@ -16,8 +18,6 @@ export interface PlayerRoutesDeps {
   signer: () => Promise<UrlSigner>;
   apiToken: string | undefined;
 }
-
-const MAX_CLIENT_ID = 128;
 
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
   const r = Router();
@@ -45,13 +45,8 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
 }
 
 async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
-  const id = String(req.params.id);
-  const clientId = queryString(req.query, 'client_id');
-  if (clientId !== undefined && clientId.length > MAX_CLIENT_ID) {
-    throw validationError(`client_id: must be at most ${MAX_CLIENT_ID} characters`, [
-      { field: 'client_id', message: `must be at most ${MAX_CLIENT_ID} characters` },
-    ]);
-  }
+  // client_id, username and the like were checked by validateRequestValues (request-values.ts).
+  const id = streamIdParam(req);
   const known = await deps.service.find(id);
   if (known) return known;
   const url = queryString(req.query, 'url');
@@ -85,7 +80,7 @@ function viewerIdentity(req: Request): ViewerIdentity {
   const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
   return {
     clientId: queryString(q, 'client_id'),
-    ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+    ip: clientIp(req),
     userAgent: req.get('user-agent') ?? '',
     username,
   };
