@@ -69,6 +69,7 @@ export function errorHandler(logger: Logger, bodyLimit: number) {
       res.destroy();
       return;
     }
+    if (appError.headers) res.set(appError.headers);
     // Details may quote an upstream's words (FFmpeg echoes its input URL): no credentials.
     res.status(appError.status).json(redactDeep(appError.toJSON()));
   };
