@@ -5,6 +5,7 @@ import { threadId } from 'node:worker_threads';
 import { AppError, type ErrorCode } from '../errors.js';
 import { hwTemplateVariables, type HwVariables } from '../ffmpeg/hw-accel.js';
 import { loadProfiles, type LoadedProfiles, type Profile } from './profiles.js';
+import { templateAllowList } from './allow-list.js';
 import { substitute, tokenize, validateArgv } from './template.js';
 
 export interface RenderRequest {
@@ -15,6 +16,8 @@ export interface RenderRequest {
   inputUrl: string;
   hlsDir: string;
   hw: HwVariables;
+  /** The operator's additions to the template allow-list (TEMPLATE_ALLOWED_OPTIONS/_FILTERS). */
+  allow?: { options: string[]; filters: string[] };
 }
 
 export interface RenderResult {
@@ -160,7 +163,8 @@ export function renderWith(profiles: LoadedProfiles, req: RenderRequest): Render
   }
   const hlsMark = marker('hls_dir');
   const argv = tokens.map((t) => t.split(inputMark).join(req.inputUrl).split(hlsMark).join(req.hlsDir));
-  const checked = validateArgv(argv, { inputUrl: req.inputUrl, hlsDir: req.hlsDir });
+  const allow = templateAllowList(req.allow?.options, req.allow?.filters);
+  const checked = validateArgv(argv, { inputUrl: req.inputUrl, hlsDir: req.hlsDir, allow });
   return {
     argv,
     outputFormat: checked.outputFormat,

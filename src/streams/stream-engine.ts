@@ -17,6 +17,8 @@ import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { confineInput } from './transcode/input-confinement.js';
+import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -277,7 +279,7 @@ export class StreamEngine {
   /** Stops a stream on this worker now: viewers disconnected, sources stopped. */
   stopStream(id: string): boolean {
     const sessions = this.sessionsOf(id);
-    for (const s of sessions) s.stop();
+    for (const s of sessions) s.stop(true);
     return sessions.length > 0;
   }
 
@@ -360,8 +362,9 @@ export class StreamEngine {
       createSource: (channel) => this.createSource(def, key, channel),
       connectTimeoutMs: config.connectionTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
-      // A viewer's own FFmpeg has nobody to wait for.
+      // A viewer's own FFmpeg has nobody to wait for, and its lease key is used once.
       graceMs: individual ? 0 : config.sharedStreamGraceMs,
+      ephemeralLease: individual,
       channelBufferBytes: config.channelBufferBytes,
       channelBufferMs: config.channelBufferMs,
       viewerMaxDrops: config.viewerMaxDrops,
@@ -417,11 +420,12 @@ export class StreamEngine {
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
   private transcodeArgv(def: StreamDefinition): string[] {
-    return withInputOptions(def.transcode!.argv, {
+    const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
+    return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
   }
 
   private get pooling(): boolean {

@@ -5,6 +5,7 @@ import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-
 import type { Logger } from '../../logger.js';
 import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
+import { parseNameList } from '../../render/allow-list.js';
 import { RenderPool } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
 
@@ -53,7 +54,10 @@ export class Transcoder {
       const { config, logger } = this.deps;
       const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
       if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
-      return { hw, pool: new RenderPool({ profilesDir: config.profilesDir, threads: config.renderThreads, hw }) };
+      return { hw, pool: new RenderPool({
+        profilesDir: config.profilesDir, threads: config.renderThreads, hw,
+        allow: { options: parseNameList(config.templateAllowedOptions), filters: parseNameList(config.templateAllowedFilters) },
+      }) };
     })().catch((err: unknown) => {
       this.started = null;
       throw err;
