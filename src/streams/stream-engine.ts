@@ -12,6 +12,7 @@ import { clientIdFor } from './client-identity.js';
 import type { StreamEvents } from './events/stream-events.js';
 import { FfmpegSource } from './sources/ffmpeg-source.js';
 import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
+import { Admission, LAG_MS, type LoadSample } from './live/admission.js';
 import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './live/viewer.js';
@@ -110,6 +111,8 @@ export class StreamEngine {
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
   private closing = false;
+  /** Refuses new viewers while this worker is not keeping up with those it has. */
+  readonly admission: Admission;
 
   constructor(private readonly deps: EngineDeps) {
     const { heartbeatIntervalMs } = deps.config;
@@ -121,6 +124,13 @@ export class StreamEngine {
     this.clientTtlMs = 3 * refreshMs;
     this.refresh = setInterval(() => void this.refreshClients(), refreshMs);
     this.refresh.unref();
+    this.admission = new Admission({
+      maxViewers: deps.config.maxViewersPerWorker,
+      laggingShare: deps.config.admissionLaggingShare,
+      eluLimit: 0.95,
+      retryAfterS: 5,
+      sample: () => this.loadSample(),
+    });
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
       if (e.type === 'stream_deleted' && e.streamId) this.stopStream(e.streamId);
@@ -158,6 +168,33 @@ export class StreamEngine {
       this.clients.delete(key);
       tried.add(clientId);
     }
+  }
+
+  /**
+   * Throws 503 OVERLOADED (with Retry-After) when this worker takes no new viewer now; called
+   * before anything is claimed, so a refusal costs no coordinator round trip.
+   */
+  admit(): void {
+    this.assertOpen();
+    this.admission.admit();
+  }
+
+  /** Viewers of this worker (relays to other workers included) and how many lag now. */
+  private loadSample(): LoadSample {
+    const now = Date.now();
+    let viewers = 0;
+    let lagging = 0;
+    for (const s of this.sessions.values()) {
+      for (const v of s.viewers.values()) {
+        viewers++;
+        if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
+      }
+      for (const v of s.relayViewers) {
+        viewers++;
+        if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
+      }
+    }
+    return { viewers: Math.max(viewers, this.clients.size), lagging };
   }
 
   /** Forgets a claim whose request ended without a viewer (HEAD, 404, 502, hang-up). */
@@ -345,6 +382,7 @@ export class StreamEngine {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.refresh);
+    this.admission.close();
     this.unsubscribe();
     for (const s of [...this.sessions.values()]) s.stop();
     await Promise.all([...this.clients.values()].map((c) => this.clientGone(c.streamId, c.clientId, 'closed')));

@@ -35,6 +35,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
       // Answered at once: no upstream, no client record.
       return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
     }
+    deps.engine.admit();
     const clientId = await deps.engine.claimClient(def, who);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
     try {
