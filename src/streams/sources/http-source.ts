@@ -5,7 +5,7 @@ import type { Logger } from '../../logger.js';
 import { redactUrl } from '../../redact.js';
 import type { Channel } from '../live/channel.js';
 import type { StreamDefinition } from '../stream-definition.js';
-import { openUpstream, UpstreamError } from './upstream.js';
+import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
 
 export type FailoverReason =
   | 'connect_error'
@@ -207,6 +207,7 @@ export class HttpSource {
         headers: { 'User-Agent': def.userAgent ?? this.opts.defaultUserAgent, ...def.headers },
         timeoutMs: this.opts.connectTimeoutMs,
         signal: ac.signal,
+        tlsVerify: tlsVerifyFor(def),
       }));
     } catch (err) {
       if (err instanceof UpstreamError) {
