@@ -8,9 +8,13 @@ import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
+import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { createRelayServer } from './streams/live/relay-server.js';
+import { StreamEvents } from './streams/events/stream-events.js';
+import { WebhookDispatcher } from './streams/events/webhook-dispatcher.js';
+import { HlsEngine } from './streams/hls/hls-engine.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
 import { Transcoder } from './streams/transcode/transcoder.js';
@@ -51,6 +55,8 @@ const once = <T>(fn: () => Promise<T>): (() => Promise<T>) => {
 const secret = (coordinator: Coordinator, name: string) =>
   once(() => coordinator.getOrSetValue(name, () => randomBytes(32).toString('base64url')));
 
+const FLUSH_EVENTS_MS = 2000;
+
 /** Builds a worker's parts without listening (tests use the app with supertest). */
 export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
@@ -66,17 +72,30 @@ export function buildWorker(deps: WorkerDeps) {
       void deps.onSourcesChanged?.();
     }, 50);
   };
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids, onSourcesChanged });
-  const service = new StreamService({ config, coordinator, engine });
+  const dispatcher = new WebhookDispatcher({ coordinator, logger });
+  const events = new StreamEvents({ coordinator, logger, dispatcher });
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged });
+  const service = new StreamService({ config, coordinator, engine, events });
+  const hls = new HlsEngine({
+    config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
+    resolveRelay: (holder) => engine.resolveRelay(holder),
+  });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer, relaySecret, closeRender: () => transcoder.close() };
+  return {
+    app, engine, hls, service, signer, relaySecret, dispatcher,
+    closeParts: async () => {
+      await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
+      dispatcher.close();
+      await transcoder.close();
+    },
+  };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
@@ -95,10 +114,10 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, relaySecret, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
-  const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
+  const relayServer = createRelayServer({ engine, extra: (req, res) => hls.handleRelay(req, res), secret: relaySecret, logger });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
   const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
   const relayAddress = `${config.relayAdvertiseHost}:${boundRelayPort}`;
@@ -125,6 +144,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   await heartbeat.start();
 
   const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
+  answerClientErrorsAsJson(server);
   const port = await listen(server, config.host, config.port);
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 
@@ -134,8 +154,9 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       server.close();
       await engine.drain(drainMs);
       await engine.close();
+      await hls.close();
       await heartbeat.stop();
-      await closeRender();
+      await closeParts();
       relayServer.close();
       relayServer.closeAllConnections();
       server.closeAllConnections();

@@ -69,6 +69,27 @@ export class CoordinatorUnavailableError extends Error {
   }
 }
 
+/** A webhook registration (API.md §5.1), cluster-wide, keyed by its URL. */
+export interface WebhookRegistration {
+  url: string;
+  /** Event types it wants; empty = every type. */
+  events: string[];
+  headers: Record<string, string>;
+  /** Seconds per POST. */
+  timeout: number;
+  /** POSTs after the first one on an error or a status >= 400. */
+  retryAttempts: number;
+  createdAt: string;
+}
+
+/** Options of `setValue`. */
+export interface SetValueOptions {
+  /** Lifetime in ms; absent = until deleted. */
+  ttlMs?: number;
+  /** Write only when no live value exists (SET NX); the result says whether it was written. */
+  onlyIfAbsent?: boolean;
+}
+
 export interface CoordinatorEvent {
   type: string;
   streamId?: string;
@@ -88,8 +109,12 @@ export interface Coordinator {
   setStreamStatus(id: string, status: StreamStatus): Promise<boolean>;
   getStreamStatus(id: string): Promise<StreamStatus | null>;
 
-  /** `SET key holder:random NX PX ttl` and `INCR key:epoch`; null when someone holds it. */
-  acquireLease(key: string, holder: string, ttlMs: number): Promise<Lease | null>;
+  /**
+   * `SET key holder:random NX PX ttl` and `INCR key:epoch`; null when someone holds it.
+   * `ephemeral`: a key used once (one viewer's own FFmpeg): no fencing counter is kept, the
+   * epoch is always 1, so nothing of the lease is left once it is released or expired.
+   */
+  acquireLease(key: string, holder: string, ttlMs: number, ephemeral?: boolean): Promise<Lease | null>;
   /** Compare-and-pexpire: false when the key is gone or held by another token. */
   renewLease(lease: Lease, ttlMs: number): Promise<boolean>;
   /** Compare-and-delete. */
@@ -111,6 +136,17 @@ export interface Coordinator {
 
   /** A cluster-wide value set once (e.g. the URL signing secret). */
   getOrSetValue(name: string, create: () => string): Promise<string>;
+
+  /** A named cluster-wide value with an optional TTL (SET [NX] [PX]); false when NX refused. */
+  setValue(name: string, value: string, opts?: SetValueOptions): Promise<boolean>;
+  getValue(name: string): Promise<string | null>;
+  /** Deletes a value; true only for the one caller that removed a live value (DEL = 1). */
+  deleteValue(name: string): Promise<boolean>;
+
+  /** Webhook registrations: a put replaces the one with the same URL. */
+  putWebhook(hook: WebhookRegistration): Promise<void>;
+  deleteWebhook(url: string): Promise<boolean>;
+  listWebhooks(): Promise<WebhookRegistration[]>;
 
   publish(event: CoordinatorEvent): Promise<void>;
   subscribe(handler: (event: CoordinatorEvent) => void): () => void;

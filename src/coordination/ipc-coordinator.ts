@@ -2,7 +2,7 @@
 // cluster IPC; events come back from it. Same interface, same semantics as the others.
 import { randomInt } from 'node:crypto';
 import type {
-  ClientRecord, Coordinator, CoordinatorEvent, Lease, StreamStatus, WorkerRecord,
+  ClientRecord, Coordinator, CoordinatorEvent, Lease, SetValueOptions, StreamStatus, WebhookRegistration, WorkerRecord,
 } from './coordinator.js';
 import { CoordinatorUnavailableError } from './coordinator.js';
 import { ABSENT, isIpcMessage, type IpcCall } from './ipc-protocol.js';
@@ -34,7 +34,7 @@ export class IpcCoordinator implements Coordinator {
   deleteStream(id: string) { return this.call<boolean>('deleteStream', id); }
   setStreamStatus(id: string, status: StreamStatus) { return this.call<boolean>('setStreamStatus', id, status); }
   getStreamStatus(id: string) { return this.call<StreamStatus | null>('getStreamStatus', id); }
-  acquireLease(key: string, holder: string, ttlMs: number) { return this.call<Lease | null>('acquireLease', key, holder, ttlMs); }
+  acquireLease(key: string, holder: string, ttlMs: number, ephemeral = false) { return this.call<Lease | null>('acquireLease', key, holder, ttlMs, ephemeral); }
   renewLease(lease: Lease, ttlMs: number) { return this.call<boolean>('renewLease', lease, ttlMs); }
   releaseLease(lease: Lease) { return this.call<boolean>('releaseLease', lease); }
   leaseHolder(key: string) { return this.call<string | null>('leaseHolder', key); }
@@ -46,6 +46,12 @@ export class IpcCoordinator implements Coordinator {
   listWorkers() { return this.call<WorkerRecord[]>('listWorkers'); }
   removeWorker(workerId: string) { return this.call<void>('removeWorker', workerId); }
   publish(event: CoordinatorEvent) { return this.call<void>('publish', event); }
+  setValue(name: string, value: string, opts?: SetValueOptions) { return this.call<boolean>('setValue', name, value, opts); }
+  getValue(name: string) { return this.call<string | null>('getValue', name); }
+  deleteValue(name: string) { return this.call<boolean>('deleteValue', name); }
+  putWebhook(hook: WebhookRegistration) { return this.call<void>('putWebhook', hook); }
+  deleteWebhook(url: string) { return this.call<boolean>('deleteWebhook', url); }
+  listWebhooks() { return this.call<WebhookRegistration[]>('listWebhooks'); }
 
   async getOrSetValue(name: string, create: () => string): Promise<string> {
     try {

@@ -9,12 +9,17 @@ import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamService } from '../streams/stream-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
+import type { HlsEngine } from '../streams/hls/hls-engine.js';
+import { hlsRoutes } from './routes/hls-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
+import { validateRequestValues } from './request-values.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
 import type { UrlSigner } from './url-signer.js';
+import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
+import { webhooksRoutes } from './routes/webhooks-routes.js';
 
 export interface AppDeps {
   config: Config;
@@ -29,6 +34,8 @@ export interface AppDeps {
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
   transcoder: Transcoder;
+  dispatcher: WebhookDispatcher;
+  hls: HlsEngine;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -59,11 +66,6 @@ function commonHeaders(workerId: string) {
   };
 }
 
-function notBuilt(what: string) {
-  return (_req: Request, _res: Response, next: NextFunction): void =>
-    next(new AppError(501, 'NOT_IMPLEMENTED', `${what} is not built yet`));
-}
-
 export function createApp(deps: AppDeps): express.Express {
   const { config, logger } = deps;
   const app = express();
@@ -75,14 +77,15 @@ export function createApp(deps: AppDeps): express.Express {
   const auth = requireToken(config.apiToken);
   const routes = Router();
   routes.use(commonHeaders(deps.workerId));
+  routes.use(validateRequestValues);
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
-  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
-  routes.use('/hls', notBuilt('HLS'));
+  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
   routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
-  routes.use('/webhooks', notBuilt('Webhooks'));
+  routes.use(webhooksRoutes(deps));
 
   // Both base paths serve the same routes (API.md §1).
   if (config.rootPath) app.use(config.rootPath, routes);
