@@ -10,6 +10,8 @@ import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js
 import { createApp } from './http/app.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
+import { BroadcastManager } from './streams/broadcast/broadcast-manager.js';
+import { BroadcastService } from './streams/broadcast/broadcast-service.js';
 import { createRelayServer } from './streams/live/relay-server.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
@@ -57,7 +59,13 @@ export function buildWorker(deps: WorkerDeps) {
   const relaySecret = secret(coordinator, 'relay_secret');
   const signingSecret = secret(coordinator, 'url_signing_secret');
   // The primary kills these if this worker dies (FFmpeg would also die of a broken pipe).
-  const onPids = (pids: number[]): void => void process.send?.({ t: 'worker:pids', pids });
+  // Streams and broadcasts report their own sets; the primary gets the union.
+  const pidSets = { streams: [] as number[], broadcasts: [] as number[] };
+  const report = (which: keyof typeof pidSets) => (pids: number[]): void => {
+    pidSets[which] = pids;
+    void process.send?.({ t: 'worker:pids', pids: [...pidSets.streams, ...pidSets.broadcasts] });
+  };
+  const onPids = report('streams');
   // Owned sources show in the workers hash at once, not at the next heartbeat.
   let beatSoon: NodeJS.Timeout | null = null;
   const onSourcesChanged = (): void => {
@@ -71,12 +79,21 @@ export function buildWorker(deps: WorkerDeps) {
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger });
+  let broadcasts: BroadcastService | null = null;
+  const broadcastManager = new BroadcastManager({
+    config, logger,
+    render: (input) => transcoder.renderBroadcast(input),
+    onPids: report('broadcasts'),
+    isRegistered: async (id) => (broadcasts ? broadcasts.isRegistered(id) : false),
+  });
+  void broadcastManager.init();
+  broadcasts = new BroadcastService({ config, logger, coordinator, workerId, manager: broadcastManager, relaySecret });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, broadcasts,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer, relaySecret, closeRender: () => transcoder.close() };
+  return { app, engine, service, signer, relaySecret, broadcasts, closeRender: () => transcoder.close() };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
@@ -95,10 +112,12 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, relaySecret, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, relaySecret, broadcasts, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
-  const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
+  const relayServer = createRelayServer({
+    engine, secret: relaySecret, logger, extra: (req, res) => broadcasts.handleRelay(req, res),
+  });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
   const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
   const relayAddress = `${config.relayAdvertiseHost}:${boundRelayPort}`;
@@ -134,6 +153,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       server.close();
       await engine.drain(drainMs);
       await engine.close();
+      await broadcasts.close();
       await heartbeat.stop();
       await closeRender();
       relayServer.close();

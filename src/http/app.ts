@@ -7,8 +7,10 @@ import type { ToolVersions } from '../ffmpeg/tool-versions.js';
 import type { Logger } from '../logger.js';
 import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamService } from '../streams/stream-service.js';
+import type { BroadcastService } from '../streams/broadcast/broadcast-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
+import { broadcastRoutes } from './routes/broadcast-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
@@ -29,6 +31,8 @@ export interface AppDeps {
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
   transcoder: Transcoder;
+  /** `/broadcast/*` (BROADCAST.md); absent → those routes answer 404. */
+  broadcasts?: BroadcastService;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -78,6 +82,8 @@ export function createApp(deps: AppDeps): express.Express {
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
   routes.use('/hls', notBuilt('HLS'));
+  // Before the token gate: its playlist and segments are public, the rest checks the token itself.
+  if (deps.broadcasts) routes.use(broadcastRoutes({ broadcasts: deps.broadcasts, apiToken: config.apiToken }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));

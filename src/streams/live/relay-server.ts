@@ -12,6 +12,8 @@ export interface RelayServerDeps {
   engine: StreamEngine;
   secret: () => Promise<string>;
   logger: Logger;
+  /** Other owner-side routes on the same listener (broadcasts); true when it answered. */
+  extra?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
 }
 
 function json(res: http.ServerResponse, status: number, body: object): void {
@@ -20,9 +22,10 @@ function json(res: http.ServerResponse, status: number, body: object): void {
   res.end(JSON.stringify(body));
 }
 
-export function createRelayServer({ engine, secret, logger }: RelayServerDeps): http.Server {
+export function createRelayServer({ engine, secret, logger, extra }: RelayServerDeps): http.Server {
   return http.createServer((req, res) => {
     void (async () => {
+      if (extra && (await extra(req, res))) return;
       const m = /^\/relay\/([A-Za-z0-9_:.-]{1,256})$/.exec(req.url ?? '');
       if (req.method !== 'GET' || !m) return json(res, 404, { detail: 'Not found', code: 'NOT_FOUND' });
       const given = req.headers[RELAY_SECRET_HEADER];

@@ -3,6 +3,7 @@
 import type { Config } from '../../config.js';
 import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
 import type { Logger } from '../../logger.js';
+import type { BroadcastArgvInput } from '../../render/broadcast-argv.js';
 import type { Profile } from '../../render/profiles.js';
 import { RenderPool } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
@@ -38,6 +39,12 @@ export class Transcoder {
       inputUrl: input.inputUrl,
       hlsDir: this.deps.config.hlsTempDir,
     });
+  }
+
+  /** A broadcast run's argv (BROADCAST.md §3.1), rendered in the same threads with the same hardware. */
+  async renderBroadcast(input: BroadcastArgvInput): Promise<RenderResult> {
+    const { pool } = await this.start();
+    return pool.render({ inputUrl: input.streamUrl, hlsDir: input.dir, broadcast: input });
   }
 
   async close(): Promise<void> {
