@@ -84,6 +84,18 @@ describe('config', () => {
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',
+        hlsGcEnabled: true,
+        hlsGcIntervalMs: 600_000,
+        hlsGcAgeThresholdMs: 3_600_000,
+        hlsBroadcastDir: '/tmp/m3u-proxy-broadcasts',
+        dvrRecordingDir: '/tmp/m3u-proxy-dvr',
+        broadcastGcEnabled: true,
+        broadcastCallbackTimeoutMs: 3000,
+        broadcastMaxStartRetries: 3,
+        broadcastStartRetryWindowMs: 300_000,
+        broadcastStartRetryCooldownMs: 15_000,
+        broadcastStartFailureGraceMs: 3000,
+        broadcastSubtitleSyncOffset: 1,
       });
     });
 
