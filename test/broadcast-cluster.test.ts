@@ -154,7 +154,7 @@ describe('broadcasts (/broadcast/*) across two workers', function () {
 
   before(async function () {
     this.timeout(120_000);
-    media = await makeProgrammes(8);
+    media = await makeProgrammes(12);
     origin = await startOrigin({ files: { '/A.mp4': media.A, '/B.mp4': media.B } });
     baseDir = await mkdtemp(path.join(os.tmpdir(), 'm3u-proxy-broadcasts-'));
     cluster = await startCluster({
@@ -182,7 +182,7 @@ describe('broadcasts (/broadcast/*) across two workers', function () {
   const boundary = { wallMs: 0, stallMs: 0 };
 
   it('starts A with the editor\'s full key set: 200 running with a pid in ≥ grace; status and list from both workers; 401/403 without the token', async () => {
-    editor.queueNext('n1', { stream_url: origin.url('/B.mp4'), seek_seconds: 2, duration_seconds: 4, segment_duration: SEG, hls_list_size: 5, callback_url: editor.callbackUrl });
+    editor.queueNext('n1', { stream_url: origin.url('/B.mp4'), seek_seconds: 2, duration_seconds: 10, segment_duration: SEG, hls_list_size: 5, callback_url: editor.callbackUrl });
     const t0 = Date.now();
     const res = await call('POST', '/m3u-proxy/broadcast/n1/start', { body: startBody(origin.url('/A.mp4')) });
     expect(res.status, JSON.stringify(res.body)).to.equal(200);
