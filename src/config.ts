@@ -72,6 +72,10 @@ export interface Config {
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
+  /** Sweep of leftover HLS output directories (HLS_GC_*). */
+  readonly hlsGcEnabled: boolean;
+  readonly hlsGcIntervalMs: number;
+  readonly hlsGcAgeMs: number;
   readonly profilesDir: string;
   readonly ffmpegPath: string;
   readonly hwAccel: HwAccel;
@@ -89,10 +93,6 @@ export interface Config {
   readonly relayPort: number;
   readonly relayAdvertiseHost: string;
 
-  /** HLS garbage collection (Python names): on/off, period, age of an unused directory. */
-  readonly hlsGcEnabled: boolean;
-  readonly hlsGcIntervalMs: number;
-  readonly hlsGcAgeThresholdMs: number;
   /** `/broadcast/*` (BROADCAST.md §6): directories, GC switch, callback, start retries. */
   readonly hlsBroadcastDir: string;
   readonly dvrRecordingDir: string;
@@ -125,6 +125,9 @@ export const DEFAULT_USER_AGENT =
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 const LOG_FORMATS = ['json', 'pretty'] as const;
+// The Python proxy's spellings, which the editor documents (API.md §7): DEBUG, INFO and ERROR
+// are winston levels already; these two are not.
+const PYTHON_LOG_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'error' };
 const SHARING_STRATEGIES = ['url_profile', 'url_only', 'disabled'] as const;
 const HW_ACCELS = ['auto', 'cpu', 'nvenc', 'vaapi', 'qsv'] as const;
 
@@ -361,7 +364,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     workers: r.int('WORKERS', cpus, 1),
     rootPath: readRootPath(r, env),
     apiToken: r.optStr('API_TOKEN'),
-    logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    logLevel: PYTHON_LOG_LEVELS[r.raw('LOG_LEVEL')?.toLowerCase() ?? ''] ?? r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     logFormat: r.oneOf('LOG_FORMAT', LOG_FORMATS, 'json'),
 
     redisEnabled: r.bool('REDIS_ENABLED', false),
@@ -408,6 +411,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),
+    hlsGcEnabled: r.bool('HLS_GC_ENABLED', true),
+    hlsGcIntervalMs: r.ms('HLS_GC_INTERVAL', 600),
+    hlsGcAgeMs: r.ms('HLS_GC_AGE_THRESHOLD', 3600, { maxMs: Number.MAX_SAFE_INTEGER }),
     profilesDir: path.resolve(r.str('PROFILES_DIR', 'profiles')),
     ffmpegPath: r.str('FFMPEG_PATH', 'ffmpeg'),
     hwAccel: r.oneOf('HW_ACCEL', HW_ACCELS, 'auto'),
@@ -425,9 +431,6 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),
 
-    hlsGcEnabled: r.bool('HLS_GC_ENABLED', true),
-    hlsGcIntervalMs: r.ms('HLS_GC_INTERVAL', 600),
-    hlsGcAgeThresholdMs: r.ms('HLS_GC_AGE_THRESHOLD', 3600, { maxMs: Number.MAX_SAFE_INTEGER }),
     // Literal paths, not $TMPDIR: the Python defaults (BROADCAST.md §0).
     hlsBroadcastDir: path.resolve(r.str('HLS_BROADCAST_DIR', '/tmp/m3u-proxy-broadcasts')),
     dvrRecordingDir: path.resolve(r.str('DVR_RECORDING_DIR', '/tmp/m3u-proxy-dvr')),

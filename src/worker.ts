@@ -8,11 +8,15 @@ import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
+import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { BroadcastManager } from './streams/broadcast/broadcast-manager.js';
 import { BroadcastService } from './streams/broadcast/broadcast-service.js';
 import { createRelayServer } from './streams/live/relay-server.js';
+import { StreamEvents } from './streams/events/stream-events.js';
+import { WebhookDispatcher } from './streams/events/webhook-dispatcher.js';
+import { HlsEngine } from './streams/hls/hls-engine.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
 import { Transcoder } from './streams/transcode/transcoder.js';
@@ -53,6 +57,8 @@ const once = <T>(fn: () => Promise<T>): (() => Promise<T>) => {
 const secret = (coordinator: Coordinator, name: string) =>
   once(() => coordinator.getOrSetValue(name, () => randomBytes(32).toString('base64url')));
 
+const FLUSH_EVENTS_MS = 2000;
+
 /** Builds a worker's parts without listening (tests use the app with supertest). */
 export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
@@ -74,8 +80,14 @@ export function buildWorker(deps: WorkerDeps) {
       void deps.onSourcesChanged?.();
     }, 50);
   };
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, onPids, onSourcesChanged });
-  const service = new StreamService({ config, coordinator, engine });
+  const dispatcher = new WebhookDispatcher({ coordinator, logger });
+  const events = new StreamEvents({ coordinator, logger, dispatcher });
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged });
+  const service = new StreamService({ config, coordinator, engine, events });
+  const hls = new HlsEngine({
+    config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
+    resolveRelay: (holder) => engine.resolveRelay(holder),
+  });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger });
@@ -89,11 +101,18 @@ export function buildWorker(deps: WorkerDeps) {
   void broadcastManager.init();
   broadcasts = new BroadcastService({ config, logger, coordinator, workerId, manager: broadcastManager, relaySecret });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, broadcasts,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls, broadcasts,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
-  return { app, engine, service, signer, relaySecret, broadcasts, closeRender: () => transcoder.close() };
+  return {
+    app, engine, hls, service, signer, relaySecret, dispatcher, broadcasts,
+    closeParts: async () => {
+      await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
+      dispatcher.close();
+      await transcoder.close();
+    },
+  };
 }
 
 /** `exclusive`: this worker's own socket, not one shared through the cluster primary. */
@@ -112,11 +131,12 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, relaySecret, broadcasts, closeRender } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, broadcasts, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({
-    engine, secret: relaySecret, logger, extra: (req, res) => broadcasts.handleRelay(req, res),
+    engine, secret: relaySecret, logger,
+    extra: async (req, res) => (await broadcasts.handleRelay(req, res)) || hls.handleRelay(req, res),
   });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
   const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
@@ -144,6 +164,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   await heartbeat.start();
 
   const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
+  answerClientErrorsAsJson(server);
   const port = await listen(server, config.host, config.port);
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 
@@ -153,9 +174,10 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       server.close();
       await engine.drain(drainMs);
       await engine.close();
+      await hls.close();
       await broadcasts.close();
       await heartbeat.stop();
-      await closeRender();
+      await closeParts();
       relayServer.close();
       relayServer.closeAllConnections();
       server.closeAllConnections();

@@ -69,6 +69,27 @@ export class CoordinatorUnavailableError extends Error {
   }
 }
 
+/** A webhook registration (API.md §5.1), cluster-wide, keyed by its URL. */
+export interface WebhookRegistration {
+  url: string;
+  /** Event types it wants; empty = every type. */
+  events: string[];
+  headers: Record<string, string>;
+  /** Seconds per POST. */
+  timeout: number;
+  /** POSTs after the first one on an error or a status >= 400. */
+  retryAttempts: number;
+  createdAt: string;
+}
+
+/** Options of `setValue`. */
+export interface SetValueOptions {
+  /** Lifetime in ms; absent = until deleted. */
+  ttlMs?: number;
+  /** Write only when no live value exists (SET NX); the result says whether it was written. */
+  onlyIfAbsent?: boolean;
+}
+
 export interface CoordinatorEvent {
   type: string;
   streamId?: string;
@@ -111,6 +132,17 @@ export interface Coordinator {
 
   /** A cluster-wide value set once (e.g. the URL signing secret). */
   getOrSetValue(name: string, create: () => string): Promise<string>;
+
+  /** A named cluster-wide value with an optional TTL (SET [NX] [PX]); false when NX refused. */
+  setValue(name: string, value: string, opts?: SetValueOptions): Promise<boolean>;
+  getValue(name: string): Promise<string | null>;
+  /** Deletes a value; true only for the one caller that removed a live value (DEL = 1). */
+  deleteValue(name: string): Promise<boolean>;
+
+  /** Webhook registrations: a put replaces the one with the same URL. */
+  putWebhook(hook: WebhookRegistration): Promise<void>;
+  deleteWebhook(url: string): Promise<boolean>;
+  listWebhooks(): Promise<WebhookRegistration[]>;
 
   publish(event: CoordinatorEvent): Promise<void>;
   subscribe(handler: (event: CoordinatorEvent) => void): () => void;

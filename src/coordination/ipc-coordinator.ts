@@ -2,7 +2,7 @@
 // cluster IPC; events come back from it. Same interface, same semantics as the others.
 import { randomInt } from 'node:crypto';
 import type {
-  ClientRecord, Coordinator, CoordinatorEvent, Lease, StreamStatus, WorkerRecord,
+  ClientRecord, Coordinator, CoordinatorEvent, Lease, SetValueOptions, StreamStatus, WebhookRegistration, WorkerRecord,
 } from './coordinator.js';
 import { CoordinatorUnavailableError } from './coordinator.js';
 import { ABSENT, isIpcMessage, type IpcCall } from './ipc-protocol.js';
@@ -46,6 +46,12 @@ export class IpcCoordinator implements Coordinator {
   listWorkers() { return this.call<WorkerRecord[]>('listWorkers'); }
   removeWorker(workerId: string) { return this.call<void>('removeWorker', workerId); }
   publish(event: CoordinatorEvent) { return this.call<void>('publish', event); }
+  setValue(name: string, value: string, opts?: SetValueOptions) { return this.call<boolean>('setValue', name, value, opts); }
+  getValue(name: string) { return this.call<string | null>('getValue', name); }
+  deleteValue(name: string) { return this.call<boolean>('deleteValue', name); }
+  putWebhook(hook: WebhookRegistration) { return this.call<void>('putWebhook', hook); }
+  deleteWebhook(url: string) { return this.call<boolean>('deleteWebhook', url); }
+  listWebhooks() { return this.call<WebhookRegistration[]>('listWebhooks'); }
 
   async getOrSetValue(name: string, create: () => string): Promise<string> {
     try {

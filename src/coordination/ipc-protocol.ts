@@ -33,6 +33,7 @@ export const CALLABLE = new Set([
   'acquireLease', 'renewLease', 'releaseLease', 'leaseHolder', 'releaseLeasesHeldBy',
   'putClient', 'deleteClient', 'listClients', 'putWorker', 'listWorkers', 'removeWorker',
   'getOrSetValue', 'publish', 'ping',
+  'setValue', 'getValue', 'deleteValue', 'putWebhook', 'deleteWebhook', 'listWebhooks',
 ]);
 
 /** The error getOrSetValue answers when asked without a candidate and no value exists. */

@@ -7,7 +7,9 @@ import type {
   Coordinator,
   CoordinatorEvent,
   Lease,
+  SetValueOptions,
   StreamStatus,
+  WebhookRegistration,
   WorkerRecord,
 } from './coordinator.js';
 import type { StreamDefinition } from '../streams/stream-definition.js';
@@ -25,6 +27,8 @@ export class MemoryCoordinator implements Coordinator {
   private readonly epochs = new Map<string, number>();
   private readonly clients = new Map<string, Expiring<ClientRecord>>();
   private readonly values = new Map<string, string>();
+  private readonly kv = new Map<string, Expiring<string>>();
+  private readonly webhooks = new Map<string, WebhookRegistration>();
   private readonly workers = new Map<string, WorkerRecord>();
   private readonly handlers = new Set<(event: CoordinatorEvent) => void>();
 
@@ -133,6 +137,35 @@ export class MemoryCoordinator implements Coordinator {
       this.values.set(name, v);
     }
     return v;
+  }
+
+  async setValue(name: string, value: string, opts?: SetValueOptions | null): Promise<boolean> {
+    // `null` too: an absent argument arrives as null over IPC.
+    if (opts?.onlyIfAbsent && this.live(this.kv, name)) return false;
+    this.kv.set(name, { value, expiresAt: opts?.ttlMs ? this.now() + opts.ttlMs : Infinity });
+    return true;
+  }
+
+  async getValue(name: string): Promise<string | null> {
+    return this.live(this.kv, name)?.value ?? null;
+  }
+
+  async deleteValue(name: string): Promise<boolean> {
+    return this.live(this.kv, name) !== undefined && this.kv.delete(name);
+  }
+
+  async putWebhook(hook: WebhookRegistration): Promise<void> {
+    this.webhooks.set(hook.url, structuredClone(hook));
+  }
+
+  async deleteWebhook(url: string): Promise<boolean> {
+    return this.webhooks.delete(url);
+  }
+
+  async listWebhooks(): Promise<WebhookRegistration[]> {
+    return [...this.webhooks.values()]
+      .map((h) => structuredClone(h))
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.url.localeCompare(b.url));
   }
 
   async publish(event: CoordinatorEvent): Promise<void> {

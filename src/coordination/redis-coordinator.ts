@@ -6,6 +6,8 @@
 //   workers                     hash: worker id -> JSON heartbeat record (snake_case)
 //   {leaseKey}, {leaseKey}:epoch  lease token (PX ttl) and its fencing counter
 //   {name}                      values set once (getOrSetValue)
+//   value:{name}                named values with an optional TTL (setValue, SET NX PX)
+//   webhooks                    hash: webhook URL -> JSON registration (survives restarts)
 //   events                      pub/sub channel of JSON CoordinatorEvents
 // While Redis is unreachable every call fails fast with CoordinatorUnavailableError (the
 // command connection has no offline queue) and both connections reconnect by themselves.
@@ -20,8 +22,10 @@ import {
   type Coordinator,
   type CoordinatorEvent,
   type Lease,
+  type SetValueOptions,
   type SourceDetail,
   type StreamStatus,
+  type WebhookRegistration,
   type WorkerRecord,
 } from './coordinator.js';
 import type { StreamDefinition } from '../streams/stream-definition.js';
@@ -420,6 +424,47 @@ export class RedisCoordinator implements Coordinator {
     });
   }
 
+  async setValue(name: string, value: string, opts: SetValueOptions = {}): Promise<boolean> {
+    const key = `${this.prefix}value:${name}`;
+    const px = opts.ttlMs ? Math.max(1, Math.round(opts.ttlMs)) : 0;
+    const reply = await this.run(() => {
+      if (px && opts.onlyIfAbsent) return this.cmd.set(key, value, 'PX', px, 'NX');
+      if (px) return this.cmd.set(key, value, 'PX', px);
+      if (opts.onlyIfAbsent) return this.cmd.set(key, value, 'NX');
+      return this.cmd.set(key, value);
+    });
+    return reply === 'OK';
+  }
+
+  async getValue(name: string): Promise<string | null> {
+    return this.run(() => this.cmd.get(`${this.prefix}value:${name}`));
+  }
+
+  async deleteValue(name: string): Promise<boolean> {
+    return (await this.run(() => this.cmd.del(`${this.prefix}value:${name}`))) === 1;
+  }
+
+  async putWebhook(hook: WebhookRegistration): Promise<void> {
+    await this.run(() => this.cmd.hset(this.webhooksKey(), hook.url, JSON.stringify(hook)));
+  }
+
+  async deleteWebhook(url: string): Promise<boolean> {
+    return (await this.run(() => this.cmd.hdel(this.webhooksKey(), url))) === 1;
+  }
+
+  async listWebhooks(): Promise<WebhookRegistration[]> {
+    const all = await this.run(() => this.cmd.hgetall(this.webhooksKey()));
+    const out: WebhookRegistration[] = [];
+    for (const raw of Object.values(all)) {
+      try {
+        out.push(JSON.parse(raw) as WebhookRegistration);
+      } catch {
+        this.logger?.warn('Unreadable webhook registration in Redis');
+      }
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.url.localeCompare(b.url));
+  }
+
   async publish(event: CoordinatorEvent): Promise<void> {
     await this.run(() => this.cmd.publish(this.channel, JSON.stringify(event)));
   }
@@ -452,6 +497,10 @@ export class RedisCoordinator implements Coordinator {
 
   private clientKey(streamId: string, clientId: string): string {
     return `${this.prefix}client:${streamId}:${clientId}`;
+  }
+
+  private webhooksKey(): string {
+    return `${this.prefix}webhooks`;
   }
 
   private workersKey(): string {

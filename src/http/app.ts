@@ -11,12 +11,17 @@ import type { BroadcastService } from '../streams/broadcast/broadcast-service.js
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
 import { broadcastRoutes } from './routes/broadcast-routes.js';
+import type { HlsEngine } from '../streams/hls/hls-engine.js';
+import { hlsRoutes } from './routes/hls-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
+import { validateRequestValues } from './request-values.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
 import type { UrlSigner } from './url-signer.js';
+import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
+import { webhooksRoutes } from './routes/webhooks-routes.js';
 
 export interface AppDeps {
   config: Config;
@@ -31,6 +36,8 @@ export interface AppDeps {
   /** Workers the deployment expects on this host (for /health). */
   expectedWorkers: number;
   transcoder: Transcoder;
+  dispatcher: WebhookDispatcher;
+  hls: HlsEngine;
   /** `/broadcast/*` (BROADCAST.md); absent → those routes answer 404. */
   broadcasts?: BroadcastService;
 }
@@ -63,11 +70,6 @@ function commonHeaders(workerId: string) {
   };
 }
 
-function notBuilt(what: string) {
-  return (_req: Request, _res: Response, next: NextFunction): void =>
-    next(new AppError(501, 'NOT_IMPLEMENTED', `${what} is not built yet`));
-}
-
 export function createApp(deps: AppDeps): express.Express {
   const { config, logger } = deps;
   const app = express();
@@ -79,16 +81,17 @@ export function createApp(deps: AppDeps): express.Express {
   const auth = requireToken(config.apiToken);
   const routes = Router();
   routes.use(commonHeaders(deps.workerId));
+  routes.use(validateRequestValues);
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
-  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
-  routes.use('/hls', notBuilt('HLS'));
+  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   // Before the token gate: its playlist and segments are public, the rest checks the token itself.
   if (deps.broadcasts) routes.use(broadcastRoutes({ broadcasts: deps.broadcasts, apiToken: config.apiToken }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
   routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
-  routes.use('/webhooks', notBuilt('Webhooks'));
+  routes.use(webhooksRoutes(deps));
 
   // Both base paths serve the same routes (API.md §1).
   if (config.rootPath) app.use(config.rootPath, routes);

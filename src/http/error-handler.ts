@@ -29,6 +29,20 @@ function fromBodyParser(err: BodyParserError, limit: number): AppError | null {
   }
 }
 
+/**
+ * A malformed request that express or its router rejected before any route ran: a path
+ * parameter with bad percent-encoding (`/streams/%E0%A4%A`, a URIError with status 400 from
+ * the router's decodeParam), or any http-errors style 4xx it marks as safe to expose.
+ */
+function fromRouter(err: unknown): AppError | null {
+  const e = err as { status?: unknown; expose?: unknown } | null;
+  if (err instanceof URIError) return new AppError(400, 'BAD_REQUEST', 'The request path has invalid percent-encoding');
+  if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose === true) {
+    return new AppError(e.status, 'BAD_REQUEST', 'The request is malformed');
+  }
+  return null;
+}
+
 export function notFound(req: Request, _res: Response, next: NextFunction): void {
   next(new AppError(404, 'NOT_FOUND', `No route for ${req.method} ${req.path}`));
 }
@@ -39,7 +53,7 @@ export function errorHandler(logger: Logger, bodyLimit: number) {
       ? err
       : err instanceof CoordinatorUnavailableError
         ? new AppError(503, 'COORDINATOR_UNAVAILABLE', 'The coordinator (Redis) is unreachable; try again shortly')
-        : fromBodyParser(err as BodyParserError, bodyLimit);
+        : (fromBodyParser(err as BodyParserError, bodyLimit) ?? fromRouter(err));
     if (!appError) {
       const requestId = randomUUID();
       logger.error('request failed', {

@@ -19,7 +19,7 @@ export function urlProblem(value: string): string | null {
   return null;
 }
 
-const httpUrl = z
+export const httpUrl = z
   .string({ error: 'must be a string' })
   .trim()
   .min(1, 'must not be empty')
@@ -30,7 +30,7 @@ const httpUrl = z
   });
 
 // Header names are HTTP tokens; values may not smuggle a second header.
-const headerMap = z.record(
+export const headerMap = z.record(
   z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a valid header name'),
   z.string({ error: 'header values must be strings' }).regex(/^[^\r\n\0]*$/, 'must not contain line breaks'),
 );

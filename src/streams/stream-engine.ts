@@ -4,17 +4,19 @@
 // key and slot (or one per viewer when pooling is off).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
-import type { ClientRecord, Coordinator, CoordinatorEvent } from '../coordination/coordinator.js';
+import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Channel } from './live/channel.js';
 import { clientIdFor } from './client-identity.js';
+import type { StreamEvents } from './events/stream-events.js';
 import { FfmpegSource } from './sources/ffmpeg-source.js';
-import { HttpSource, type FailoverInfo } from './sources/http-source.js';
+import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
 import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { proxyVod } from './vod/vod-proxy.js';
+import { withInputOptions } from './transcode/input-options.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -30,6 +32,8 @@ export interface EngineDeps {
   workerId: string;
   /** The cluster's internal relay secret (shared through the coordinator). */
   relaySecret: () => Promise<string>;
+  /** Lifecycle events (API.md §5.1), emitted once per cluster. */
+  events: StreamEvents;
   /** The FFmpeg pids this worker runs changed (the primary kills them if the worker dies). */
   onPids?: (pids: number[]) => void;
   /** The sources this worker owns changed. */
@@ -96,6 +100,8 @@ export class StreamEngine {
   private readonly vodBytes = new Map<string, number>();
   private readonly totals = new Map<string, StreamTotals>();
   private readonly ffmpegPids = new Set<number>();
+  /** Definitions of the streams this worker has viewers of (for events after they leave). */
+  private readonly defs = new Map<string, StreamDefinition>();
   /** Slot choice per pool key, one at a time on this worker. */
   private readonly slotLocks = new Map<string, Promise<unknown>>();
   private readonly refresh: NodeJS.Timeout;
@@ -142,6 +148,7 @@ export class StreamEngine {
       };
       const key = `${def.id}:${clientId}`;
       this.clients.set(key, record);
+      this.defs.set(def.id, def);
       if (await this.deps.coordinator.putClient(record, this.clientTtlMs, true).catch((err: unknown) => {
         this.clients.delete(key);
         throw err;
@@ -196,6 +203,37 @@ export class StreamEngine {
     }
   }
 
+  /**
+   * An HLS viewer (a poller, not a socket) seen on this worker: its record is written (an id
+   * is one viewer, whichever worker its requests land on) and `client_connected` sent once.
+   */
+  async trackHlsClient(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
+    const key = `${def.id}:${clientId}`;
+    if (this.clients.has(key)) return;
+    const now = new Date().toISOString();
+    const record: ClientRecord = {
+      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+    };
+    this.clients.set(key, record);
+    await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
+    await this.clientConnected(def, clientId, who);
+  }
+
+  /** Bytes and segments an HLS viewer received. */
+  countHlsBytes(streamId: string, clientId: string, bytes: number, segments: number): void {
+    const record = this.clients.get(`${streamId}:${clientId}`);
+    if (!record) return;
+    record.bytesServed += bytes;
+    record.segmentsServed += segments;
+    record.lastAccess = new Date().toISOString();
+  }
+
+  /** An HLS viewer stopped polling (CLIENT_TIMEOUT) or its stream stopped. */
+  async untrackHlsClient(streamId: string, clientId: string): Promise<void> {
+    await this.clientGone(streamId, clientId, 'closed');
+  }
+
   /** The session of a direct live stream on this worker, if one runs. */
   session(id: string): LiveSession | undefined {
     return this.sessions.get(`${id}:1`);
@@ -229,7 +267,8 @@ export class StreamEngine {
     return { sources, viewers: this.clients.size, relays: { receiving, serving } };
   }
 
-  private async resolveRelay(holder: string): Promise<RelayTarget | null> {
+  /** Where the holder of a lease token serves relays (its worker's relay listener). */
+  async resolveRelay(holder: string): Promise<RelayTarget | null> {
     const workerId = holder.slice(0, holder.lastIndexOf(':'));
     const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
     return worker?.relay ? { workerId, address: worker.relay } : null;
@@ -340,7 +379,7 @@ export class StreamEngine {
     if (def.transcode) {
       return new FfmpegSource({
         ffmpegPath: config.ffmpegPath,
-        argv: def.transcode.argv,
+        argv: this.transcodeArgv(def),
         channel, logger,
         streamId: def.id,
         sourceKey: key,
@@ -359,6 +398,29 @@ export class StreamEngine {
       totalTimeoutMs: config.streamTotalTimeoutMs,
       maxFailoverAttempts: config.maxFailoverAttempts,
       onFailover: (info) => void this.publishFailover(def, info),
+      onFailed: (error) => this.publishFailed(def, error),
+    });
+  }
+
+  /**
+   * The pool key viewers of `def` share (DESIGN.md §2): a direct stream's id; for a transcode,
+   * `url_only` → the URL, else the argv FFmpeg runs (rendered argv, UA and headers), so two
+   * ids that render alike share one FFmpeg. Without pooling each viewer has its own key, and
+   * the stream id is reported.
+   */
+  poolKeyOf(def: StreamDefinition): string {
+    if (!def.transcode || !this.pooling) return def.id;
+    return this.deps.config.sharingStrategy === 'url_only'
+      ? `u${md5(def.url)}`
+      : `p${sha256(this.transcodeArgv(def).join('\0')).slice(0, 32)}`;
+  }
+
+  /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
+  private transcodeArgv(def: StreamDefinition): string[] {
+    return withInputOptions(def.transcode!.argv, {
+      renderedUrl: def.url,
+      userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
+      headers: def.headers,
     });
   }
 
@@ -372,11 +434,8 @@ export class StreamEngine {
    * (`url_profile`: the rendered argv; `url_only`: the URL) and the first slot with room.
    */
   private async transcodeKey(def: StreamDefinition, clientId: string): Promise<string> {
-    const spec = def.transcode!;
     if (!this.pooling) return `v${md5(`${def.id}|${clientId}`).slice(0, 24)}:1`;
-    const poolKey = this.deps.config.sharingStrategy === 'url_only'
-      ? `u${md5(def.url)}`
-      : `p${sha256(spec.argv.join('\0')).slice(0, 32)}`;
+    const poolKey = this.poolKeyOf(def);
     const cap = this.deps.config.maxClientsPerSharedStream;
     const choose = async (): Promise<string> => {
       let slot = 1;
@@ -405,7 +464,8 @@ export class StreamEngine {
     return next;
   }
 
-  private trackPid(pid: number | null, running: boolean): void {
+  /** Records an FFmpeg pid this worker runs (or no longer runs), for the primary to reap. */
+  trackPid(pid: number | null, running: boolean): void {
     if (pid === null) return;
     if (running) this.ffmpegPids.add(pid);
     else this.ffmpegPids.delete(pid);
@@ -423,9 +483,11 @@ export class StreamEngine {
 
   private async clientConnected(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
     this.attached.add(`${def.id}:${clientId}`);
-    await this.publish({
-      type: 'client_connected', streamId: def.id,
-      data: { client_id: clientId, user_agent: who.userAgent, ip_address: who.ip, username: who.username, worker_id: this.deps.workerId, metadata: def.metadata },
+    const { events } = this.deps;
+    await events.viewerStarted(def);
+    events.emit('client_connected', def.id, {
+      client_id: clientId, user_agent: who.userAgent, ip_address: who.ip, username: who.username,
+      worker_id: this.deps.workerId, metadata: def.metadata,
     });
   }
 
@@ -436,12 +498,17 @@ export class StreamEngine {
     const bytes = this.clientBytes(record);
     this.clients.delete(key);
     const wasAttached = this.attached.delete(key);
+    const def = this.defs.get(streamId) ?? null;
+    if (![...this.clients.values()].some((c) => c.streamId === streamId)) this.defs.delete(streamId);
     await this.coordinatorWrite(() => this.deps.coordinator.deleteClient(streamId, clientId));
-    if (!wasAttached) return;
-    await this.publish({
-      type: 'client_disconnected', streamId,
-      data: { client_id: clientId, bytes_served: bytes, segments_served: 0, reason },
-    });
+    const { events } = this.deps;
+    if (wasAttached) {
+      events.emit('client_disconnected', streamId, {
+        client_id: clientId, bytes_served: bytes, segments_served: 0, reason, metadata: def?.metadata ?? {},
+      });
+    }
+    // At once when the cluster-wide count reaches 0 (not after the source's grace).
+    await events.maybeStopped(def, streamId, 'last_client_disconnected', this.runtime(streamId).bytesServed);
   }
 
   private clientBytes(record: ClientRecord): number {
@@ -460,18 +527,18 @@ export class StreamEngine {
   }
 
   private async publishFailover(def: StreamDefinition, info: FailoverInfo): Promise<void> {
-    await this.publish({
-      type: 'failover_triggered', streamId: def.id,
-      data: {
-        old_url: info.oldUrl, new_url: info.newUrl, failover_index: info.failoverIndex,
-        attempt_number: info.attemptNumber, reason: info.reason,
-        client_count: this.runtime(def.id).clientCount, metadata: def.metadata,
-      },
+    const clients = await this.deps.coordinator.listClients(def.id).then((c) => c.length, () => this.runtime(def.id).clientCount);
+    this.deps.events.emit('failover_triggered', def.id, {
+      old_url: info.oldUrl, new_url: info.newUrl, failover_index: info.failoverIndex,
+      attempt_number: info.attemptNumber, reason: info.reason, client_count: clients, metadata: def.metadata,
     });
   }
 
-  private publish(event: CoordinatorEvent): Promise<void> {
-    return this.coordinatorWrite(() => this.deps.coordinator.publish(event));
+  private publishFailed(def: StreamDefinition, error: SourceError): void {
+    this.deps.events.emit('stream_failed', def.id, {
+      error: error.message, error_type: error.reason, reason: error.reason, retry_count: error.retryCount,
+      status_code: error.statusCode, metadata: def.metadata,
+    });
   }
 
   // Bookkeeping never breaks playback: a coordinator hiccup is logged, the viewer plays on.

@@ -3,6 +3,7 @@
 import type { Config } from '../config.js';
 import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
 import { streamNotFound } from '../errors.js';
+import type { StopReason as EventStopReason, StreamEvents } from './events/stream-events.js';
 import type { StreamEngine, TranscodeRuntime } from './stream-engine.js';
 import { entryStreamType, kindFromUrl, streamIdForUrl, type StreamDefinition, type TranscodeSpec } from './stream-definition.js';
 
@@ -13,12 +14,13 @@ export type StreamInput = Omit<StreamDefinition, 'id' | 'kind' | 'createdAt' | '
   useStickySession: boolean | null;
 };
 
-export type StopReason = 'manual_deletion' | 'metadata_filter_deletion' | 'oldest_stream_deletion';
+export type StopReason = Extract<EventStopReason, 'manual_deletion' | 'metadata_filter_deletion' | 'oldest_stream_deletion'>;
 
 export interface ServiceDeps {
   config: Config;
   coordinator: Coordinator;
   engine: StreamEngine;
+  events: StreamEvents;
 }
 
 /** A stream as API.md §3.4 shows it. */
@@ -125,11 +127,9 @@ export class StreamService {
     const { coordinator } = this.deps;
     const bytes = this.deps.engine.runtime(def.id).bytesServed;
     await coordinator.deleteStream(def.id);
+    // The run ends before the viewers are cut, so their departures emit no second stop.
+    await this.deps.events.deleted(def, reason, bytes);
     await coordinator.publish({ type: 'stream_deleted', streamId: def.id });
-    await coordinator.publish({
-      type: 'stream_stopped', streamId: def.id,
-      data: { reason, metadata: def.metadata, bytes_served: bytes },
-    });
     this.deps.engine.forget(def.id);
   }
 
@@ -178,7 +178,7 @@ export class StreamService {
       metadata: def.metadata,
       owner: running && status.owner ? { worker_id: status.owner, pid: status.pid } : null,
       source_pid: rt.sourcePid,
-      pool_key: def.id,
+      pool_key: this.deps.engine.poolKeyOf(def),
       clients_by_worker: byWorker,
       transcode: rt.transcode,
     };

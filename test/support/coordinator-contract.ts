@@ -357,6 +357,44 @@ export function contract(
         );
         expect(new Set(racing).size).to.equal(1);
       });
+
+      it('setValue with onlyIfAbsent lets exactly one writer win; deleteValue is true once', async () => {
+        const won = await Promise.all([c, c2, c, c2].map((x, i) => x.setValue('flag', `w${i}`, { onlyIfAbsent: true })));
+        expect(won.filter(Boolean)).to.have.length(1);
+        expect(await c2.getValue('flag')).to.equal(`w${won.indexOf(true)}`);
+        await c.setValue('flag', 'over'); // without NX it overwrites
+        expect(await c2.getValue('flag')).to.equal('over');
+        const deleted = await Promise.all([c.deleteValue('flag'), c2.deleteValue('flag')]);
+        expect(deleted.filter(Boolean)).to.have.length(1);
+        expect(await c.getValue('flag')).to.equal(null);
+        expect(await c.getValue('never')).to.equal(null);
+      });
+
+      it('setValue with a TTL expires', async () => {
+        expect(await c.setValue('brief', 'x', { ttlMs: 150, onlyIfAbsent: true })).to.equal(true);
+        expect(await c2.getValue('brief')).to.equal('x');
+        await sleep(300);
+        expect(await c2.getValue('brief')).to.equal(null);
+        expect(await c2.setValue('brief', 'y', { ttlMs: 150, onlyIfAbsent: true })).to.equal(true);
+      });
+    });
+
+    describe('webhooks', () => {
+      it('put replaces by URL, list shows every worker the same, delete is true once', async () => {
+        const hook = {
+          url: 'http://sink.test/hook', events: ['stream_started'], headers: { 'X-Key': 'k' },
+          timeout: 5, retryAttempts: 2, createdAt: '2024-01-01T00:00:00.000Z',
+        };
+        await c.putWebhook(hook);
+        await c2.putWebhook({ ...hook, events: [], timeout: 10 });
+        await c.putWebhook({ ...hook, url: 'http://sink.test/other', createdAt: '2024-01-02T00:00:00.000Z' });
+        const listed = await c2.listWebhooks();
+        expect(listed.map((h) => h.url)).to.deep.equal(['http://sink.test/hook', 'http://sink.test/other']);
+        expect(listed[0]).to.deep.equal({ ...hook, events: [], timeout: 10 });
+        expect(await c.deleteWebhook('http://sink.test/hook')).to.equal(true);
+        expect(await c2.deleteWebhook('http://sink.test/hook')).to.equal(false);
+        expect((await c.listWebhooks()).map((h) => h.url)).to.deep.equal(['http://sink.test/other']);
+      });
     });
 
     describe('events', () => {

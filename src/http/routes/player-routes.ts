@@ -7,6 +7,8 @@ import { clientIdFor } from '../../streams/client-identity.js';
 import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
+import { clientIp } from '../client-ip.js';
+import { streamIdParam } from '../request-values.js';
 import { queryString, urlProblem } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
 
@@ -15,9 +17,8 @@ export interface PlayerRoutesDeps {
   engine: StreamEngine;
   signer: () => Promise<UrlSigner>;
   apiToken: string | undefined;
+  rootPath: string;
 }
-
-const MAX_CLIENT_ID = 128;
 
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
   const r = Router();
@@ -25,6 +26,11 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
     const def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
     if (def.kind === 'hls') throw new AppError(501, 'NOT_IMPLEMENTED', 'Playing HLS sources is not built yet');
+    if (def.transcode?.outputFormat === 'hls') {
+      // Its output is a playlist, not a byte stream: send the player there.
+      const q = new URLSearchParams(req.query as Record<string, string>).toString();
+      return res.redirect(302, `${deps.rootPath}/hls/${def.id}/playlist.m3u8${q ? `?${q}` : ''}`);
+    }
     if (def.kind !== 'vod' && req.method === 'HEAD') {
       // Answered at once: no upstream, no client record.
       return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
@@ -43,14 +49,9 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
   return r;
 }
 
-async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
-  const id = String(req.params.id);
-  const clientId = queryString(req.query, 'client_id');
-  if (clientId !== undefined && clientId.length > MAX_CLIENT_ID) {
-    throw validationError(`client_id: must be at most ${MAX_CLIENT_ID} characters`, [
-      { field: 'client_id', message: `must be at most ${MAX_CLIENT_ID} characters` },
-    ]);
-  }
+export async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
+  // client_id, username and the like were checked by validateRequestValues (request-values.ts).
+  const id = streamIdParam(req);
   const known = await deps.service.find(id);
   if (known) return known;
   const url = queryString(req.query, 'url');
@@ -79,12 +80,12 @@ async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<Stre
   });
 }
 
-function viewerIdentity(req: Request): ViewerIdentity {
+export function viewerIdentity(req: Request): ViewerIdentity {
   const q = req.query;
   const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
   return {
     clientId: queryString(q, 'client_id'),
-    ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+    ip: clientIp(req),
     userAgent: req.get('user-agent') ?? '',
     username,
   };

@@ -1,10 +1,11 @@
 // Management of stream definitions (API.md §3.2, §3.4, §3.6).
 import { Router, type Request } from 'express';
 import { AppError } from '../../errors.js';
-import type { StreamDefinition } from '../../streams/stream-definition.js';
+import { entryStreamType, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StopReason, StreamService } from '../../streams/stream-service.js';
 import { clientJson } from '../../streams/stream-service.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
+import { streamIdParam } from '../request-values.js';
 import { createStreamSchema, parseBody, queryBool, queryString, type CreateStreamBody } from '../schemas.js';
 
 export interface StreamsRoutesDeps {
@@ -151,20 +152,20 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
   });
 
   r.get('/streams/:id', async (req, res) => {
-    const def = await service.get(req.params.id);
+    const def = await service.get(streamIdParam(req));
     const snap = await service.snapshot();
     const clients = (snap.byStream.get(def.id) ?? []).map(clientJson);
     res.json({ stream: await service.entry(def, snap), clients, client_count: clients.length });
   });
 
   r.delete('/streams/:id', async (req, res) => {
-    const def = await service.get(req.params.id);
+    const def = await service.get(streamIdParam(req));
     await service.delete(def, 'manual_deletion' satisfies StopReason);
     res.json({ message: `Stream ${def.id} deleted` });
   });
 
   r.post('/streams/:id/failover', async (req, res) => {
-    const def = await service.get(req.params.id);
+    const def = await service.get(streamIdParam(req));
     if (def.failoverUrls.length === 0 && !def.failoverResolverUrl) {
       throw new AppError(400, 'NO_FAILOVER', `Stream ${def.id} has no failover URLs or resolver`);
     }
@@ -176,7 +177,7 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
       failover_index: rt.failoverIndex,
       failover_attempts: rt.failoverAttempts,
       active_clients: rt.clientCount,
-      stream_type: def.kind === 'hls' ? 'hls' : 'direct',
+      stream_type: entryStreamType(def.kind), // the words of /streams
     });
   });
 

@@ -594,7 +594,7 @@ export class BroadcastManager {
         if (this.entries.has(id)) continue;
         const dir = path.join(base, name);
         const st = await stat(dir).catch(() => null);
-        if (!st?.isDirectory() || now - st.mtimeMs < config.hlsGcAgeThresholdMs) continue;
+        if (!st?.isDirectory() || now - st.mtimeMs < config.hlsGcAgeMs) continue;
         if (await this.deps.isRegistered?.(id).catch(() => true)) continue;
         await removeDir(dir);
         logger.info('broadcast GC removed an unused directory', { dir });

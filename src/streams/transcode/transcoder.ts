@@ -4,6 +4,7 @@ import type { Config } from '../../config.js';
 import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
 import type { Logger } from '../../logger.js';
 import type { BroadcastArgvInput } from '../../render/broadcast-argv.js';
+import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
 import { RenderPool } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
@@ -37,7 +38,8 @@ export class Transcoder {
       template: isTemplate ? input.profile : null,
       variables: input.variables,
       inputUrl: input.inputUrl,
-      hlsDir: this.deps.config.hlsTempDir,
+      // The owner creates the real directory per FFmpeg when it starts one (managed-output.ts).
+      hlsDir: managedDirPattern(this.deps.config.hlsTempDir),
     });
   }
 
