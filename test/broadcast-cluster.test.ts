@@ -284,7 +284,13 @@ describe('broadcasts (/broadcast/*) across two workers', function () {
     const wallMs = firstB!.mtimeMs - lastA!.mtimeMs;
     boundary.wallMs = wallMs;
     boundary.stallMs = wallMs - firstExtinf * 1000;
-    process.stdout.write(`      boundary: A's last segment → B's first segment complete: ${Math.round(wallMs)} ms; B's first EXTINF ${firstExtinf} s; stall beyond the media: ${Math.round(boundary.stallMs)} ms\n`);
+    const cbAt = ended!.at;
+    const startedAt = editor.starts[0]!.at;
+    process.stdout.write(
+      `      boundary: A's last segment → B's first segment complete: ${Math.round(wallMs)} ms ` +
+      `(A's last segment → callback received ${Math.round(cbAt - lastA!.mtimeMs)} ms, callback → start answered ${startedAt - cbAt} ms, ` +
+      `→ B's first segment ${Math.round(firstB!.mtimeMs - startedAt)} ms); B's first EXTINF ${firstExtinf} s; stall beyond the media: ${Math.round(boundary.stallMs)} ms\n`,
+    );
   });
 
   it('a start while B runs is a transition: no callback for B, numbering continues at B\'s final + 1 with a discontinuity', async () => {
