@@ -11,7 +11,7 @@ import { CPU_VARIABLES, type HwVariables } from '../src/ffmpeg/hw-accel.js';
 import { buildBroadcastArgv, type BroadcastArgvInput } from '../src/render/broadcast-argv.js';
 import renderTask from '../src/render/render-task.js';
 import { highestSegment, segmentNumber, servableFile, sweepOrphans } from '../src/streams/broadcast/broadcast-files.js';
-import { exitCodeOf, recoverFrom } from '../src/streams/broadcast/broadcast-manager.js';
+import { confineInputs, exitCodeOf, recoverFrom } from '../src/streams/broadcast/broadcast-manager.js';
 import { programmeFrom, startBroadcastSchema } from '../src/streams/broadcast/broadcast-schema.js';
 import { parseBody } from '../src/http/schemas.js';
 import { AppError } from '../src/errors.js';
@@ -108,6 +108,14 @@ describe('broadcast FFmpeg argv (BROADCAST.md §3.1)', () => {
     expect(optValue(argv, '-hls_list_size')).to.equal('0');
     expect(optValue(argv, '-hls_playlist_type')).to.equal('event');
     expect(optValue(argv, '-hls_flags')).to.not.include('delete_segments');
+  });
+
+  it('every http(s) input is confined to network protocols, https with the TLS choice', () => {
+    const argv = confineInputs(buildBroadcastArgv(input({ streamUrl: 'https://o.example/a.mp4', subtitlesEnabled: true, subtitleUrl: 'http://o.example/s.srt' }), CPU_VARIABLES), true);
+    const inputs = argv.flatMap((t, i) => (t === '-i' ? [i] : []));
+    expect(inputs).to.have.length(2);
+    expect(argv.slice(inputs[0]! - 4, inputs[0])).to.deep.equal(['-protocol_whitelist', 'http,https,tcp,tls,crypto,httpproxy', '-tls_verify', '1']);
+    expect(argv.slice(inputs[1]! - 2, inputs[1])).to.deep.equal(['-protocol_whitelist', 'http,https,tcp,tls,crypto,httpproxy']);
   });
 
   it('renders in the render task like a transcode template', async () => {

@@ -16,8 +16,14 @@ export interface LeaseKeeperOptions {
   key: string;
   holder: string;
   ttlMs: number;
+  /** A key used once (one viewer's own source): no fencing counter is left behind. */
+  ephemeral?: boolean;
   onLost: () => void;
+  /** Counted by metrics: each acquisition attempt, renewal and loss. */
+  onEvent?: (event: LeaseEvent) => void;
 }
+
+export type LeaseEvent = 'acquired' | 'busy' | 'renewed' | 'lost';
 
 /** The part of the TTL a holder gives up to timer lateness and clock drift: 20 %, ≥ 50 ms. */
 export function leaseMarginMs(ttlMs: number): number {
@@ -50,7 +56,8 @@ export class LeaseKeeper {
   async acquire(): Promise<boolean> {
     const { coordinator, key, holder, ttlMs } = this.opts;
     const sent = performance.now();
-    const lease = await coordinator.acquireLease(key, holder, ttlMs);
+    const lease = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
+    this.opts.onEvent?.(lease ? 'acquired' : 'busy');
     if (!lease) return false;
     this.current = lease;
     this.extend(sent);
@@ -78,10 +85,11 @@ export class LeaseKeeper {
     try {
       if (await coordinator.renewLease(lease, ttlMs)) {
         if (this.current === lease) this.extend(sent);
+        this.opts.onEvent?.('renewed');
         return;
       }
       // Gone (expired, or the store restarted): take it again if nobody else has.
-      const again = await coordinator.acquireLease(key, holder, ttlMs);
+      const again = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
       if (again && this.current === lease) {
         this.current = again;
         this.extend(sent);
@@ -113,6 +121,7 @@ export class LeaseKeeper {
     // A renewal still in flight may have kept it alive in the store: give it back, so the
     // next holder does not wait for the TTL (fails harmlessly while the store is unreachable).
     if (lease) void this.opts.coordinator.releaseLease(lease).catch(() => false);
+    this.opts.onEvent?.('lost');
     this.opts.onLost();
   }
 

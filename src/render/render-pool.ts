@@ -11,6 +11,8 @@ export interface RenderPoolOptions {
   profilesDir: string;
   threads: number;
   hw: HwVariables;
+  /** Additions to the template allow-list (see allow-list.ts). */
+  allow?: { options: string[]; filters: string[] };
 }
 
 export interface RenderInput {
@@ -33,12 +35,14 @@ export interface RenderPoolStats {
 export class RenderPool {
   readonly hw: HwVariables;
   private readonly profilesDir: string;
+  private readonly allow: { options: string[]; filters: string[] } | undefined;
   private readonly pool: Piscina<RenderRequest, RenderTaskOutput>;
   private loaded: Promise<LoadedProfiles> | null = null;
 
   constructor(opts: RenderPoolOptions) {
     this.profilesDir = opts.profilesDir;
     this.hw = opts.hw;
+    this.allow = opts.allow;
     const threads = Math.max(1, Math.floor(opts.threads));
     this.pool = new Piscina<RenderRequest, RenderTaskOutput>({
       // The compiled sibling file: dist/src/render/render-task.js.
@@ -59,6 +63,7 @@ export class RenderPool {
       hlsDir: input.hlsDir,
       hw: this.hw,
       broadcast: input.broadcast ?? null,
+      ...(this.allow ? { allow: this.allow } : {}),
     };
     const out = await this.pool.run(req);
     if ('error' in out) throw new AppError(out.error.status, out.error.code, out.error.detail);

@@ -6,6 +6,7 @@ import { AppError, type ErrorCode } from '../errors.js';
 import { hwTemplateVariables, type HwVariables } from '../ffmpeg/hw-accel.js';
 import { buildBroadcastArgv, type BroadcastArgvInput } from './broadcast-argv.js';
 import { loadProfiles, type LoadedProfiles, type Profile } from './profiles.js';
+import { templateAllowList } from './allow-list.js';
 import { substitute, tokenize, validateArgv } from './template.js';
 
 export interface RenderRequest {
@@ -18,6 +19,8 @@ export interface RenderRequest {
   hw: HwVariables;
   /** A broadcast run (BROADCAST.md §3.1) instead of a profile or template. */
   broadcast?: BroadcastArgvInput | null;
+  /** The operator's additions to the template allow-list (TEMPLATE_ALLOWED_OPTIONS/_FILTERS). */
+  allow?: { options: string[]; filters: string[] };
 }
 
 export interface RenderResult {
@@ -163,7 +166,8 @@ export function renderWith(profiles: LoadedProfiles, req: RenderRequest): Render
   }
   const hlsMark = marker('hls_dir');
   const argv = tokens.map((t) => t.split(inputMark).join(req.inputUrl).split(hlsMark).join(req.hlsDir));
-  const checked = validateArgv(argv, { inputUrl: req.inputUrl, hlsDir: req.hlsDir });
+  const allow = templateAllowList(req.allow?.options, req.allow?.filters);
+  const checked = validateArgv(argv, { inputUrl: req.inputUrl, hlsDir: req.hlsDir, allow });
   return {
     argv,
     outputFormat: checked.outputFormat,

@@ -13,6 +13,7 @@ import type { Logger } from '../../logger.js';
 import { redactUrl } from '../../redact.js';
 import { BROADCAST_PLAYLIST, type BroadcastArgvInput } from '../../render/broadcast-argv.js';
 import type { RenderResult } from '../../render/render-task.js';
+import { INPUT_PROTOCOLS } from '../transcode/input-confinement.js';
 import { pythonIso, sendCallback, type CallbackEvent, type CallbackPayload, type CallbackResult } from './broadcast-callback.js';
 import {
   broadcastDirName, highestSegment, removeDir, segmentNumber, servableFile, sweepOrphans, wipeMedia,
@@ -328,7 +329,7 @@ export class BroadcastManager {
     };
     run.process = new FfmpegProcess({
       ffmpegPath: config.ffmpegPath,
-      args: rendered.argv,
+      args: confineInputs(rendered.argv, config.upstreamTlsVerify),
       logger,
       logMeta: { network_id: id },
       killAfterMs: KILL_AFTER_MS,
@@ -629,6 +630,23 @@ export class BroadcastManager {
   async playlistText(id: string): Promise<string | null> {
     return readFile(path.join(this.dirOf(id), BROADCAST_PLAYLIST), 'utf8').catch(() => null);
   }
+}
+
+/**
+ * Every http(s) input (the programme, and an external or embedded subtitle read) gets the
+ * transcodes' confinement: network protocols only, and the proxy's TLS verification choice.
+ */
+export function confineInputs(argv: readonly string[], tlsVerify: boolean): string[] {
+  const out: string[] = [];
+  argv.forEach((t, i) => {
+    const url = argv[i + 1] ?? '';
+    if (t === '-i' && /^https?:\/\//i.test(url)) {
+      out.push('-protocol_whitelist', INPUT_PROTOCOLS);
+      if (/^https:/i.test(url)) out.push('-tls_verify', tlsVerify ? '1' : '0');
+    }
+    out.push(t);
+  });
+  return out;
 }
 
 /** The programme without the choice that made FFmpeg refuse to start, or null (§3.1). */

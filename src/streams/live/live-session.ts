@@ -3,7 +3,7 @@
 // The source starts with the first viewer and stops `grace` after the last one leaves.
 import type { ServerResponse } from 'node:http';
 import type { Coordinator } from '../../coordination/coordinator.js';
-import { LeaseKeeper } from '../../coordination/lease-keeper.js';
+import { LeaseKeeper, type LeaseEvent } from '../../coordination/lease-keeper.js';
 import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
@@ -23,6 +23,8 @@ export interface OwnedSource {
   stop(): void;
   /** The OS process of the source (FFmpeg), if it has one. */
   readonly pid: number | null;
+  /** Bytes the source delivered into the channel (metrics read it at scrape time). */
+  readonly bytesIn?: number;
 }
 
 export interface LiveSessionOptions {
@@ -34,6 +36,8 @@ export interface LiveSessionOptions {
   logger: Logger;
   workerId: string;
   leaseTtlMs: number;
+  /** The lease key serves one viewer only (pooling off): no fencing counter is kept. */
+  ephemeralLease?: boolean;
   graceMs: number;
   channelBufferBytes: number;
   channelBufferMs: number;
@@ -49,9 +53,13 @@ export interface LiveSessionOptions {
   onOwnership?: () => void;
   /** A viewer left (for client records and events). */
   onViewerEnd: (clientId: string, viewer: Viewer, reason: ViewerEndReason) => void;
+  /** Lease acquisitions, renewals and losses (metrics). */
+  onLeaseEvent?: (event: LeaseEvent) => void;
 }
 
 const TICK_MS = 1000;
+/** Ticks in the input-rate window. */
+const BITRATE_TICKS = 5;
 const VIEWER_QUEUE_BUDGET = 256 * 1024;
 const KEEPALIVE_AFTER_MS = 1000;
 const RETRY_MIN_MS = 100;
@@ -82,11 +90,16 @@ export class LiveSession implements ChannelReader {
   private retryDelay = RETRY_MIN_MS;
   private readonly tick: NodeJS.Timeout;
   private closed = false;
+  private deleted = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void }> = [];
   private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
   /** Bytes of viewers that already left. */
   private bytesOfLeft = 0;
+  /** channel.bytesIn at each of the last ticks (the input-rate window). */
+  private readonly inSamples: number[] = [];
+  /** Bytes per second into the channel over the last BITRATE_TICKS ticks (metrics). */
+  inRate = 0;
   lastAccess = new Date();
 
   constructor(private readonly opts: LiveSessionOptions) {
@@ -97,7 +110,9 @@ export class LiveSession implements ChannelReader {
       key: `lease:${opts.key}`,
       holder: opts.workerId,
       ttlMs: opts.leaseTtlMs,
+      ephemeral: opts.ephemeralLease ?? false,
       onLost: () => this.onLeaseLost(),
+      onEvent: opts.onLeaseEvent,
     });
     this.tick = setInterval(() => this.onTick(), TICK_MS);
     this.tick.unref();
@@ -166,9 +181,13 @@ export class LiveSession implements ChannelReader {
     return viewer;
   }
 
-  /** Stops everything now: viewers disconnected, source stopped, lease released. */
-  stop(): void {
+  /**
+   * Stops everything now: viewers disconnected, source stopped, lease released. `deleted`:
+   * the stream is gone, so no status is written (it would bring back a `stream:{id}` hash).
+   */
+  stop(deleted = false): void {
     if (this.closed) return;
+    if (deleted) this.deleted = true;
     for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
     this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
   }
@@ -333,7 +352,7 @@ export class LiveSession implements ChannelReader {
   /** Owner-side status write, fenced by the lease epoch. */
   private async writeStatus(status: 'running' | 'stopped'): Promise<void> {
     const lease = this.lease.lease;
-    if (!lease) return;
+    if (!lease || this.deleted) return;
     await this.opts.coordinator
       .setStreamStatus(this.id, {
         status, owner: this.opts.workerId, pid: process.pid, epoch: lease.epoch, updatedAt: new Date().toISOString(),
@@ -373,6 +392,10 @@ export class LiveSession implements ChannelReader {
 
   private onTick(): void {
     const now = Date.now();
+    const samples = this.inSamples;
+    samples.push(this.channel.bytesIn);
+    if (samples.length > BITRATE_TICKS + 1) samples.shift();
+    if (samples.length > 1) this.inRate = ((samples[samples.length - 1]! - samples[0]!) * 1000) / ((samples.length - 1) * TICK_MS);
     const relay = this.relay;
     if (relay && !this.checkingRelay && now - relay.lastActivityAt >= RELAY_SILENCE_MS) void this.checkRelay(relay);
     if (this.channel.hasData && now - this.channel.lastDataAt >= KEEPALIVE_AFTER_MS) this.channel.keepAlive();
