@@ -10,7 +10,7 @@ import type { StreamEngine } from '../stream-engine.js';
 
 export interface RelayServerDeps {
   engine: StreamEngine;
-  /** Other routes of the listener (HLS files and shared fetches); false when not theirs. */
+  /** Other routes of the listener (HLS files, shared fetches, broadcasts); false when not theirs. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
   secret: () => Promise<string>;
   /** Reads the secret from the coordinator again (throttled): ours may be the stale one. */
@@ -37,10 +37,11 @@ export function createRelayServer({ engine, extra, secret, rereadSecret, logger 
     void (async () => {
       const m = /^\/relay\/([A-Za-z0-9_:.-]{1,256})$/.exec(req.url ?? '');
       const given = req.headers[RELAY_SECRET_HEADER];
-      if (req.method === 'GET' && !(await secretMatches(given, secret, rereadSecret))) {
+      if (!(await secretMatches(given, secret, rereadSecret))) {
         return json(res, 403, { detail: 'Relay secret required', code: 'AUTH_INVALID' });
       }
-      if (req.method === 'GET' && !m && extra && (await extra(req, res))) return;
+      // Any method: broadcasts ask their owner with POST (start, stop, status, delete, list).
+      if (!m && extra && (await extra(req, res))) return;
       if (req.method !== 'GET' || !m) return json(res, 404, { detail: 'Not found', code: 'NOT_FOUND' });
       const result = await engine.serveRelay(m[1]!, res);
       if (result === 'not_owner') json(res, 409, { detail: 'Not the owner', code: 'NOT_OWNER' });
