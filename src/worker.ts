@@ -8,6 +8,7 @@ import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
+import { setUpstreamTlsVerify } from './streams/sources/upstream.js';
 import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
@@ -69,6 +70,7 @@ const FLUSH_EVENTS_MS = 2000;
 /** Builds a worker's parts without listening (tests use the app with supertest). */
 export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
+  setUpstreamTlsVerify(config.upstreamTlsVerify);
   const relaySecret = secret(coordinator, 'relay_secret');
   const signingSecret = secret(coordinator, 'url_signing_secret');
   // The primary kills these if this worker dies (FFmpeg would also die of a broken pipe).
