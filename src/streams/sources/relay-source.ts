@@ -62,6 +62,8 @@ export class RelaySource {
         const how = res.statusCode === 409 ? 'not_owner' : res.statusCode === 403 ? 'forbidden' : 'lost';
         return this.finish(how, `relay answered HTTP ${res.statusCode}`);
       }
+      // The owner's channel type (raw sources keep their upstream's type across workers).
+      channel.sourceContentType = res.headers['content-type'] ?? null;
       res.on('data', (chunk: Buffer) => {
         this.lastActivityAt = Date.now();
         channel.write(chunk);
