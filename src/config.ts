@@ -74,6 +74,10 @@ export interface Config {
   readonly hlsWaitTimeMs: number;
   readonly profilesDir: string;
   readonly ffmpegPath: string;
+  /** Stream resolvers (POST /streams or /transcode with `resolver`): binaries and time limit. */
+  readonly streamlinkPath: string;
+  readonly ytdlpPath: string;
+  readonly resolverTimeoutMs: number;
   readonly hwAccel: HwAccel;
   readonly renderThreads: number;
 
@@ -397,6 +401,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),
     profilesDir: path.resolve(r.str('PROFILES_DIR', 'profiles')),
     ffmpegPath: r.str('FFMPEG_PATH', 'ffmpeg'),
+    streamlinkPath: r.str('STREAMLINK_PATH', 'streamlink'),
+    ytdlpPath: r.str('YTDLP_PATH', 'yt-dlp'),
+    resolverTimeoutMs: r.ms('RESOLVER_TIMEOUT', 30),
     hwAccel: r.oneOf('HW_ACCEL', HW_ACCELS, 'auto'),
     renderThreads: r.int('RENDER_THREADS', 2, 1),
 

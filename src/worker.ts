@@ -76,7 +76,8 @@ export function buildWorker(deps: WorkerDeps) {
   const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged });
   const service = new StreamService({ config, coordinator, engine, events });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
-  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
+  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config));
+  void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger });
   const app = createApp({
     config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher,

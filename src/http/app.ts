@@ -15,6 +15,7 @@ import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
+import { cookiesRoutes } from './routes/cookies-routes.js';
 import type { UrlSigner } from './url-signer.js';
 import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
 import { webhooksRoutes } from './routes/webhooks-routes.js';
@@ -87,6 +88,7 @@ export function createApp(deps: AppDeps): express.Express {
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
   routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
+  routes.use(cookiesRoutes());
   routes.use(webhooksRoutes(deps));
 
   // Both base paths serve the same routes (API.md §1).

@@ -17,6 +17,8 @@ import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
+import { ResolverSource } from './sources/resolver-source.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -347,11 +349,20 @@ export class StreamEngine {
     if (def.transcode) {
       return new FfmpegSource({
         ffmpegPath: config.ffmpegPath,
-        argv: this.transcodeArgv(def),
+        // With a resolver, FFmpeg opens the media URL it prints (run when the source starts).
+        argv: def.resolver
+          ? async (signal) => this.transcodeArgv(def, await resolveMediaUrl(def, this.resolverEnv, signal))
+          : this.transcodeArgv(def),
         channel, logger,
         streamId: def.id,
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
+        onPid: (pid, running) => this.trackPid(pid, running),
+      });
+    }
+    if (def.resolver) {
+      return new ResolverSource({
+        def, channel, logger, env: this.resolverEnv, killAfterMs: FFMPEG_KILL_AFTER_MS,
         onPid: (pid, running) => this.trackPid(pid, running),
       });
     }
@@ -384,12 +395,21 @@ export class StreamEngine {
   }
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
-  private transcodeArgv(def: StreamDefinition): string[] {
+  private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     return withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
+      ...(inputUrl ? { inputUrl } : {}),
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
+  }
+
+  private get resolverEnv(): ResolverEnv {
+    const { config } = this.deps;
+    return {
+      streamlinkPath: config.streamlinkPath, ytdlpPath: config.ytdlpPath,
+      defaultUserAgent: config.defaultUserAgent, timeoutMs: config.resolverTimeoutMs,
+    };
   }
 
   private get pooling(): boolean {
