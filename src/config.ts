@@ -72,6 +72,10 @@ export interface Config {
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
+  /** Sweep of leftover HLS output directories (HLS_GC_*). */
+  readonly hlsGcEnabled: boolean;
+  readonly hlsGcIntervalMs: number;
+  readonly hlsGcAgeMs: number;
   readonly profilesDir: string;
   readonly ffmpegPath: string;
   /** Stream resolvers (POST /streams or /transcode with `resolver`): binaries and time limit. */
@@ -80,6 +84,11 @@ export interface Config {
   readonly resolverTimeoutMs: number;
   readonly hwAccel: HwAccel;
   readonly renderThreads: number;
+  /** Comma-separated FFmpeg options / filters templates may use beyond the built-in allow-list (issue 13). */
+  readonly templateAllowedOptions: string;
+  readonly templateAllowedFilters: string;
+  /** Verify upstream TLS certificates (direct, VOD, HLS, /test-connection, FFmpeg); a stream may opt out. */
+  readonly upstreamTlsVerify: boolean;
 
   readonly metricsPublic: boolean;
   readonly trustProxy: TrustProxy;
@@ -399,6 +408,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),
+    hlsGcEnabled: r.bool('HLS_GC_ENABLED', true),
+    hlsGcIntervalMs: r.ms('HLS_GC_INTERVAL', 600),
+    hlsGcAgeMs: r.ms('HLS_GC_AGE_THRESHOLD', 3600, { maxMs: Number.MAX_SAFE_INTEGER }),
     profilesDir: path.resolve(r.str('PROFILES_DIR', 'profiles')),
     ffmpegPath: r.str('FFMPEG_PATH', 'ffmpeg'),
     streamlinkPath: r.str('STREAMLINK_PATH', 'streamlink'),
@@ -406,6 +418,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     resolverTimeoutMs: r.ms('RESOLVER_TIMEOUT', 30),
     hwAccel: r.oneOf('HW_ACCEL', HW_ACCELS, 'auto'),
     renderThreads: r.int('RENDER_THREADS', 2, 1),
+    templateAllowedOptions: readNameList(r, 'TEMPLATE_ALLOWED_OPTIONS'),
+    templateAllowedFilters: readNameList(r, 'TEMPLATE_ALLOWED_FILTERS'),
+    upstreamTlsVerify: r.bool('UPSTREAM_TLS_VERIFY', true),
 
     metricsPublic: r.bool('METRICS_PUBLIC', false),
     trustProxy: readTrustProxy(r),
@@ -425,6 +440,15 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   // Every field is a primitive, so a shallow freeze is a deep one.
   return Object.freeze({ ...fields, redisUrl, redisUrlSafe: maskRedisPassword(redisUrl) });
+}
+
+/** `a,b , c` → `a,b,c`; each name an FFmpeg option or filter name. */
+function readNameList(r: EnvReader, name: string): string {
+  const raw = r.raw(name);
+  if (raw === undefined) return '';
+  const names = raw.split(',').map((s) => s.trim().replace(/^-+/, '')).filter(Boolean);
+  if (names.some((n) => !/^[A-Za-z0-9_+-]+$/.test(n))) r.problem(name, raw, 'a comma-separated list of FFmpeg option or filter names');
+  return names.join(',');
 }
 
 export interface LoadConfigOptions {

@@ -19,6 +19,8 @@ import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
 import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
 import { ResolverSource } from './sources/resolver-source.js';
+import { confineInput } from './transcode/input-confinement.js';
+import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -205,6 +207,37 @@ export class StreamEngine {
     }
   }
 
+  /**
+   * An HLS viewer (a poller, not a socket) seen on this worker: its record is written (an id
+   * is one viewer, whichever worker its requests land on) and `client_connected` sent once.
+   */
+  async trackHlsClient(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
+    const key = `${def.id}:${clientId}`;
+    if (this.clients.has(key)) return;
+    const now = new Date().toISOString();
+    const record: ClientRecord = {
+      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+    };
+    this.clients.set(key, record);
+    await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
+    await this.clientConnected(def, clientId, who);
+  }
+
+  /** Bytes and segments an HLS viewer received. */
+  countHlsBytes(streamId: string, clientId: string, bytes: number, segments: number): void {
+    const record = this.clients.get(`${streamId}:${clientId}`);
+    if (!record) return;
+    record.bytesServed += bytes;
+    record.segmentsServed += segments;
+    record.lastAccess = new Date().toISOString();
+  }
+
+  /** An HLS viewer stopped polling (CLIENT_TIMEOUT) or its stream stopped. */
+  async untrackHlsClient(streamId: string, clientId: string): Promise<void> {
+    await this.clientGone(streamId, clientId, 'closed');
+  }
+
   /** The session of a direct live stream on this worker, if one runs. */
   session(id: string): LiveSession | undefined {
     return this.sessions.get(`${id}:1`);
@@ -238,7 +271,8 @@ export class StreamEngine {
     return { sources, viewers: this.clients.size, relays: { receiving, serving } };
   }
 
-  private async resolveRelay(holder: string): Promise<RelayTarget | null> {
+  /** Where the holder of a lease token serves relays (its worker's relay listener). */
+  async resolveRelay(holder: string): Promise<RelayTarget | null> {
     const workerId = holder.slice(0, holder.lastIndexOf(':'));
     const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
     return worker?.relay ? { workerId, address: worker.relay } : null;
@@ -396,12 +430,13 @@ export class StreamEngine {
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
   private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
-    return withInputOptions(def.transcode!.argv, {
+    const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
       ...(inputUrl ? { inputUrl } : {}),
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
+    return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
   }
 
   private get resolverEnv(): ResolverEnv {
@@ -452,7 +487,8 @@ export class StreamEngine {
     return next;
   }
 
-  private trackPid(pid: number | null, running: boolean): void {
+  /** Records an FFmpeg pid this worker runs (or no longer runs), for the primary to reap. */
+  trackPid(pid: number | null, running: boolean): void {
     if (pid === null) return;
     if (running) this.ffmpegPids.add(pid);
     else this.ffmpegPids.delete(pid);

@@ -17,6 +17,7 @@ export interface PlayerRoutesDeps {
   engine: StreamEngine;
   signer: () => Promise<UrlSigner>;
   apiToken: string | undefined;
+  rootPath: string;
 }
 
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
@@ -25,6 +26,11 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
     const def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
     if (def.kind === 'hls') throw new AppError(501, 'NOT_IMPLEMENTED', 'Playing HLS sources is not built yet');
+    if (def.transcode?.outputFormat === 'hls') {
+      // Its output is a playlist, not a byte stream: send the player there.
+      const q = new URLSearchParams(req.query as Record<string, string>).toString();
+      return res.redirect(302, `${deps.rootPath}/hls/${def.id}/playlist.m3u8${q ? `?${q}` : ''}`);
+    }
     if (def.kind !== 'vod' && req.method === 'HEAD') {
       // Answered at once: no upstream, no client record.
       return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
@@ -43,7 +49,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
   return r;
 }
 
-async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
+export async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
   // client_id, username and the like were checked by validateRequestValues (request-values.ts).
   const id = streamIdParam(req);
   const known = await deps.service.find(id);
@@ -74,7 +80,7 @@ async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<Stre
   });
 }
 
-function viewerIdentity(req: Request): ViewerIdentity {
+export function viewerIdentity(req: Request): ViewerIdentity {
   const q = req.query;
   const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
   return {

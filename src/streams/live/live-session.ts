@@ -56,6 +56,12 @@ const VIEWER_QUEUE_BUDGET = 256 * 1024;
 const KEEPALIVE_AFTER_MS = 1000;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 1000;
+/**
+ * A relay silent this long is suspect: a live owner sends media or, while its source is
+ * silent, keep-alive null packets every second. The relay is dropped once the lease holder
+ * is not the worker it relays from (a frozen owner's lease expires; it cannot close sockets).
+ */
+export const RELAY_SILENCE_MS = 3000;
 const TS_HEAD = { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' };
 
 export class LiveSession implements ChannelReader {
@@ -66,6 +72,9 @@ export class LiveSession implements ChannelReader {
   readonly startedAt = new Date();
   private source: OwnedSource | null = null;
   private relay: RelaySource | null = null;
+  /** The lease token of the owner the relay reads from. */
+  private relayHolder: string | null = null;
+  private checkingRelay = false;
   private readonly lease: LeaseKeeper;
   private pending = 0;
   private grace: NodeJS.Timeout | null = null;
@@ -285,10 +294,14 @@ export class LiveSession implements ChannelReader {
     const target = holder ? await this.opts.resolveRelay(holder) : null;
     if (this.closed) return;
     if (!target || target.workerId === this.opts.workerId) return this.retrySoon();
+    const secret = await this.opts.relaySecret();
+    // Stopped while the secret was fetched: no relay for a session nobody watches.
+    if (this.closed) return;
+    this.relayHolder = holder;
     this.relay = new RelaySource({
       key: this.key,
       address: target.address,
-      secret: await this.opts.relaySecret(),
+      secret,
       from: this.opts.workerId,
       channel: this.channel,
       connectTimeoutMs: this.opts.connectTimeoutMs,
@@ -338,8 +351,30 @@ export class LiveSession implements ChannelReader {
     this.retrySoon();
   }
 
+  /** A silent relay whose owner no longer holds the lease is dropped; ownership is resolved again. */
+  private async checkRelay(relay: RelaySource): Promise<void> {
+    this.checkingRelay = true;
+    try {
+      const holder = await this.opts.coordinator.leaseHolder(this.lease.key);
+      if (this.relay !== relay || holder === this.relayHolder) return;
+      this.opts.logger.warn('relay silent and its owner lost the lease: resolving the owner again', {
+        stream_id: this.id, silent_ms: Date.now() - relay.lastActivityAt,
+      });
+      relay.stop();
+      this.relay = null;
+      this.retryDelay = RETRY_MIN_MS;
+      this.retrySoon();
+    } catch {
+      // The coordinator cannot tell: keep the relay, ask again at the next tick.
+    } finally {
+      this.checkingRelay = false;
+    }
+  }
+
   private onTick(): void {
     const now = Date.now();
+    const relay = this.relay;
+    if (relay && !this.checkingRelay && now - relay.lastActivityAt >= RELAY_SILENCE_MS) void this.checkRelay(relay);
     if (this.channel.hasData && now - this.channel.lastDataAt >= KEEPALIVE_AFTER_MS) this.channel.keepAlive();
     for (const v of [...this.viewers.values(), ...this.relayViewers]) {
       if (v.waitingSince > 0 && now - v.waitingSince >= this.opts.viewerStallTimeoutMs) v.close('stalled');
