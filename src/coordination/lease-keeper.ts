@@ -16,6 +16,8 @@ export interface LeaseKeeperOptions {
   key: string;
   holder: string;
   ttlMs: number;
+  /** A key used once (one viewer's own source): no fencing counter is left behind. */
+  ephemeral?: boolean;
   onLost: () => void;
 }
 
@@ -50,7 +52,7 @@ export class LeaseKeeper {
   async acquire(): Promise<boolean> {
     const { coordinator, key, holder, ttlMs } = this.opts;
     const sent = performance.now();
-    const lease = await coordinator.acquireLease(key, holder, ttlMs);
+    const lease = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
     if (!lease) return false;
     this.current = lease;
     this.extend(sent);
@@ -81,7 +83,7 @@ export class LeaseKeeper {
         return;
       }
       // Gone (expired, or the store restarted): take it again if nobody else has.
-      const again = await coordinator.acquireLease(key, holder, ttlMs);
+      const again = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
       if (again && this.current === lease) {
         this.current = again;
         this.extend(sent);

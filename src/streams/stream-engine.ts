@@ -281,7 +281,7 @@ export class StreamEngine {
   /** Stops a stream on this worker now: viewers disconnected, sources stopped. */
   stopStream(id: string): boolean {
     const sessions = this.sessionsOf(id);
-    for (const s of sessions) s.stop();
+    for (const s of sessions) s.stop(true);
     return sessions.length > 0;
   }
 
@@ -364,8 +364,9 @@ export class StreamEngine {
       createSource: (channel) => this.createSource(def, key, channel),
       connectTimeoutMs: config.connectionTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
-      // A viewer's own FFmpeg has nobody to wait for.
+      // A viewer's own FFmpeg has nobody to wait for, and its lease key is used once.
       graceMs: individual ? 0 : config.sharedStreamGraceMs,
+      ephemeralLease: individual,
       channelBufferBytes: config.channelBufferBytes,
       channelBufferMs: config.channelBufferMs,
       viewerMaxDrops: config.viewerMaxDrops,

@@ -34,6 +34,8 @@ export interface LiveSessionOptions {
   logger: Logger;
   workerId: string;
   leaseTtlMs: number;
+  /** The lease key serves one viewer only (pooling off): no fencing counter is kept. */
+  ephemeralLease?: boolean;
   graceMs: number;
   channelBufferBytes: number;
   channelBufferMs: number;
@@ -82,6 +84,7 @@ export class LiveSession implements ChannelReader {
   private retryDelay = RETRY_MIN_MS;
   private readonly tick: NodeJS.Timeout;
   private closed = false;
+  private deleted = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void }> = [];
   private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
@@ -97,6 +100,7 @@ export class LiveSession implements ChannelReader {
       key: `lease:${opts.key}`,
       holder: opts.workerId,
       ttlMs: opts.leaseTtlMs,
+      ephemeral: opts.ephemeralLease ?? false,
       onLost: () => this.onLeaseLost(),
     });
     this.tick = setInterval(() => this.onTick(), TICK_MS);
@@ -166,9 +170,13 @@ export class LiveSession implements ChannelReader {
     return viewer;
   }
 
-  /** Stops everything now: viewers disconnected, source stopped, lease released. */
-  stop(): void {
+  /**
+   * Stops everything now: viewers disconnected, source stopped, lease released. `deleted`:
+   * the stream is gone, so no status is written (it would bring back a `stream:{id}` hash).
+   */
+  stop(deleted = false): void {
     if (this.closed) return;
+    if (deleted) this.deleted = true;
     for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
     this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
   }
@@ -333,7 +341,7 @@ export class LiveSession implements ChannelReader {
   /** Owner-side status write, fenced by the lease epoch. */
   private async writeStatus(status: 'running' | 'stopped'): Promise<void> {
     const lease = this.lease.lease;
-    if (!lease) return;
+    if (!lease || this.deleted) return;
     await this.opts.coordinator
       .setStreamStatus(this.id, {
         status, owner: this.opts.workerId, pid: process.pid, epoch: lease.epoch, updatedAt: new Date().toISOString(),
