@@ -127,8 +127,8 @@ describe('stream resolvers (streamlink, yt-dlp)', function () {
     const url = origin.url('/status/404').replace('http://', 'http://user:pa55word@') + '.ts';
     const created = await api<{ stream_id: string }>('/streams', { method: 'POST', body: { url, resolver: 'streamlink', resolver_args: '' } });
     expect(created.status).to.equal(200);
-    const res = await fetch(proxy.url(`/stream/${created.body.stream_id}`));
-    const body = (await res.json()) as { detail: string; code: string };
+    const res = await apiCall<{ detail: string; code: string }>(proxy.base, `/stream/${created.body.stream_id}`);
+    const body = res.body;
     expect(res.status).to.equal(502);
     expect(body.code).to.equal('UPSTREAM_UNAVAILABLE');
     expect(body.detail).to.match(/^streamlink failed: .*404/);

@@ -18,6 +18,9 @@ import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
 import { cookiesRoutes } from './routes/cookies-routes.js';
+import { docsRoutes } from './routes/docs-routes.js';
+import { mountedRoutes, openApiDocument } from './openapi.js';
+import swaggerUi from 'swagger-ui-express';
 import type { UrlSigner } from './url-signer.js';
 import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
 import { webhooksRoutes } from './routes/webhooks-routes.js';
@@ -82,11 +85,14 @@ export function createApp(deps: AppDeps): express.Express {
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  // Swagger UI's own scripts and styles (no data of ours): public, so the page can load them.
+  routes.use('/docs/assets', swaggerUi.serveWithOptions({ index: false }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
   routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(cookiesRoutes());
+  routes.use(docsRoutes(() => openApiDocument(mountedRoutes(routes, auth), config.rootPath)));
   routes.use(webhooksRoutes(deps));
 
   // Both base paths serve the same routes (API.md §1).

@@ -16,7 +16,7 @@ export interface TranscodeRoutesDeps {
   defaultUserAgent: string;
 }
 
-const transcodeSchema = createStreamSchema.extend({
+export const transcodeSchema = createStreamSchema.extend({
   profile: z.string().trim().min(1).max(8192).default('default'),
   profile_variables: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).nullish(),
   output_format: z.string().max(32).nullish(),
