@@ -97,6 +97,10 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly viewerMaxDrops: number;
   readonly viewerStallTimeoutMs: number;
+  /** Viewers one worker accepts at most; 0 = no cap. */
+  readonly maxViewersPerWorker: number;
+  /** Share (0–1) of a worker's viewers lagging from which it refuses new ones; 0 = off. */
+  readonly admissionLaggingShare: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;
   readonly relayPort: number;
@@ -176,12 +180,12 @@ class EnvReader {
     return n;
   }
 
-  num(name: string, def: number, min: number): number {
+  num(name: string, def: number, min: number, max = Infinity): number {
     const v = this.raw(name);
     if (v === undefined) return def;
     const n = Number(v);
-    if (!DECIMAL_RE.test(v) || !Number.isFinite(n) || n < min) {
-      this.problem(name, v, `a number >= ${min}`);
+    if (!DECIMAL_RE.test(v) || !Number.isFinite(n) || n < min || n > max) {
+      this.problem(name, v, max === Infinity ? `a number >= ${min}` : `a number from ${min} to ${max}`);
       return def;
     }
     return n;
@@ -430,6 +434,8 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     maxBodyBytes: r.int('MAX_BODY_BYTES', 1024 * 1024, 1024),
     viewerMaxDrops: r.int('VIEWER_MAX_DROPS', 5, 1),
     viewerStallTimeoutMs: r.ms('VIEWER_STALL_TIMEOUT', 15),
+    maxViewersPerWorker: r.int('MAX_VIEWERS_PER_WORKER', 0, 0),
+    admissionLaggingShare: r.num('ADMISSION_LAGGING_SHARE', 0.1, 0, 1),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),

@@ -87,6 +87,8 @@ describe('config', () => {
         maxBodyBytes: 1_048_576,
         viewerMaxDrops: 5,
         viewerStallTimeoutMs: 15_000,
+        maxViewersPerWorker: 0,
+        admissionLaggingShare: 0.1,
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',

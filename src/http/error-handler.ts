@@ -5,6 +5,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { CoordinatorUnavailableError } from '../coordination/coordinator.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { redactDeep } from '../redact.js';
 
 interface BodyParserError {
   type?: string;
@@ -68,6 +69,8 @@ export function errorHandler(logger: Logger, bodyLimit: number) {
       res.destroy();
       return;
     }
-    res.status(appError.status).json(appError.toJSON());
+    if (appError.headers) res.set(appError.headers);
+    // Details may quote an upstream's words (FFmpeg echoes its input URL): no credentials.
+    res.status(appError.status).json(redactDeep(appError.toJSON()));
   };
 }

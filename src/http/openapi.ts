@@ -23,8 +23,9 @@ interface Words {
   tag: string;
   query?: z.ZodObject;
   body?: z.ZodType;
-  /** Public routes with a rule of their own (player routes). */
+  /** Routes with a rule of their own: the words, and whether a token is asked by default. */
   auth?: string;
+  ownToken?: boolean;
 }
 
 const s = (description: string) => z.string().optional().meta({ description });
@@ -98,6 +99,10 @@ const WORDS: Record<string, Words> = {
   'get /hls/{id}/segment.ts': { summary: 'HLS segment (MPEG-TS)', tag: 'player', query: hlsTarget, auth: PLAYER_AUTH },
   'get /hls/{id}/segment.m4s': { summary: 'HLS segment (fMP4)', tag: 'player', query: hlsTarget, auth: PLAYER_AUTH },
   'get /hls/{id}/segment.mp4': { summary: 'HLS segment (MP4)', tag: 'player', query: hlsTarget, auth: PLAYER_AUTH },
+  'get /metrics': {
+    summary: 'Prometheus metrics of the whole host', tag: 'status', ownToken: true,
+    auth: 'needs the token (also as Authorization: Bearer) unless METRICS_PUBLIC=true',
+  },
   'get /openapi.json': { summary: 'This document', tag: 'docs' },
   'get /docs': { summary: 'The API page (Swagger UI)', tag: 'docs' },
 };
@@ -155,13 +160,14 @@ export function openApiDocument(routes: readonly MountedRoute[], rootPath: strin
   for (const r of routes) {
     const words = WORDS[`${r.method} ${r.path}`];
     const params = [...r.path.matchAll(/\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!);
+    const token = r.tokenRequired || words?.ownToken === true;
     const op: ZodOpenApiOperationObject = {
       summary: words?.summary ?? '(undocumented)',
       tags: [words?.tag ?? 'other'],
-      description: r.tokenRequired
-        ? 'Management route: needs X-API-Token (or ?api_token) when API_TOKEN is set; open when it is not.'
-        : `Public${words?.auth ? `: ${words.auth}` : ''}.`,
-      ...(r.tokenRequired ? { security: [{ apiToken: [] }, { apiTokenQuery: [] }] } : { security: [] }),
+      description: words?.auth
+        ? `${words.auth[0]!.toUpperCase()}${words.auth.slice(1)}.`
+        : token ? 'Management route: needs X-API-Token (or ?api_token) when API_TOKEN is set; open when it is not.' : 'Public.',
+      ...(token ? { security: [{ apiToken: [] }, { apiTokenQuery: [] }] } : { security: [] }),
       requestParams: {
         ...(params.length ? { path: z.object(Object.fromEntries(params.map((p) => [p, z.string()]))) } : {}),
         ...(words?.query ? { query: words.query } : {}),

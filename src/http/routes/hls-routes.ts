@@ -89,6 +89,9 @@ export function hlsRoutes(deps: HlsRoutesDeps): Router {
     if (isHlsTranscode(def) && !t) {
       return deps.hls.transcodePlaylist(def, clientId, who, await linksFor(def, clientId), res, extra);
     }
+    if (def.kind === 'hls' && t?.seg === undefined) {
+      return deps.hls.proxyPlaylist(def, clientId, who, t?.url ?? null, await linksFor(def, clientId), res, extra);
+    }
     throw new AppError(409, 'WRONG_STREAM_TYPE', `Stream ${def.id} has no HLS form`);
   });
 
@@ -99,6 +102,9 @@ export function hlsRoutes(deps: HlsRoutesDeps): Router {
     const { clientId, who } = identify(req, def);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
     if (t.seg !== undefined && isHlsTranscode(def)) return deps.hls.transcodeFile(def, clientId, who, t.seg, res, extra);
+    if (t.url !== undefined && def.kind === 'hls') {
+      return deps.hls.proxyResource(def, clientId, who, t.url, req.get('range'), res, extra);
+    }
     throw new AppError(409, 'WRONG_STREAM_TYPE', `Stream ${def.id} has no HLS form`);
   };
   for (const route of ['segment', 'segment.ts', 'segment.m4s', 'segment.mp4']) r.get(`/hls/:id/${route}`, resource);

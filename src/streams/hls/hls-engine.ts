@@ -14,8 +14,9 @@ import type { StreamEngine, ViewerIdentity } from '../stream-engine.js';
 import { HlsSession, type HlsOwnedPart } from './hls-session.js';
 import { HlsTranscodeOutput } from './hls-transcode-output.js';
 import { FILES_ROUTE, fileFromOwner, ManagedOutputs, SAFE_NAME } from './managed-output.js';
-import { readBody } from './owner-request.js';
+import { askOwner, readBody } from './owner-request.js';
 import { rewritePlaylist } from './playlist-rewrite.js';
+import { SharedFetcher, type FetchedPlaylist } from './shared-fetcher.js';
 
 /** How the HTTP layer writes proxy URIs into playlists (signed, with ROOT_PATH and client_id). */
 export interface HlsLinks {
@@ -112,10 +113,56 @@ export class HlsEngine {
   }
 
   /**
+   * A proxied playlist: the stream's own (`target` null) or a variant the proxy signed, fetched
+   * by the owner (cached for half its target duration), every URI rewritten by `links`.
+   */
+  async proxyPlaylist(def: StreamDefinition, clientId: string, who: ViewerIdentity, target: string | null, links: HlsLinks, res: ServerResponse, extra: Record<string, string>): Promise<void> {
+    const session = await this.viewerSession(def, clientId, who);
+    const fetched = await session.hold(() => this.playlistVia(session, target ?? def.url));
+    const text = fetched.body.toString('utf8');
+    if (fetched.status !== 200) throw upstreamUnavailable(`The upstream playlist answered HTTP ${fetched.status}`);
+    if (!text.trimStart().startsWith('#EXTM3U')) throw upstreamUnavailable('The upstream answer is not an HLS playlist');
+    const out = rewritePlaylist(text, (uri, kind) => {
+      const abs = absoluteHttp(uri, fetched.finalUrl);
+      if (!abs) return uri; // data:, skd:// and the like are not fetched by anyone here
+      return kind === 'playlist' ? links.playlist(abs) : links.resource(abs);
+    });
+    res.writeHead(200, { ...PLAYLIST_HEAD, ...extra });
+    res.end(out);
+  }
+
+  /** A proxied segment, key, map or part: one origin request for every viewer in the cluster. */
+  async proxyResource(def: StreamDefinition, clientId: string, who: ViewerIdentity, url: string, range: string | undefined, res: ServerResponse, extra: Record<string, string>): Promise<void> {
+    const session = await this.viewerSession(def, clientId, who);
+    await session.hold(async () => {
+      const opened = await this.resourceVia(session, url, range);
+      res.writeHead(opened.status, opened.status < 300 ? { ...opened.headers, ...extra } : opened.headers);
+      const n = await writeBody(res, opened.body);
+      if (opened.status < 300) this.deps.engine.countHlsBytes(def.id, clientId, n, 1);
+    });
+  }
+
+  /**
+   * The playlist at `url` for a reader that is not a viewer (an HLS source played as TS on
+   * /stream/{id}); `reader` names it for the session's interest.
+   */
+  async playlistFor(def: StreamDefinition, reader: string, url: string): Promise<FetchedPlaylist> {
+    const session = this.sessionFor(def, reader);
+    return session.hold(() => this.playlistVia(session, url));
+  }
+
+  /** A segment for a reader that is not a viewer (see playlistFor). */
+  async resourceFor(def: StreamDefinition, reader: string, url: string): Promise<OpenedResource> {
+    const session = this.sessionFor(def, reader);
+    return session.hold(() => this.resourceVia(session, url));
+  }
+
+  /**
    * The relay listener's HLS routes (the caller checked the relay secret): `GET
    * /files/{key}/{name}`. False when the path is not one of them.
    */
   async handleRelay(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    if (FETCH_ROUTE.test(req.url ?? '')) return this.serveFetch(req, res);
     const m = FILES_ROUTE.exec(req.url ?? '');
     if (!m) return false;
     const key = m[1]!;
@@ -140,6 +187,99 @@ export class HlsEngine {
     this.unsubscribe();
     for (const s of [...this.sessions.values()]) s.stop();
     await this.outputs.close();
+  }
+
+  /** `GET /fetch/{key}?kind=playlist|resource&url=…` from another worker (owner side). */
+  private async serveFetch(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const u = new URL(req.url ?? '/', 'http://relay');
+    const key = FETCH_ROUTE.exec(u.pathname)?.[1] ?? '';
+    const url = u.searchParams.get('url') ?? '';
+    const session = this.sessions.get(key);
+    const fetcher = session?.ownedPart;
+    if (!session || !(fetcher instanceof SharedFetcher)) {
+      res.writeHead(409, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ detail: 'Not the owner', code: 'NOT_OWNER' }));
+      return true;
+    }
+    session.touchRemote(String(req.headers[RELAY_FROM_HEADER] ?? 'unknown'));
+    await session.hold(async () => {
+      try {
+        if (u.searchParams.get('kind') === 'playlist') {
+          const p = await fetcher.playlist(url);
+          res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl', [UPSTREAM_STATUS]: String(p.status), [FINAL_URL]: encodeURIComponent(p.finalUrl) });
+          return void res.end(p.body);
+        }
+        const range = typeof req.headers.range === 'string' ? req.headers.range : undefined;
+        const flight = fetcher.resource(url, range);
+        await flight.head();
+        res.writeHead(flight.status, flight.headers);
+        await writeBody(res, flight.read());
+      } catch (err) {
+        if (res.headersSent) return void res.destroy();
+        res.writeHead(502, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify(upstreamUnavailable(upstreamDetail(err)).toJSON()));
+      }
+    });
+    return true;
+  }
+
+  /** A playlist from this worker's fetcher (as owner) or from the owner's. */
+  private async playlistVia(session: HlsSession, url: string): Promise<FetchedPlaylist> {
+    for (let tries = 0; tries < 3; tries++) {
+      const route = await session.route();
+      if (route.owned) {
+        return (route.owned as SharedFetcher).playlist(url).catch((err: unknown) => {
+          throw upstreamUnavailable(upstreamDetail(err));
+        });
+      }
+      const ans = await askOwner({ ...(await this.ownerOf(route.relay)), path: this.fetchPath(session.key, 'playlist', url), timeoutMs: this.ownerTimeoutMs });
+      if (ans === 'not_owner') {
+        session.ownerGone();
+        continue;
+      }
+      if (ans.statusCode !== 200) throw upstreamUnavailable(await errorDetail(ans));
+      return {
+        body: await readBody(ans),
+        status: Number(ans.headers[UPSTREAM_STATUS] ?? 502),
+        finalUrl: decodeURIComponent(String(ans.headers[FINAL_URL] ?? encodeURIComponent(url))),
+      };
+    }
+    throw upstreamUnavailable('The owner of this HLS stream could not be reached');
+  }
+
+  /** A resource from this worker's fetcher (as owner) or from the owner's. */
+  private async resourceVia(session: HlsSession, url: string, range?: string): Promise<OpenedResource> {
+    for (let tries = 0; tries < 3; tries++) {
+      const route = await session.route();
+      if (route.owned) {
+        const flight = (route.owned as SharedFetcher).resource(url, range);
+        await flight.head().catch((err: unknown) => {
+          throw upstreamUnavailable(upstreamDetail(err));
+        });
+        return { status: flight.status, headers: flight.headers, body: flight.read() };
+      }
+      const ans = await askOwner({
+        ...(await this.ownerOf(route.relay)), path: this.fetchPath(session.key, 'resource', url),
+        timeoutMs: this.ownerTimeoutMs, headers: range ? { range } : {},
+      });
+      if (ans === 'not_owner') {
+        session.ownerGone();
+        continue;
+      }
+      if (ans.statusCode === 502) throw upstreamUnavailable(await errorDetail(ans));
+      const headers: Record<string, string> = {};
+      for (const h of PASSED_HEADERS) if (ans.headers[h] !== undefined) headers[h] = String(ans.headers[h]);
+      return { status: ans.statusCode ?? 502, headers, body: ans };
+    }
+    throw upstreamUnavailable('The owner of this HLS stream could not be reached');
+  }
+
+  private fetchPath(key: string, kind: 'playlist' | 'resource', url: string): string {
+    return `/fetch/${key}?${new URLSearchParams({ kind, url }).toString()}`;
+  }
+
+  private get ownerTimeoutMs(): number {
+    return this.deps.config.connectionTimeoutMs * 2;
   }
 
   private async readManaged(session: HlsSession, name: string, waitMs: number): Promise<Buffer | null> {
@@ -177,13 +317,24 @@ export class HlsEngine {
 
   /** The session of a viewer (its poll counts), creating it on this worker when needed. */
   private async viewerSession(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<HlsSession> {
-    const key = this.keyOf(def, clientId);
+    const session = this.sessionOf(def, this.keyOf(def, clientId));
+    if (session.touch(clientId)) await this.deps.engine.trackHlsClient(def, clientId, who);
+    return session;
+  }
+
+  /** The session of a reader that is not a viewer (no client record; it counts as interest). */
+  private sessionFor(def: StreamDefinition, reader: string): HlsSession {
+    const session = this.sessionOf(def, this.keyOf(def, reader));
+    session.touchRemote(reader);
+    return session;
+  }
+
+  private sessionOf(def: StreamDefinition, key: string): HlsSession {
     let session = this.sessions.get(key);
     if (!session || session.isClosed) {
       session = this.createSession(def, key);
       this.sessions.set(key, session);
     }
-    if (session.touch(clientId)) await this.deps.engine.trackHlsClient(def, clientId, who);
     return session;
   }
 
@@ -215,7 +366,9 @@ export class HlsEngine {
 
   private startOwned(def: StreamDefinition, key: string, fail: (err: Error) => void): Promise<HlsOwnedPart> {
     const { config, logger, engine } = this.deps;
-    if (!def.transcode) throw new AppError(409, 'WRONG_STREAM_TYPE', 'This stream has no HLS form');
+    if (!def.transcode) {
+      return Promise.resolve(new SharedFetcher({ def, logger, defaultUserAgent: config.defaultUserAgent, connectTimeoutMs: config.connectionTimeoutMs }));
+    }
     return HlsTranscodeOutput.start({
       outputs: this.outputs, root: config.hlsTempDir, key, streamId: def.id,
       argv: def.transcode.argv, ffmpegPath: config.ffmpegPath, logger,
@@ -224,6 +377,66 @@ export class HlsEngine {
       fail,
     });
   }
+}
+
+/** A resource being served: status and headers known, the body as it arrives. */
+export interface OpenedResource {
+  status: number;
+  headers: Record<string, string>;
+  body: AsyncIterable<Buffer>;
+}
+
+const FETCH_ROUTE = /^\/fetch\/([A-Za-z0-9_:.-]{1,256})(?:\?|$)/;
+const UPSTREAM_STATUS = 'x-upstream-status';
+const FINAL_URL = 'x-final-url';
+const PASSED_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'last-modified'] as const;
+
+/** An absolute http(s) URL for `uri` against `base`, or null (data:, skd:// and the like). */
+function absoluteHttp(uri: string, base: string): string | null {
+  try {
+    const u = new URL(uri, base);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.toString() : null;
+  } catch {
+    return null;
+  }
+}
+
+function upstreamDetail(err: unknown): string {
+  return `Upstream unavailable: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+async function errorDetail(ans: IncomingMessage): Promise<string> {
+  try {
+    return String((JSON.parse((await readBody(ans, 65536)).toString('utf8')) as { detail?: unknown }).detail ?? 'the owner could not fetch it');
+  } catch {
+    return 'the owner could not fetch it';
+  }
+}
+
+/** Writes a body with backpressure from this reader only; resolves with the bytes written. */
+export async function writeBody(res: ServerResponse, body: AsyncIterable<Buffer>): Promise<number> {
+  let n = 0;
+  try {
+    for await (const chunk of body) {
+      if (res.destroyed) break;
+      n += chunk.length;
+      if (!res.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+      }
+    }
+    res.end();
+  } catch {
+    res.destroy();
+  }
+  return n;
 }
 
 /** Passes an owner's answer (status, type, length, body) on to the player. */

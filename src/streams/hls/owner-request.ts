@@ -20,8 +20,8 @@ export interface OwnerRequest {
 }
 
 /**
- * The owner's answer, or 'not_owner' when it answered 409/403/5xx or could not be reached
- * (the caller resolves the owner again). A 404 and other answers are the owner's to pass on.
+ * The owner's answer, or 'not_owner' when it answered 409/403 or could not be reached (the
+ * caller resolves the owner again). Other answers (200, 404, a 502 from the origin) are passed on.
  */
 export function askOwner(req: OwnerRequest): Promise<http.IncomingMessage | 'not_owner'> {
   return new Promise((resolve) => {
@@ -38,7 +38,7 @@ export function askOwner(req: OwnerRequest): Promise<http.IncomingMessage | 'not
     up.once('response', (ans) => {
       clearTimeout(timer);
       const status = ans.statusCode ?? 502;
-      if (status === 409 || status === 403 || status >= 500) {
+      if (status === 409 || status === 403) {
         ans.resume();
         return resolve('not_owner');
       }

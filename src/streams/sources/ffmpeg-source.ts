@@ -1,11 +1,12 @@
 // The owner side of a transcode: one FFmpeg process whose MPEG-TS stdout feeds the Channel.
 // It knows nothing of leases or requests; the session starts and stops it. With a stream
 // resolver, the argv is known only once the resolver has printed the media URL.
-import { FfmpegProcess } from '../../ffmpeg/ffmpeg-process.js';
+import { FfmpegProcess, type FfmpegExit } from '../../ffmpeg/ffmpeg-process.js';
 import { emptyProgress, type FfmpegProgress } from '../../ffmpeg/progress-parser.js';
 import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
 import type { OwnedSource } from '../live/live-session.js';
+import type { FfmpegExitReason, StreamTelemetry } from '../stream-telemetry.js';
 
 export interface FfmpegSourceOptions {
   ffmpegPath: string;
@@ -17,6 +18,15 @@ export interface FfmpegSourceOptions {
   sourceKey: string;
   killAfterMs: number;
   onPid: (pid: number | null, running: boolean) => void;
+  /** Starts and exits are counted here (metrics). */
+  telemetry?: StreamTelemetry;
+}
+
+function exitReason(exit: FfmpegExit): FfmpegExitReason {
+  if (exit.stoppedByUs) return 'stopped';
+  if (exit.errorClass === 'input') return 'input_error';
+  if (exit.errorClass === 'output') return 'output_error';
+  return exit.code === 0 ? 'ended' : 'error';
 }
 
 export class FfmpegSource implements OwnedSource {
@@ -24,6 +34,8 @@ export class FfmpegSource implements OwnedSource {
   private knownPid: number | null = null;
   private stopped = false;
   private readonly preparing = new AbortController();
+  /** Bytes of FFmpeg's output (the channel's input). */
+  bytesIn = 0;
 
   constructor(private readonly opts: FfmpegSourceOptions) {}
 
@@ -62,9 +74,13 @@ export class FfmpegSource implements OwnedSource {
       logger: opts.logger,
       logMeta: { stream_id: opts.streamId, source: opts.sourceKey },
       killAfterMs: opts.killAfterMs,
-      onStdout: (chunk) => opts.channel.write(chunk),
+      onStdout: (chunk) => {
+        this.bytesIn += chunk.length;
+        opts.channel.write(chunk);
+      },
       onExit: (exit) => {
         opts.onPid(this.knownPid, false);
+        opts.telemetry?.ffmpegExited(exitReason(exit));
         if (exit.stoppedByUs) return;
         const why = exit.lastError ?? `ffmpeg exited with ${exit.code ?? exit.signal}`;
         opts.logger.warn('ffmpeg exited', { stream_id: opts.streamId, code: exit.code, signal: exit.signal, error_class: exit.errorClass, detail: why });
@@ -72,6 +88,7 @@ export class FfmpegSource implements OwnedSource {
       },
     });
     this.proc.start();
+    opts.telemetry?.ffmpegStarted();
     this.knownPid = this.proc.pid;
     opts.onPid(this.knownPid, true);
   }
