@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { transcodeSchema } from './routes/transcode-routes.js';
 import { webhookSchema } from './routes/webhooks-routes.js';
 import { createStreamSchema, testConnectionSchema } from './schemas.js';
+import { startBroadcastSchema } from '../streams/broadcast/broadcast-schema.js';
 
 /** A mounted route: OpenAPI path (`{id}`), lower-case method, and whether the token applies. */
 export interface MountedRoute {
@@ -44,6 +45,7 @@ const hlsTarget = player.extend({
   seg: s('segment name of an HLS transcode'),
   parent: s('variant playlist parent'),
 });
+const BROADCAST_AUTH = 'needs the token when API_TOKEN is set (checked by the route)';
 const PLAYER_AUTH = 'public for stream ids that exist; `?url=` needs the token or a signed URI';
 
 const WORDS: Record<string, Words> = {
@@ -103,6 +105,14 @@ const WORDS: Record<string, Words> = {
     summary: 'Prometheus metrics of the whole host', tag: 'status', ownToken: true,
     auth: 'needs the token (also as Authorization: Bearer) unless METRICS_PUBLIC=true',
   },
+  'get /broadcast/{id}/live.m3u8': { summary: 'Network broadcast playlist (BROADCAST.md)', tag: 'broadcast', auth: 'public' },
+  'get /broadcast/{id}/segment/{file}': { summary: 'Network broadcast segment', tag: 'broadcast', auth: 'public' },
+  'get /broadcast/{id}/{file}': { summary: 'Network broadcast segment by name (live000001.ts)', tag: 'broadcast', auth: 'public' },
+  'post /broadcast/{id}/start': { summary: 'Start a network broadcast', tag: 'broadcast', body: startBroadcastSchema, ownToken: true, auth: BROADCAST_AUTH },
+  'post /broadcast/{id}/stop': { summary: 'Stop a network broadcast', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
+  'get /broadcast/{id}/status': { summary: 'Status of a network broadcast', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
+  'get /broadcast': { summary: 'Every network broadcast', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
+  'delete /broadcast/{id}': { summary: 'Stop a network broadcast and remove its files', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
   'get /openapi.json': { summary: 'This document', tag: 'docs' },
   'get /docs': { summary: 'The API page (Swagger UI)', tag: 'docs' },
 };
