@@ -23,6 +23,7 @@ import { withInputOptions } from './transcode/input-options.js';
 import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
 import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
+import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
@@ -544,6 +545,7 @@ export class StreamEngine {
       totalTimeoutMs: config.streamTotalTimeoutMs,
       maxFailoverAttempts: config.maxFailoverAttempts,
       onFailover: (info) => void this.publishFailover(def, info),
+      onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
       telemetry: this.telemetry,
       onFailed: (error) => this.publishFailed(def, error),
     });
