@@ -21,6 +21,7 @@ import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
 import { confineInput } from './transcode/input-confinement.js';
+import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
@@ -533,6 +534,7 @@ export class StreamEngine {
       totalTimeoutMs: config.streamTotalTimeoutMs,
       maxFailoverAttempts: config.maxFailoverAttempts,
       onFailover: (info) => void this.publishFailover(def, info),
+      onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
       telemetry: this.telemetry,
       onFailed: (error) => this.publishFailed(def, error),
     });
