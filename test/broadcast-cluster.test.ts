@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { makeProgrammes, startFakeEditor, type FakeEditor, type ProgrammeMedia } from './support/broadcast-editor.js';
+import { makeProgrammes, startFakeEditor, until, type FakeEditor, type ProgrammeMedia } from './support/broadcast-editor.js';
 import { isAlive, startCluster, type TestCluster } from './support/cluster.js';
 import { startOrigin, type Origin } from './support/origin.js';
 
@@ -34,16 +34,6 @@ function playlistNumbers(text: unknown): number[] {
 function mediaSequence(text: unknown): number {
   if (typeof text !== 'string') return NaN;
   return Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(text)?.[1] ?? NaN);
-}
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }
 
 /**
