@@ -117,6 +117,7 @@ export function buildWorker(deps: WorkerDeps) {
     config, logger,
     render: (input) => transcoder.renderBroadcast(input),
     onPids: report('broadcasts'),
+    metrics: metrics.broadcastHooks,
     isRegistered: async (id) => (broadcasts ? broadcasts.isRegistered(id) : false),
   });
   void broadcastManager.init();
