@@ -13,7 +13,9 @@ import type { StreamEvents } from './events/stream-events.js';
 import { FfmpegSource } from './sources/ffmpeg-source.js';
 import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
 import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
-import { md5, sha256, type StreamDefinition } from './stream-definition.js';
+import { kindFromUrl, md5, sha256, type StreamDefinition } from './stream-definition.js';
+import { FailoverControl, type FailoverAnswer } from './live/failover-control.js';
+import type { SourceState } from './sources/failover-plan.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
@@ -107,6 +109,7 @@ export class StreamEngine {
   private readonly refresh: NodeJS.Timeout;
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
+  private readonly failovers: FailoverControl;
   private closing = false;
 
   constructor(private readonly deps: EngineDeps) {
@@ -122,6 +125,11 @@ export class StreamEngine {
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
       if (e.type === 'stream_deleted' && e.streamId) this.stopStream(e.streamId);
+      if (e.type === 'stream_updated' && e.streamId) void this.definitionChanged(e.streamId);
+    });
+    this.failovers = new FailoverControl({
+      coordinator: deps.coordinator, logger: deps.logger,
+      ownerOf: (id) => this.sessionsOf(id).find((s) => s.isOwner),
     });
   }
 
@@ -249,8 +257,22 @@ export class StreamEngine {
     return sessions.length > 0;
   }
 
-  failover(id: string): boolean {
-    return this.session(id)?.failover() ?? false;
+  /** Manual failover, acted on by the owner wherever it runs (API.md §3.4). */
+  failover(id: string): Promise<FailoverAnswer> {
+    return this.failovers.request(id);
+  }
+
+  /** The owner's source figures (current URL, index, attempts, errors), from any worker. */
+  sourceState(id: string): Promise<SourceState | null> {
+    return this.failovers.state(id);
+  }
+
+  /** A re-POSTed definition reaches the source this worker runs for it. */
+  private async definitionChanged(id: string): Promise<void> {
+    const sessions = this.sessionsOf(id).filter((s) => s.isOwner);
+    if (sessions.length === 0) return;
+    const def = await this.deps.coordinator.getStream(id).catch(() => null);
+    if (def) for (const s of sessions) s.updateDefinition(def);
   }
 
   /** Sources this worker owns now. */
@@ -271,7 +293,7 @@ export class StreamEngine {
     const sessions = this.sessionsOf(id);
     const session = sessions[0];
     const owned = sessions.find((s) => s.isOwner);
-    const src = session?.httpSource ?? null;
+    const src = owned?.failoverPlan ?? null;
     const totals = this.totals.get(id);
     let clientCount = 0;
     for (const c of this.clients.values()) if (c.streamId === id) clientCount++;
@@ -296,6 +318,7 @@ export class StreamEngine {
   }
 
   forget(id: string): void {
+    this.failovers.forget(id);
     this.totals.delete(id);
     this.vodBytes.delete(id);
   }
@@ -312,6 +335,7 @@ export class StreamEngine {
     this.closing = true;
     clearInterval(this.refresh);
     this.unsubscribe();
+    this.failovers.close();
     for (const s of [...this.sessions.values()]) s.stop();
     await Promise.all([...this.clients.values()].map((c) => this.clientGone(c.streamId, c.clientId, 'closed')));
   }
@@ -325,7 +349,7 @@ export class StreamEngine {
     const individual = def.kind === 'transcode' && !this.pooling;
     return new LiveSession({
       def, key, coordinator, logger, workerId,
-      createSource: (channel) => this.createSource(def, key, channel),
+      createSource: (channel, session) => this.createSource(def, key, channel, session),
       connectTimeoutMs: config.connectionTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
       // A viewer's own FFmpeg has nobody to wait for.
@@ -342,31 +366,45 @@ export class StreamEngine {
     });
   }
 
-  private createSource(def: StreamDefinition, key: string, channel: Channel): OwnedSource {
+  private createSource(def: StreamDefinition, key: string, channel: Channel, session: LiveSession): OwnedSource {
     const { config, logger } = this.deps;
+    const common = {
+      def, channel, logger,
+      maxFailoverAttempts: config.maxFailoverAttempts,
+      retryAttempts: config.streamRetryAttempts,
+      retryDelayMs: config.streamRetryDelayMs,
+      hasViewers: () => session.hasInterest,
+      onFailover: (info: FailoverInfo) => void this.publishFailover(def, info),
+      onFailed: (error: SourceError) => this.publishFailed(def, error),
+      onState: (state: SourceState) => this.failovers.saveState(def.id, state),
+    };
     if (def.transcode) {
       return new FfmpegSource({
+        ...common,
         ffmpegPath: config.ffmpegPath,
-        argv: this.transcodeArgv(def),
-        channel, logger,
+        argvFor: (d, inputUrl) => this.transcodeArgv(d, inputUrl),
         streamId: def.id,
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
+        live: kindFromUrl(def.url) !== 'vod',
         onPid: (pid, running) => this.trackPid(pid, running),
       });
     }
     return new HttpSource({
-      def, channel, logger,
+      ...common,
       defaultUserAgent: config.defaultUserAgent,
       connectTimeoutMs: config.connectionTimeoutMs,
       chunkTimeoutMs: config.liveChunkTimeoutMs,
-      retryAttempts: config.streamRetryAttempts,
-      retryDelayMs: config.streamRetryDelayMs,
       exponentialBackoff: config.streamRetryExponentialBackoff,
       totalTimeoutMs: config.streamTotalTimeoutMs,
-      maxFailoverAttempts: config.maxFailoverAttempts,
-      onFailover: (info) => void this.publishFailover(def, info),
-      onFailed: (error) => this.publishFailed(def, error),
+      bitrate: config.bitrateMonitoring
+        ? {
+          minBytesPerSecond: config.minBitrateThreshold,
+          checkIntervalMs: config.bitrateCheckIntervalMs,
+          failoverThreshold: config.bitrateFailoverThreshold,
+          graceMs: config.bitrateMonitoringGraceMs,
+        }
+        : null,
     });
   }
 
@@ -384,9 +422,10 @@ export class StreamEngine {
   }
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
-  private transcodeArgv(def: StreamDefinition): string[] {
+  private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     return withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
+      inputUrl,
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
