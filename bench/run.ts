@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { buildClient, LoadClient, type ClientReport, type GroupReport } from './client.js';
 import { byteRateOf, makeMedia, startOrigin, type Origin } from './origin.js';
+import { runMemoryCycles, type MemoryResult } from './memory.js';
 import { busiestProfile, type ProfileSummary } from './profile.js';
 import { connectionsByPid, ioBytes, machineCores, sampleMachine, sampleTree, treeDelta, treeRssKiB, type ProcSample } from './proc.js';
 import { FloorProcess, ProxyProcess } from './servers.js';
@@ -42,7 +43,7 @@ interface Options {
   ladder: number[] | null;
 }
 
-const SECTIONS = ['fanout', 'cold', 'profile', 'transcode'];
+const SECTIONS = ['fanout', 'cold', 'profile', 'transcode', 'memory'];
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { quick: false, maxViewers: 2400, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null };
@@ -84,6 +85,9 @@ interface Plan {
   transcodeWindowMs: number;
   /** Stop starting new fan-out steps after this much wall time (ms since start). */
   fanoutBudgetMs: number;
+  /** Memory over a lifetime: cycles of this many viewers joining and leaving a new stream. */
+  memoryCycles: number;
+  memoryViewers: number;
 }
 
 function planFor(o: Options): Plan {
@@ -91,8 +95,8 @@ function planFor(o: Options): Plan {
   const quick = [50, 200, 400];
   const ladder = (o.ladder ?? (o.quick ? quick : full)).filter((n) => n <= o.maxViewers);
   return o.quick
-    ? { ladder, warmupMs: 2000, windowMs: 4000, probes: 10, coldRepeats: 3, transcodeLadder: [1, 5], transcodeWarmupMs: 2000, transcodeWindowMs: 4000, fanoutBudgetMs: 120_000 }
-    : { ladder, warmupMs: 3000, windowMs: 10_000, probes: 20, coldRepeats: 7, transcodeLadder: [1, 5, 10], transcodeWarmupMs: 5000, transcodeWindowMs: 10_000, fanoutBudgetMs: 11 * 60_000 };
+    ? { ladder, warmupMs: 2000, windowMs: 4000, probes: 10, coldRepeats: 3, transcodeLadder: [1, 5], transcodeWarmupMs: 2000, transcodeWindowMs: 4000, fanoutBudgetMs: 120_000, memoryCycles: 3, memoryViewers: 200 }
+    : { ladder, warmupMs: 3000, windowMs: 10_000, probes: 20, coldRepeats: 7, transcodeLadder: [1, 5, 10], transcodeWarmupMs: 5000, transcodeWindowMs: 10_000, fanoutBudgetMs: 11 * 60_000, memoryCycles: 5, memoryViewers: 1000 };
 }
 
 // Viewers connect in batches: a burst of 1,000+ connects at once measures the accept queue,
@@ -426,6 +430,7 @@ interface Results {
   cold: ColdResult[];
   transcode: TranscodeResult[];
   profile: ProfileResult | null;
+  memory?: MemoryResult | null;
   baselines: Record<string, number>;
   durationS: number;
 }
@@ -605,6 +610,12 @@ async function main(): Promise<void> {
       transcode = await runTranscode(ctx, cleanup);
     }
 
+    let memory: MemoryResult | null = null;
+    if (want('memory')) {
+      log(`memory: ${plan.memoryCycles} cycles of ${plan.memoryViewers} viewers (default WORKERS=2)`);
+      memory = await runMemoryCycles({ root: ROOT, tmp, origin, clientBin, viewers: plan.memoryViewers, cycles: plan.memoryCycles, workers: 2, playMs: 5000, log }, cleanup);
+    }
+
     const results: Results = {
       mode: opts.quick ? 'quick' : 'full',
       date: new Date().toISOString(),
@@ -614,7 +625,7 @@ async function main(): Promise<void> {
       source: { muxrate: opts.muxrate, byteRate, seconds },
       plan,
       command: opts.quick ? 'npm run bench -- --quick' : `npm run bench${opts.maxViewers !== 2400 ? ` -- --max ${opts.maxViewers}` : ''}`,
-      ...phase, transcode, profile,
+      ...phase, transcode, profile, memory,
       durationS: (performance.now() - started) / 1000,
     };
     const resultsDir = path.join(ROOT, 'bench', 'results');
@@ -866,6 +877,19 @@ function markdownSection(r: Results): string {
   L.push('');
   L.push(`Profile: \`${TRANSCODE_TEMPLATE}\` (HW_ACCEL=cpu); individual = a second proxy with \`ENABLE_TRANSCODING_POOLING=false\`. FFmpeg processes counted in the proxy's process tree; fps as FFmpeg reports it (from \`/stats/pooled\`): 25 is real time for this source, below it the box cannot keep that many encodes live.`);
   L.push('');
+
+  if (r.memory) {
+    const m = r.memory;
+    L.push(`#### Memory over a lifetime: ${m.cycles.length} cycles of ${m.cycles[0]?.viewers ?? 0} viewers (WORKERS=${m.workers})`);
+    L.push('');
+    L.push(row(['cycle', 'viewers connected', 'RSS playing MiB', 'RSS after MiB (stream deleted)', 'after ÷ after cycle 1']));
+    L.push(row(['---:', '---:', '---:', '---:', '---:']));
+    const first = m.cycles[0]?.rssAfterKiB ?? Number.NaN;
+    for (const c of m.cycles) L.push(row([c.cycle, `${c.connected}/${c.viewers}`, mib(c.rssPlayingKiB), mib(c.rssAfterKiB), fmt(c.rssAfterKiB / first, 3)]));
+    L.push('');
+    L.push(`Each cycle creates a new stream, plays it to N viewers for 5 s, closes them and deletes the stream. Then every worker writes a heap snapshot (\`--heapsnapshot-signal\`); objects still alive in them: ${Object.entries(m.retained).map(([k, v]) => `\`${k}\` ${v}`).join(', ')} (${m.heapSnapshots} snapshots). Target: RSS within 10 % of cycle 1 (${fmt(m.growth, 3)}×: ${m.growth <= 1.1 ? 'met' : '**missed**'}), no viewer, channel or session of a finished stream (${(m.retained.Viewer ?? 0) + (m.retained.TsPacketizer ?? 0) + (m.retained.LiveSession ?? 0) === 0 ? 'met' : '**missed**'}).`);
+    L.push('');
+  }
 
   if (r.profile?.summary) {
     const p = r.profile;

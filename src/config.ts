@@ -72,10 +72,19 @@ export interface Config {
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
+  /** Sweep of leftover HLS output directories (HLS_GC_*). */
+  readonly hlsGcEnabled: boolean;
+  readonly hlsGcIntervalMs: number;
+  readonly hlsGcAgeMs: number;
   readonly profilesDir: string;
   readonly ffmpegPath: string;
   readonly hwAccel: HwAccel;
   readonly renderThreads: number;
+  /** Comma-separated FFmpeg options / filters templates may use beyond the built-in allow-list (issue 13). */
+  readonly templateAllowedOptions: string;
+  readonly templateAllowedFilters: string;
+  /** Verify upstream TLS certificates (direct, VOD, HLS, /test-connection, FFmpeg); a stream may opt out. */
+  readonly upstreamTlsVerify: boolean;
 
   readonly metricsPublic: boolean;
   readonly trustProxy: TrustProxy;
@@ -84,6 +93,10 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly viewerMaxDrops: number;
   readonly viewerStallTimeoutMs: number;
+  /** Viewers one worker accepts at most; 0 = no cap. */
+  readonly maxViewersPerWorker: number;
+  /** Share (0–1) of a worker's viewers lagging from which it refuses new ones; 0 = off. */
+  readonly admissionLaggingShare: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;
   readonly relayPort: number;
@@ -109,6 +122,9 @@ export const DEFAULT_USER_AGENT =
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 const LOG_FORMATS = ['json', 'pretty'] as const;
+// The Python proxy's spellings, which the editor documents (API.md §7): DEBUG, INFO and ERROR
+// are winston levels already; these two are not.
+const PYTHON_LOG_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', critical: 'error' };
 const SHARING_STRATEGIES = ['url_profile', 'url_only', 'disabled'] as const;
 const HW_ACCELS = ['auto', 'cpu', 'nvenc', 'vaapi', 'qsv'] as const;
 
@@ -160,12 +176,12 @@ class EnvReader {
     return n;
   }
 
-  num(name: string, def: number, min: number): number {
+  num(name: string, def: number, min: number, max = Infinity): number {
     const v = this.raw(name);
     if (v === undefined) return def;
     const n = Number(v);
-    if (!DECIMAL_RE.test(v) || !Number.isFinite(n) || n < min) {
-      this.problem(name, v, `a number >= ${min}`);
+    if (!DECIMAL_RE.test(v) || !Number.isFinite(n) || n < min || n > max) {
+      this.problem(name, v, max === Infinity ? `a number >= ${min}` : `a number from ${min} to ${max}`);
       return def;
     }
     return n;
@@ -345,7 +361,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     workers: r.int('WORKERS', cpus, 1),
     rootPath: readRootPath(r, env),
     apiToken: r.optStr('API_TOKEN'),
-    logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    logLevel: PYTHON_LOG_LEVELS[r.raw('LOG_LEVEL')?.toLowerCase() ?? ''] ?? r.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     logFormat: r.oneOf('LOG_FORMAT', LOG_FORMATS, 'json'),
 
     redisEnabled: r.bool('REDIS_ENABLED', false),
@@ -392,10 +408,16 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),
+    hlsGcEnabled: r.bool('HLS_GC_ENABLED', true),
+    hlsGcIntervalMs: r.ms('HLS_GC_INTERVAL', 600),
+    hlsGcAgeMs: r.ms('HLS_GC_AGE_THRESHOLD', 3600, { maxMs: Number.MAX_SAFE_INTEGER }),
     profilesDir: path.resolve(r.str('PROFILES_DIR', 'profiles')),
     ffmpegPath: r.str('FFMPEG_PATH', 'ffmpeg'),
     hwAccel: r.oneOf('HW_ACCEL', HW_ACCELS, 'auto'),
     renderThreads: r.int('RENDER_THREADS', 2, 1),
+    templateAllowedOptions: readNameList(r, 'TEMPLATE_ALLOWED_OPTIONS'),
+    templateAllowedFilters: readNameList(r, 'TEMPLATE_ALLOWED_FILTERS'),
+    upstreamTlsVerify: r.bool('UPSTREAM_TLS_VERIFY', true),
 
     metricsPublic: r.bool('METRICS_PUBLIC', false),
     trustProxy: readTrustProxy(r),
@@ -405,6 +427,8 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     maxBodyBytes: r.int('MAX_BODY_BYTES', 1024 * 1024, 1024),
     viewerMaxDrops: r.int('VIEWER_MAX_DROPS', 5, 1),
     viewerStallTimeoutMs: r.ms('VIEWER_STALL_TIMEOUT', 15),
+    maxViewersPerWorker: r.int('MAX_VIEWERS_PER_WORKER', 0, 0),
+    admissionLaggingShare: r.num('ADMISSION_LAGGING_SHARE', 0.1, 0, 1),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),
@@ -415,6 +439,15 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   // Every field is a primitive, so a shallow freeze is a deep one.
   return Object.freeze({ ...fields, redisUrl, redisUrlSafe: maskRedisPassword(redisUrl) });
+}
+
+/** `a,b , c` → `a,b,c`; each name an FFmpeg option or filter name. */
+function readNameList(r: EnvReader, name: string): string {
+  const raw = r.raw(name);
+  if (raw === undefined) return '';
+  const names = raw.split(',').map((s) => s.trim().replace(/^-+/, '')).filter(Boolean);
+  if (names.some((n) => !/^[A-Za-z0-9_+-]+$/.test(n))) r.problem(name, raw, 'a comma-separated list of FFmpeg option or filter names');
+  return names.join(',');
 }
 
 export interface LoadConfigOptions {

@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'UPSTREAM_UNAVAILABLE'
   | 'COORDINATOR_UNAVAILABLE'
   | 'SHUTTING_DOWN'
+  | 'OVERLOADED'
   | 'INTERNAL';
 
 export interface FieldError {
@@ -33,13 +34,16 @@ export class AppError extends Error {
   readonly status: number;
   readonly code: ErrorCode;
   readonly errors?: FieldError[];
+  /** Response headers that belong to the answer (e.g. `Retry-After` on a 503). */
+  readonly headers?: Record<string, string>;
 
-  constructor(status: number, code: ErrorCode, detail: string, errors?: FieldError[]) {
+  constructor(status: number, code: ErrorCode, detail: string, errors?: FieldError[], headers?: Record<string, string>) {
     super(detail);
     this.name = 'AppError';
     this.status = status;
     this.code = code;
     if (errors) this.errors = errors;
+    if (headers) this.headers = headers;
   }
 
   toJSON(): { detail: string; code: ErrorCode; errors?: FieldError[] } {

@@ -14,6 +14,7 @@ import type { Logger } from './logger.js';
 import { createRelayServer } from './streams/live/relay-server.js';
 import { StreamEvents } from './streams/events/stream-events.js';
 import { WebhookDispatcher } from './streams/events/webhook-dispatcher.js';
+import { HlsEngine } from './streams/hls/hls-engine.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
 import { Transcoder } from './streams/transcode/transcoder.js';
@@ -75,16 +76,20 @@ export function buildWorker(deps: WorkerDeps) {
   const events = new StreamEvents({ coordinator, logger, dispatcher });
   const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged });
   const service = new StreamService({ config, coordinator, engine, events });
+  const hls = new HlsEngine({
+    config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
+    resolveRelay: (holder) => engine.resolveRelay(holder),
+  });
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
   });
   return {
-    app, engine, service, signer, relaySecret, dispatcher,
+    app, engine, hls, service, signer, relaySecret, dispatcher,
     closeParts: async () => {
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
       dispatcher.close();
@@ -109,10 +114,10 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, relaySecret, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
-  const relayServer = createRelayServer({ engine, secret: relaySecret, logger });
+  const relayServer = createRelayServer({ engine, extra: (req, res) => hls.handleRelay(req, res), secret: relaySecret, logger });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
   const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
   const relayAddress = `${config.relayAdvertiseHost}:${boundRelayPort}`;
@@ -149,6 +154,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       server.close();
       await engine.drain(drainMs);
       await engine.close();
+      await hls.close();
       await heartbeat.stop();
       await closeParts();
       relayServer.close();

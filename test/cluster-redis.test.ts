@@ -115,7 +115,7 @@ describe('cluster with Redis: several hosts', function () {
     expect(await raw.exists(`${PREFIX}client:ghoststream:c1`)).to.equal(0);
   });
 
-  it('Redis outage: viewers keep playing, new requests get 503, service recovers by itself', async () => {
+  it('Redis outage: viewers stay connected, new requests get 503, service recovers by itself', async () => {
     const path = '/live/outage.ts';
     const id = await createOn(a, origin.url(path));
     const v = openViewer(a.url(`/stream/${id}`));
@@ -123,15 +123,16 @@ describe('cluster with Redis: several hosts', function () {
       await v.firstBytes(188 * 100);
       redis.kill();
       await sleep(300);
-      const mark = v.bytes();
       const down = await a.api<{ code: string }>('/streams', { method: 'POST', body: JSON.stringify({ url: origin.url('/live/new.ts') }) });
       expect(down.status).to.equal(503);
       expect(down.body.code).to.equal('COORDINATOR_UNAVAILABLE');
       const health = await a.api<{ status: string; coordinator: { ok: boolean } }>('/health');
       expect(health.status).to.equal(503);
       expect(health.body.coordinator.ok).to.equal(false);
-      await sleep(3000);
-      expect(v.bytes() - mark, 'the viewer kept playing during the outage').to.be.greaterThan(100_000);
+      // The owner cannot renew its lease: it stops its source before the TTL could let
+      // another host take it (issue 18); its viewer stays connected on null packets.
+      await origin.waitForClosedAll(path, 3000);
+      await sleep(1500);
       expect(v.isClosed()).to.equal(false);
       await redis.restart();
       const t0 = Date.now();

@@ -109,8 +109,12 @@ export interface Coordinator {
   setStreamStatus(id: string, status: StreamStatus): Promise<boolean>;
   getStreamStatus(id: string): Promise<StreamStatus | null>;
 
-  /** `SET key holder:random NX PX ttl` and `INCR key:epoch`; null when someone holds it. */
-  acquireLease(key: string, holder: string, ttlMs: number): Promise<Lease | null>;
+  /**
+   * `SET key holder:random NX PX ttl` and `INCR key:epoch`; null when someone holds it.
+   * `ephemeral`: a key used once (one viewer's own FFmpeg): no fencing counter is kept, the
+   * epoch is always 1, so nothing of the lease is left once it is released or expired.
+   */
+  acquireLease(key: string, holder: string, ttlMs: number, ephemeral?: boolean): Promise<Lease | null>;
   /** Compare-and-pexpire: false when the key is gone or held by another token. */
   renewLease(lease: Lease, ttlMs: number): Promise<boolean>;
   /** Compare-and-delete. */

@@ -13,14 +13,36 @@ export interface HeartbeatOptions {
 }
 
 /**
- * Removes a worker's leases, its viewers' records and then its record: the record goes last,
- * so a sweep cut short is finished by the next one.
+ * Removes a worker's leases, its viewers' records, its claim to own streams (`stream:{id}`
+ * status) and then its record: the record goes last, so a sweep cut short is finished by the
+ * next one. `seen`: the stale record a sweep found; the worker is forgotten only if that is
+ * still its record (a worker restarted under the same id has another pid or start time, and
+ * one that beat meanwhile another last_seen): returns false when it was left alone.
  */
-export async function forgetWorker(coordinator: Coordinator, workerId: string): Promise<void> {
+export async function forgetWorker(coordinator: Coordinator, workerId: string, seen?: WorkerRecord): Promise<boolean> {
+  if (seen) {
+    const now = (await coordinator.listWorkers()).find((w) => w.workerId === workerId);
+    if (!now || now.pid !== seen.pid || now.startedAt !== seen.startedAt || now.lastSeen !== seen.lastSeen) return false;
+  }
   await coordinator.releaseLeasesHeldBy(workerId);
   const clients = await coordinator.listClients();
   await Promise.all(clients.filter((c) => c.workerId === workerId).map((c) => coordinator.deleteClient(c.streamId, c.clientId)));
+  await clearOwnership(coordinator, workerId);
   await coordinator.removeWorker(workerId);
+  return true;
+}
+
+/**
+ * A dead worker owns nothing: its `running` statuses become `stopped` without an owner. The
+ * write carries the stored epoch, so a new owner that already wrote (a newer epoch) wins.
+ */
+async function clearOwnership(coordinator: Coordinator, workerId: string): Promise<void> {
+  const defs = await coordinator.listStreams();
+  await Promise.all(defs.map(async (def) => {
+    const st = await coordinator.getStreamStatus(def.id);
+    if (st?.owner !== workerId) return;
+    await coordinator.setStreamStatus(def.id, { ...st, status: 'stopped', owner: null, pid: null, updatedAt: new Date().toISOString() });
+  }));
 }
 
 /** Workers whose last heartbeat is older than 3 intervals. */
@@ -55,10 +77,11 @@ export class Heartbeat {
   async sweep(): Promise<string[]> {
     try {
       const { coordinator, intervalMs } = this.opts;
-      const stale = staleWorkers(await coordinator.listWorkers(), intervalMs).map((w) => w.workerId);
-      for (const id of stale) await forgetWorker(coordinator, id);
-      if (stale.length > 0) this.opts.onSwept?.(stale);
-      return stale;
+      const stale = staleWorkers(await coordinator.listWorkers(), intervalMs);
+      const swept: string[] = [];
+      for (const w of stale) if (await forgetWorker(coordinator, w.workerId, w)) swept.push(w.workerId);
+      if (swept.length > 0) this.opts.onSwept?.(swept);
+      return swept;
     } catch (err) {
       this.opts.onError?.('sweep', err);
       return [];

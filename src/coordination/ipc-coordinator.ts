@@ -34,7 +34,7 @@ export class IpcCoordinator implements Coordinator {
   deleteStream(id: string) { return this.call<boolean>('deleteStream', id); }
   setStreamStatus(id: string, status: StreamStatus) { return this.call<boolean>('setStreamStatus', id, status); }
   getStreamStatus(id: string) { return this.call<StreamStatus | null>('getStreamStatus', id); }
-  acquireLease(key: string, holder: string, ttlMs: number) { return this.call<Lease | null>('acquireLease', key, holder, ttlMs); }
+  acquireLease(key: string, holder: string, ttlMs: number, ephemeral = false) { return this.call<Lease | null>('acquireLease', key, holder, ttlMs, ephemeral); }
   renewLease(lease: Lease, ttlMs: number) { return this.call<boolean>('renewLease', lease, ttlMs); }
   releaseLease(lease: Lease) { return this.call<boolean>('releaseLease', lease); }
   leaseHolder(key: string) { return this.call<string | null>('leaseHolder', key); }

@@ -1,18 +1,37 @@
 // Holds one lease: renews it every TTL/3 and reports its loss at once, so the owner can stop
 // its source before anyone else could take over.
-import { CoordinatorUnavailableError, type Coordinator, type Lease } from './coordinator.js';
+//
+// A holder that cannot reach the store cannot know whether its lease still exists, and the
+// store lets it expire TTL after the last renewal the store applied. So the holder counts
+// the lease as valid only until `sent + TTL - margin`, where `sent` is when the last
+// successful renewal (or the acquisition) was *sent* (the store applied it later, so this
+// errs on the safe side), and the margin covers timer lateness and clock-rate differences.
+// Past that instant it reports the lease lost even though nobody said so: a partitioned owner
+// stops its source before another host can take the expired lease.
+import { performance } from 'node:perf_hooks';
+import type { Coordinator, Lease } from './coordinator.js';
 
 export interface LeaseKeeperOptions {
   coordinator: Coordinator;
   key: string;
   holder: string;
   ttlMs: number;
+  /** A key used once (one viewer's own source): no fencing counter is left behind. */
+  ephemeral?: boolean;
   onLost: () => void;
+}
+
+/** The part of the TTL a holder gives up to timer lateness and clock drift: 20 %, ≥ 50 ms. */
+export function leaseMarginMs(ttlMs: number): number {
+  return Math.max(50, Math.floor(ttlMs / 5));
 }
 
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | null = null;
+  private deadline: NodeJS.Timeout | null = null;
   private current: Lease | null = null;
+  /** performance.now() until which the current lease is certainly ours. */
+  private validUntil = 0;
 
   constructor(private readonly opts: LeaseKeeperOptions) {}
 
@@ -24,12 +43,19 @@ export class LeaseKeeper {
     return this.current;
   }
 
+  /** Whether the lease is held and certainly not expired in the store yet. */
+  get valid(): boolean {
+    return this.current !== null && performance.now() < this.validUntil;
+  }
+
   /** Tries once; true when this keeper now holds the lease. */
   async acquire(): Promise<boolean> {
     const { coordinator, key, holder, ttlMs } = this.opts;
-    const lease = await coordinator.acquireLease(key, holder, ttlMs);
+    const sent = performance.now();
+    const lease = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
     if (!lease) return false;
     this.current = lease;
+    this.extend(sent);
     this.timer = setInterval(() => void this.renew(), Math.max(50, Math.floor(ttlMs / 3)));
     this.timer.unref();
     return true;
@@ -41,33 +67,62 @@ export class LeaseKeeper {
     if (lease) await this.opts.coordinator.releaseLease(lease).catch(() => false);
   }
 
+  /** Renews now (after the store came back empty: the lease is written again at once). */
+  async renewNow(): Promise<void> {
+    await this.renew();
+  }
+
   private async renew(): Promise<void> {
     const lease = this.current;
     if (!lease) return;
     const { coordinator, key, holder, ttlMs } = this.opts;
+    const sent = performance.now();
     try {
-      if (await coordinator.renewLease(lease, ttlMs)) return;
+      if (await coordinator.renewLease(lease, ttlMs)) {
+        if (this.current === lease) this.extend(sent);
+        return;
+      }
       // Gone (expired, or the store restarted): take it again if nobody else has.
-      const again = await coordinator.acquireLease(key, holder, ttlMs);
+      const again = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
       if (again && this.current === lease) {
         this.current = again;
+        this.extend(sent);
         return;
       }
       if (again) await coordinator.releaseLease(again);
-    } catch (err) {
-      // The store is unreachable: nobody can take the lease meanwhile, so the source keeps
-      // playing; the next renewal tells whether it is still ours.
-      if (err instanceof CoordinatorUnavailableError) return;
+    } catch {
+      // The store is unreachable: the lease stays ours until the deadline armed by the last
+      // renewal that went through; the next renewal may still make it.
+      return;
     }
-    if (this.current === lease) {
-      this.stopTimer();
-      this.opts.onLost();
-    }
+    if (this.current === lease) this.lose();
+  }
+
+  private extend(sent: number): void {
+    const { ttlMs } = this.opts;
+    this.validUntil = sent + ttlMs - leaseMarginMs(ttlMs);
+    if (this.deadline) clearTimeout(this.deadline);
+    const lease = this.current;
+    this.deadline = setTimeout(() => {
+      if (this.current === lease && performance.now() >= this.validUntil) this.lose();
+    }, Math.max(0, this.validUntil - performance.now()));
+    this.deadline.unref();
+  }
+
+  private lose(): void {
+    const lease = this.current;
+    this.stopTimer();
+    // A renewal still in flight may have kept it alive in the store: give it back, so the
+    // next holder does not wait for the TTL (fails harmlessly while the store is unreachable).
+    if (lease) void this.opts.coordinator.releaseLease(lease).catch(() => false);
+    this.opts.onLost();
   }
 
   private stopTimer(): void {
     if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.timer = this.deadline = null;
     this.current = null;
+    this.validUntil = 0;
   }
 }

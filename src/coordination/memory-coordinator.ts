@@ -65,11 +65,11 @@ export class MemoryCoordinator implements Coordinator {
     return this.statuses.get(id) ?? null;
   }
 
-  async acquireLease(key: string, holder: string, ttlMs: number): Promise<Lease | null> {
+  async acquireLease(key: string, holder: string, ttlMs: number, ephemeral = false): Promise<Lease | null> {
     if (this.live(this.leases, key)) return null;
     const token = `${holder}:${randomBytes(8).toString('hex')}`;
-    const epoch = (this.epochs.get(key) ?? 0) + 1;
-    this.epochs.set(key, epoch);
+    const epoch = ephemeral ? 1 : (this.epochs.get(key) ?? 0) + 1;
+    if (!ephemeral) this.epochs.set(key, epoch);
     this.leases.set(key, { value: token, expiresAt: this.now() + ttlMs });
     return { key, token, epoch };
   }

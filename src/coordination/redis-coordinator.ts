@@ -271,12 +271,13 @@ export class RedisCoordinator implements Coordinator {
 
   // --- leases ----------------------------------------------------------------------------
 
-  async acquireLease(key: string, holder: string, ttlMs: number): Promise<Lease | null> {
+  async acquireLease(key: string, holder: string, ttlMs: number, ephemeral = false): Promise<Lease | null> {
     const token = `${holder}:${randomBytes(8).toString('hex')}`;
     const epoch = await this.run(() =>
       this.script('acquire-lease', [this.leaseKey(key), `${this.leaseKey(key)}:epoch`], [
         token,
         positiveMs(ttlMs),
+        ephemeral ? '1' : '0',
       ]),
     );
     return typeof epoch === 'number' && epoch > 0 ? { key, token, epoch } : null;

@@ -1,6 +1,5 @@
 // Versions of the external tools, asked once (argv, never a shell); null when not installed.
 import { execFile } from 'node:child_process';
-import { parseFfmpegVersion } from './ffmpeg-process.js';
 
 export interface ToolVersions {
   ffmpeg: string | null;
@@ -23,7 +22,8 @@ export async function detectToolVersions(ffmpegPath: string): Promise<ToolVersio
     firstLine('yt-dlp', ['--version']),
   ]);
   return {
-    ffmpeg: ffmpeg ? (parseFfmpegVersion(ffmpeg) ?? ffmpeg) : null,
+    // The whole first line, as the Python proxy reports it (`ffmpeg version 5.1.6-… Copyright …`).
+    ffmpeg,
     streamlink: streamlink?.replace(/^streamlink\s+/i, '') ?? null,
     ytdlp,
   };

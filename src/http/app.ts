@@ -9,6 +9,8 @@ import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamService } from '../streams/stream-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
+import type { HlsEngine } from '../streams/hls/hls-engine.js';
+import { hlsRoutes } from './routes/hls-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
 import { validateRequestValues } from './request-values.js';
 import { statusRoutes } from './routes/status-routes.js';
@@ -33,6 +35,7 @@ export interface AppDeps {
   expectedWorkers: number;
   transcoder: Transcoder;
   dispatcher: WebhookDispatcher;
+  hls: HlsEngine;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -63,11 +66,6 @@ function commonHeaders(workerId: string) {
   };
 }
 
-function notBuilt(what: string) {
-  return (_req: Request, _res: Response, next: NextFunction): void =>
-    next(new AppError(501, 'NOT_IMPLEMENTED', `${what} is not built yet`));
-}
-
 export function createApp(deps: AppDeps): express.Express {
   const { config, logger } = deps;
   const app = express();
@@ -81,8 +79,8 @@ export function createApp(deps: AppDeps): express.Express {
   routes.use(commonHeaders(deps.workerId));
   routes.use(validateRequestValues);
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
-  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken }));
-  routes.use('/hls', notBuilt('HLS'));
+  routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));

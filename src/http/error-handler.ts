@@ -68,6 +68,7 @@ export function errorHandler(logger: Logger, bodyLimit: number) {
       res.destroy();
       return;
     }
+    if (appError.headers) res.set(appError.headers);
     res.status(appError.status).json(appError.toJSON());
   };
 }

@@ -10,6 +10,8 @@ export interface RenderPoolOptions {
   profilesDir: string;
   threads: number;
   hw: HwVariables;
+  /** Additions to the template allow-list (see allow-list.ts). */
+  allow?: { options: string[]; filters: string[] };
 }
 
 export interface RenderInput {
@@ -31,12 +33,14 @@ export interface RenderPoolStats {
 export class RenderPool {
   readonly hw: HwVariables;
   private readonly profilesDir: string;
+  private readonly allow: { options: string[]; filters: string[] } | undefined;
   private readonly pool: Piscina<RenderRequest, RenderTaskOutput>;
   private loaded: Promise<LoadedProfiles> | null = null;
 
   constructor(opts: RenderPoolOptions) {
     this.profilesDir = opts.profilesDir;
     this.hw = opts.hw;
+    this.allow = opts.allow;
     const threads = Math.max(1, Math.floor(opts.threads));
     this.pool = new Piscina<RenderRequest, RenderTaskOutput>({
       // The compiled sibling file: dist/src/render/render-task.js.
@@ -56,6 +60,7 @@ export class RenderPool {
       inputUrl: input.inputUrl,
       hlsDir: input.hlsDir,
       hw: this.hw,
+      ...(this.allow ? { allow: this.allow } : {}),
     };
     const out = await this.pool.run(req);
     if ('error' in out) throw new AppError(out.error.status, out.error.code, out.error.detail);

@@ -5,6 +5,7 @@ import { threadId } from 'node:worker_threads';
 import { AppError, type ErrorCode } from '../errors.js';
 import { hwTemplateVariables, type HwVariables } from '../ffmpeg/hw-accel.js';
 import { loadProfiles, type LoadedProfiles, type Profile } from './profiles.js';
+import { templateAllowList } from './allow-list.js';
 import { substitute, tokenize, validateArgv } from './template.js';
 
 export interface RenderRequest {
@@ -15,6 +16,8 @@ export interface RenderRequest {
   inputUrl: string;
   hlsDir: string;
   hw: HwVariables;
+  /** The operator's additions to the template allow-list (TEMPLATE_ALLOWED_OPTIONS/_FILTERS). */
+  allow?: { options: string[]; filters: string[] };
 }
 
 export interface RenderResult {
@@ -61,6 +64,48 @@ export function outputArgsFor(format: 'mpegts' | 'hls'): string {
   );
 }
 
+/** Whether tokens ask for HLS output themselves: `-f hls` after the input, or any `-hls_*` option. */
+function wantsHls(tokens: string[]): boolean {
+  const input = tokens.indexOf('-i');
+  return tokens.some((t, i) => (t === '-f' && tokens[i + 1] === 'hls' && i > input) || /^-hls_/.test(t));
+}
+
+/**
+ * Puts the proxy's output in place of the `{output_args}` token. An HLS template (`-f hls`,
+ * `-hls_*`, or an `hls` profile) gets the managed directory's playlist (API.md §3.3: with
+ * or without a default such as `{output_args|index.m3u8}`); a relative
+ * `-hls_segment_filename` is placed inside that directory and `pipe:` outputs are dropped
+ * (FFmpeg's HLS muxer writes files, never a pipe). Anything else gets `-f mpegts pipe:1`.
+ * Absolute paths are left for validateArgv, which refuses any outside the directory.
+ */
+function placeOutput(tokens: string[], profileFormat: 'mpegts' | 'hls'): string[] {
+  const mark = marker('output_args');
+  if (tokens.some((t) => t.includes(mark) && t !== mark)) {
+    throw invalid('{output_args} must stand alone as an argument');
+  }
+  const ownHls = wantsHls(tokens);
+  if (!ownHls && profileFormat !== 'hls') {
+    return tokens.flatMap((t) => (t === mark ? tokenize(outputArgsFor('mpegts')) : [t]));
+  }
+  const dir = marker('hls_dir');
+  const out: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t === mark) {
+      out.push(...(ownHls ? [`${dir}/${HLS_PLAYLIST}`] : tokenize(outputArgsFor('hls'))));
+    } else if (/^pipe:\d*$/.test(t) && tokens[i - 1] !== '-i') {
+      continue;
+    } else if (t === '-hls_segment_filename' && i + 1 < tokens.length) {
+      const v = tokens[++i]!;
+      if (v.split(/[\\/]/).includes('..')) throw invalid('-hls_segment_filename may not contain ".."');
+      out.push(t, v.startsWith('/') || v.includes(dir) ? v : `${dir}/${v}`);
+    } else {
+      out.push(t);
+    }
+  }
+  return out;
+}
+
 /** Render with an already-loaded profile list. Pure apart from reading `threadId`. */
 export function renderWith(profiles: LoadedProfiles, req: RenderRequest): RenderResult {
   const profileName = req.profile?.trim() || null;
@@ -100,19 +145,17 @@ export function renderWith(profiles: LoadedProfiles, req: RenderRequest): Render
   }
 
   const effective: Record<string, string> = { ...(profile?.variables ?? {}), ...requested };
-  const outputFormat = profile?.outputFormat ?? 'mpegts';
   // Detection beats profile defaults; an explicit request beats detection.
   const vars: Record<string, string> = {
     ...(profile?.variables ?? {}),
     ...hwTemplateVariables(req.hw),
     ...requested,
     input_url: marker('input_url'),
-    output_args: outputArgsFor(outputFormat),
+    output_args: marker('output_args'),
     hls_dir: marker('hls_dir'),
   };
 
-  const text = substitute(profile?.template ?? template!, vars);
-  const tokens = tokenize(text);
+  const tokens = placeOutput(tokenize(substitute(profile?.template ?? template!, vars)), profile?.outputFormat ?? 'mpegts');
   const inputMark = marker('input_url');
   const uses = tokens.reduce((n, t) => n + t.split(inputMark).length - 1, 0);
   if (uses !== 1) {
@@ -120,7 +163,8 @@ export function renderWith(profiles: LoadedProfiles, req: RenderRequest): Render
   }
   const hlsMark = marker('hls_dir');
   const argv = tokens.map((t) => t.split(inputMark).join(req.inputUrl).split(hlsMark).join(req.hlsDir));
-  const checked = validateArgv(argv, { inputUrl: req.inputUrl, hlsDir: req.hlsDir });
+  const allow = templateAllowList(req.allow?.options, req.allow?.filters);
+  const checked = validateArgv(argv, { inputUrl: req.inputUrl, hlsDir: req.hlsDir, allow });
   return {
     argv,
     outputFormat: checked.outputFormat,

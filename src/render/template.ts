@@ -4,6 +4,7 @@
 // tokenize() is the only "shell" there is and validateArgv() is the only gate.
 import path from 'node:path';
 import { AppError } from '../errors.js';
+import { DEFAULT_ALLOW_LIST, DENIED_OPTIONS, filterGraphProblem, paramsProblem, type TemplateAllowList } from './allow-list.js';
 
 const invalid = (detail: string): AppError => new AppError(400, 'TEMPLATE_INVALID', detail);
 
@@ -160,22 +161,6 @@ const FLAG_OPTIONS = new Set([
   'layouts', 'sample_fmts', 'colors', 'hwaccels', 'dispositions',
 ]);
 
-// Options that read or write local files by themselves (the data would reach the viewer or
-// the disk), or that widen which protocols ffmpeg may open.
-const FORBIDDEN_OPTIONS = new Set([
-  'filter_script', 'filter_complex_script', 'attach', 'dump_attachment', 'vstats', 'vstats_file',
-  'passlogfile', 'report', 'sdp_file', 'progress', 'fpre', 'protocol_whitelist',
-  'protocol_blacklist', 'hls_key_info_file', 'hls_subtitle_path', 'safe',
-]);
-
-// Filters that open local files (or models, scripts, sockets) named in their arguments.
-const FORBIDDEN_FILTERS = new Set([
-  'movie', 'amovie', 'subtitles', 'ass', 'sendcmd', 'asendcmd', 'zmq', 'azmq', 'lut3d', 'lut1d',
-  'frei0r', 'frei0r_src', 'ladspa', 'lv2', 'signature', 'psnr', 'ssim', 'vidstabdetect',
-  'vidstabtransform', 'libvmaf', 'vmafmotion', 'metadata', 'ametadata', 'dnn_processing',
-  'dnn_detect', 'dnn_classify', 'derain', 'sr', 'ocr', 'cover_rect', 'find_rect', 'removelogo',
-  'program_opencl', 'openclsrc', 'arnndn', 'sofalizer', 'lensfun', 'whisper',
-]);
 const FILTER_OPTIONS = new Set(['vf', 'af', 'filter', 'filter_complex', 'lavfi']);
 
 // Network protocols an input may use (plus stdin); local paths and wrapper protocols such
@@ -205,17 +190,6 @@ function inputAllowed(url: string): boolean {
   return !!m && INPUT_SCHEMES.has(m[1]!.toLowerCase());
 }
 
-function filterNames(graph: string): string[] {
-  // ffmpeg's graph parser honours quotes and backslashes inside names, so drop them first.
-  const plain = graph.replace(/['"\\]/g, '');
-  const names: string[] = [];
-  for (const part of plain.split(/[,;]/)) {
-    const m = /^\s*(?:\[[^\]]*\]\s*)*([A-Za-z0-9_]+)/.exec(part);
-    if (m) names.push(m[1]!.toLowerCase());
-  }
-  return names;
-}
-
 /**
  * Check a rendered argv (without the leading `ffmpeg`): one input, the expected URL; nothing
  * that reads local files; exactly one output, the last token: `pipe:1` (MPEG-TS) or, for HLS,
@@ -223,9 +197,10 @@ function filterNames(graph: string): string[] {
  */
 export function validateArgv(
   argv: string[],
-  opts: { inputUrl: string; hlsDir: string },
+  opts: { inputUrl: string; hlsDir: string; allow?: TemplateAllowList },
 ): { outputFormat: 'mpegts' | 'hls'; output: string } {
   if (argv.length === 0) throw invalid('The template renders to no arguments');
+  const allow = opts.allow ?? DEFAULT_ALLOW_LIST;
 
   let inputs = 0;
   let inputIndex = -1;
@@ -252,8 +227,12 @@ export function validateArgv(
       continue;
     }
     const base = optionBase(t);
-    if (FORBIDDEN_OPTIONS.has(base)) {
-      throw invalid(`Option ${t} is not allowed: it reads or writes local files`);
+    const plainBase = base.startsWith('no') && !allow.options.has(base) ? base.slice(2) : base;
+    if (DENIED_OPTIONS.has(base) || DENIED_OPTIONS.has(plainBase)) {
+      throw invalid(`Option ${t} is not allowed: it reads or writes local files or widens what FFmpeg may open`);
+    }
+    if (!allow.options.has(base) && !allow.options.has(plainBase)) {
+      throw invalid(`Option ${t} is not on the template allow-list (TEMPLATE_ALLOWED_OPTIONS adds options)`);
     }
     if (isFlag(base)) continue;
     if (i + 1 >= argv.length) throw invalid(`Option ${t} has no value`);
@@ -292,9 +271,11 @@ export function validateArgv(
       default:
         if (base.startsWith('hls_')) hlsOptions = true;
         if (FILTER_OPTIONS.has(base)) {
-          const bad = filterNames(value).find((n) => FORBIDDEN_FILTERS.has(n));
-          if (bad) throw invalid(`Filter "${bad}" is not allowed: it opens local files`);
+          const problem = filterGraphProblem(value, allow);
+          if (problem) throw invalid(problem);
         }
+        const params = paramsProblem(base, value);
+        if (params) throw invalid(`${params}; files may not be named in a template`);
     }
   }
 

@@ -12,6 +12,7 @@ import { clientIdFor } from './client-identity.js';
 import type { StreamEvents } from './events/stream-events.js';
 import { FfmpegSource } from './sources/ffmpeg-source.js';
 import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
+import { Admission, LAG_MS, type LoadSample } from './live/admission.js';
 import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { kindFromUrl, md5, sha256, type StreamDefinition } from './stream-definition.js';
 import { FailoverControl, type FailoverAnswer } from './live/failover-control.js';
@@ -19,6 +20,8 @@ import type { SourceState } from './sources/failover-plan.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { confineInput } from './transcode/input-confinement.js';
+import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
   clientId?: string | undefined;
@@ -111,6 +114,8 @@ export class StreamEngine {
   private readonly unsubscribe: () => void;
   private readonly failovers: FailoverControl;
   private closing = false;
+  /** Refuses new viewers while this worker is not keeping up with those it has. */
+  readonly admission: Admission;
 
   constructor(private readonly deps: EngineDeps) {
     const { heartbeatIntervalMs } = deps.config;
@@ -122,6 +127,13 @@ export class StreamEngine {
     this.clientTtlMs = 3 * refreshMs;
     this.refresh = setInterval(() => void this.refreshClients(), refreshMs);
     this.refresh.unref();
+    this.admission = new Admission({
+      maxViewers: deps.config.maxViewersPerWorker,
+      laggingShare: deps.config.admissionLaggingShare,
+      eluLimit: 0.95,
+      retryAfterS: 5,
+      sample: () => this.loadSample(),
+    });
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
       if (e.type === 'stream_deleted' && e.streamId) this.stopStream(e.streamId);
@@ -164,6 +176,33 @@ export class StreamEngine {
       this.clients.delete(key);
       tried.add(clientId);
     }
+  }
+
+  /**
+   * Throws 503 OVERLOADED (with Retry-After) when this worker takes no new viewer now; called
+   * before anything is claimed, so a refusal costs no coordinator round trip.
+   */
+  admit(): void {
+    this.assertOpen();
+    this.admission.admit();
+  }
+
+  /** Viewers of this worker (relays to other workers included) and how many lag now. */
+  private loadSample(): LoadSample {
+    const now = Date.now();
+    let viewers = 0;
+    let lagging = 0;
+    for (const s of this.sessions.values()) {
+      for (const v of s.viewers.values()) {
+        viewers++;
+        if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
+      }
+      for (const v of s.relayViewers) {
+        viewers++;
+        if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
+      }
+    }
+    return { viewers: Math.max(viewers, this.clients.size), lagging };
   }
 
   /** Forgets a claim whose request ended without a viewer (HEAD, 404, 502, hang-up). */
@@ -211,6 +250,37 @@ export class StreamEngine {
     }
   }
 
+  /**
+   * An HLS viewer (a poller, not a socket) seen on this worker: its record is written (an id
+   * is one viewer, whichever worker its requests land on) and `client_connected` sent once.
+   */
+  async trackHlsClient(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
+    const key = `${def.id}:${clientId}`;
+    if (this.clients.has(key)) return;
+    const now = new Date().toISOString();
+    const record: ClientRecord = {
+      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+    };
+    this.clients.set(key, record);
+    await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
+    await this.clientConnected(def, clientId, who);
+  }
+
+  /** Bytes and segments an HLS viewer received. */
+  countHlsBytes(streamId: string, clientId: string, bytes: number, segments: number): void {
+    const record = this.clients.get(`${streamId}:${clientId}`);
+    if (!record) return;
+    record.bytesServed += bytes;
+    record.segmentsServed += segments;
+    record.lastAccess = new Date().toISOString();
+  }
+
+  /** An HLS viewer stopped polling (CLIENT_TIMEOUT) or its stream stopped. */
+  async untrackHlsClient(streamId: string, clientId: string): Promise<void> {
+    await this.clientGone(streamId, clientId, 'closed');
+  }
+
   /** The session of a direct live stream on this worker, if one runs. */
   session(id: string): LiveSession | undefined {
     return this.sessions.get(`${id}:1`);
@@ -244,7 +314,8 @@ export class StreamEngine {
     return { sources, viewers: this.clients.size, relays: { receiving, serving } };
   }
 
-  private async resolveRelay(holder: string): Promise<RelayTarget | null> {
+  /** Where the holder of a lease token serves relays (its worker's relay listener). */
+  async resolveRelay(holder: string): Promise<RelayTarget | null> {
     const workerId = holder.slice(0, holder.lastIndexOf(':'));
     const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
     return worker?.relay ? { workerId, address: worker.relay } : null;
@@ -253,7 +324,7 @@ export class StreamEngine {
   /** Stops a stream on this worker now: viewers disconnected, sources stopped. */
   stopStream(id: string): boolean {
     const sessions = this.sessionsOf(id);
-    for (const s of sessions) s.stop();
+    for (const s of sessions) s.stop(true);
     return sessions.length > 0;
   }
 
@@ -334,6 +405,7 @@ export class StreamEngine {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.refresh);
+    this.admission.close();
     this.unsubscribe();
     this.failovers.close();
     for (const s of [...this.sessions.values()]) s.stop();
@@ -352,8 +424,9 @@ export class StreamEngine {
       createSource: (channel, session) => this.createSource(def, key, channel, session),
       connectTimeoutMs: config.connectionTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
-      // A viewer's own FFmpeg has nobody to wait for.
+      // A viewer's own FFmpeg has nobody to wait for, and its lease key is used once.
       graceMs: individual ? 0 : config.sharedStreamGraceMs,
+      ephemeralLease: individual,
       channelBufferBytes: config.channelBufferBytes,
       channelBufferMs: config.channelBufferMs,
       viewerMaxDrops: config.viewerMaxDrops,
@@ -423,12 +496,13 @@ export class StreamEngine {
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
   private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
-    return withInputOptions(def.transcode!.argv, {
+    const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
       inputUrl,
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
+    return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
   }
 
   private get pooling(): boolean {
@@ -471,7 +545,8 @@ export class StreamEngine {
     return next;
   }
 
-  private trackPid(pid: number | null, running: boolean): void {
+  /** Records an FFmpeg pid this worker runs (or no longer runs), for the primary to reap. */
+  trackPid(pid: number | null, running: boolean): void {
     if (pid === null) return;
     if (running) this.ffmpegPids.add(pid);
     else this.ffmpegPids.delete(pid);

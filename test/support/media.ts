@@ -138,3 +138,24 @@ export function cleanupMedia(): void {
   cache.clear();
   byteRates.clear();
 }
+
+/**
+ * A short (3 s) H.264 + AAC HLS rendition cut into 1 s segments with a keyframe each:
+ * `ts` (seg0.ts …) or `fmp4` (init.mp4 + seg0.m4s …). Returns the playlist's path; the
+ * segments lie beside it.
+ */
+export async function makeHlsSegments(kind: 'ts' | 'fmp4'): Promise<string> {
+  const ext = kind === 'ts' ? 'ts' : 'm4s';
+  return generate(`hls:${kind}`, 'index.m3u8', (out) => [
+    '-hide_banner', '-nostdin', '-loglevel', 'error', '-y',
+    '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-t', '3',
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-g', '25', '-keyint_min', '25', '-sc_threshold', '0',
+    '-c:a', 'aac', '-b:a', '48k',
+    '-f', 'hls', '-hls_time', '1', '-hls_list_size', '0', '-hls_playlist_type', 'vod',
+    ...(kind === 'fmp4' ? ['-hls_segment_type', 'fmp4', '-hls_fmp4_init_filename', 'init.mp4'] : []),
+    '-hls_segment_filename', path.join(path.dirname(out), `seg%d.${ext}`),
+    out,
+  ]);
+}

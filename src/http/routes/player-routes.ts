@@ -7,6 +7,7 @@ import { clientIdFor } from '../../streams/client-identity.js';
 import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
+import { clientIp } from '../client-ip.js';
 import { streamIdParam } from '../request-values.js';
 import { queryString, urlProblem } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
@@ -16,6 +17,7 @@ export interface PlayerRoutesDeps {
   engine: StreamEngine;
   signer: () => Promise<UrlSigner>;
   apiToken: string | undefined;
+  rootPath: string;
 }
 
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
@@ -24,10 +26,16 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
     const def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
     if (def.kind === 'hls') throw new AppError(501, 'NOT_IMPLEMENTED', 'Playing HLS sources is not built yet');
+    if (def.transcode?.outputFormat === 'hls') {
+      // Its output is a playlist, not a byte stream: send the player there.
+      const q = new URLSearchParams(req.query as Record<string, string>).toString();
+      return res.redirect(302, `${deps.rootPath}/hls/${def.id}/playlist.m3u8${q ? `?${q}` : ''}`);
+    }
     if (def.kind !== 'vod' && req.method === 'HEAD') {
       // Answered at once: no upstream, no client record.
       return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
     }
+    deps.engine.admit();
     const clientId = await deps.engine.claimClient(def, who);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
     try {
@@ -42,7 +50,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
   return r;
 }
 
-async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
+export async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
   // client_id, username and the like were checked by validateRequestValues (request-values.ts).
   const id = streamIdParam(req);
   const known = await deps.service.find(id);
@@ -73,12 +81,12 @@ async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<Stre
   });
 }
 
-function viewerIdentity(req: Request): ViewerIdentity {
+export function viewerIdentity(req: Request): ViewerIdentity {
   const q = req.query;
   const username = queryString(q, 'username') ?? queryString(q, 'user') ?? queryString(q, 'u') ?? req.get('x-username') ?? null;
   return {
     clientId: queryString(q, 'client_id'),
-    ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+    ip: clientIp(req),
     userAgent: req.get('user-agent') ?? '',
     username,
   };

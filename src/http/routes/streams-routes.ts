@@ -1,7 +1,7 @@
 // Management of stream definitions (API.md §3.2, §3.4, §3.6).
 import { Router, type Request } from 'express';
 import { AppError } from '../../errors.js';
-import type { StreamDefinition } from '../../streams/stream-definition.js';
+import { entryStreamType, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StopReason, StreamService } from '../../streams/stream-service.js';
 import { clientJson } from '../../streams/stream-service.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
@@ -180,7 +180,7 @@ export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRout
       failover_index: answer.state?.failoverIndex ?? -1,
       failover_attempts: answer.state?.failoverAttempts ?? 0,
       active_clients: clients,
-      stream_type: def.kind === 'hls' ? 'hls' : 'direct',
+      stream_type: entryStreamType(def.kind), // the words of /streams
     });
   });
 

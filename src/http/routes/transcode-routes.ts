@@ -2,7 +2,6 @@
 // threads; FFmpeg starts with the first viewer, shared by pool key (or one per viewer).
 import { Router } from 'express';
 import { z } from 'zod';
-import { AppError } from '../../errors.js';
 import { transcodeStreamId, type TranscodeSpec } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import type { Transcoder } from '../../streams/transcode/transcoder.js';
@@ -33,9 +32,6 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
     const variables = Object.fromEntries(Object.entries(body.profile_variables ?? {}).map(([k, v]) => [k, String(v)]));
     const isTemplate = body.profile.startsWith('-');
     const rendered = await deps.transcoder.render({ profile: body.profile, variables, inputUrl: body.url });
-    if (rendered.outputFormat === 'hls') {
-      throw new AppError(501, 'NOT_IMPLEMENTED', 'HLS output of transcodes is not built yet; use an MPEG-TS profile');
-    }
     const spec: TranscodeSpec = {
       profile: isTemplate ? null : body.profile,
       template: isTemplate ? body.profile : null,
@@ -54,14 +50,16 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
     };
     const id = transcodeStreamId(body.url, spec, isTemplate || Object.keys(variables).length > 0);
     const def = await deps.service.upsert(input, { id, spec });
+    const hls = rendered.outputFormat === 'hls';
+    const playlist = `/hls/${def.id}/playlist.m3u8`;
     res.json({
       stream_id: def.id,
       primary_url: def.url,
       failover_urls: def.failoverUrls,
       user_agent: def.userAgent ?? deps.defaultUserAgent,
       stream_type: 'transcoded',
-      stream_endpoint: `/stream/${def.id}`,
-      playlist_url: null,
+      stream_endpoint: hls ? playlist : `/stream/${def.id}`,
+      playlist_url: hls ? playlist : null,
       direct_url: `/stream/${def.id}`,
       format: rendered.outputFormat,
       profile: profileLabel,

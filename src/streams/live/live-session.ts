@@ -40,6 +40,8 @@ export interface LiveSessionOptions {
   logger: Logger;
   workerId: string;
   leaseTtlMs: number;
+  /** The lease key serves one viewer only (pooling off): no fencing counter is kept. */
+  ephemeralLease?: boolean;
   graceMs: number;
   channelBufferBytes: number;
   channelBufferMs: number;
@@ -63,6 +65,12 @@ const VIEWER_QUEUE_BUDGET = 256 * 1024;
 const KEEPALIVE_AFTER_MS = 500;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 1000;
+/**
+ * A relay silent this long is suspect: a live owner sends media or, while its source is
+ * silent, keep-alive null packets every second. The relay is dropped once the lease holder
+ * is not the worker it relays from (a frozen owner's lease expires; it cannot close sockets).
+ */
+export const RELAY_SILENCE_MS = 3000;
 const TS_HEAD = { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' };
 
 export class LiveSession implements ChannelReader {
@@ -73,6 +81,9 @@ export class LiveSession implements ChannelReader {
   readonly startedAt = new Date();
   private source: OwnedSource | null = null;
   private relay: RelaySource | null = null;
+  /** The lease token of the owner the relay reads from. */
+  private relayHolder: string | null = null;
+  private checkingRelay = false;
   private readonly lease: LeaseKeeper;
   private pending = 0;
   private grace: NodeJS.Timeout | null = null;
@@ -80,6 +91,7 @@ export class LiveSession implements ChannelReader {
   private retryDelay = RETRY_MIN_MS;
   private readonly tick: NodeJS.Timeout;
   private closed = false;
+  private deleted = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void }> = [];
   private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
@@ -95,6 +107,7 @@ export class LiveSession implements ChannelReader {
       key: `lease:${opts.key}`,
       holder: opts.workerId,
       ttlMs: opts.leaseTtlMs,
+      ephemeral: opts.ephemeralLease ?? false,
       onLost: () => this.onLeaseLost(),
     });
     this.tick = setInterval(() => this.onTick(), TICK_MS);
@@ -170,9 +183,13 @@ export class LiveSession implements ChannelReader {
     return viewer;
   }
 
-  /** Stops everything now: viewers disconnected, source stopped, lease released. */
-  stop(): void {
+  /**
+   * Stops everything now: viewers disconnected, source stopped, lease released. `deleted`:
+   * the stream is gone, so no status is written (it would bring back a `stream:{id}` hash).
+   */
+  stop(deleted = false): void {
     if (this.closed) return;
+    if (deleted) this.deleted = true;
     for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
     this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
   }
@@ -303,10 +320,14 @@ export class LiveSession implements ChannelReader {
     const target = holder ? await this.opts.resolveRelay(holder) : null;
     if (this.closed) return;
     if (!target || target.workerId === this.opts.workerId) return this.retrySoon();
+    const secret = await this.opts.relaySecret();
+    // Stopped while the secret was fetched: no relay for a session nobody watches.
+    if (this.closed) return;
+    this.relayHolder = holder;
     this.relay = new RelaySource({
       key: this.key,
       address: target.address,
-      secret: await this.opts.relaySecret(),
+      secret,
       from: this.opts.workerId,
       channel: this.channel,
       connectTimeoutMs: this.opts.connectTimeoutMs,
@@ -338,7 +359,7 @@ export class LiveSession implements ChannelReader {
   /** Owner-side status write, fenced by the lease epoch. */
   private async writeStatus(status: 'running' | 'stopped'): Promise<void> {
     const lease = this.lease.lease;
-    if (!lease) return;
+    if (!lease || this.deleted) return;
     await this.opts.coordinator
       .setStreamStatus(this.id, {
         status, owner: this.opts.workerId, pid: process.pid, epoch: lease.epoch, updatedAt: new Date().toISOString(),
@@ -356,8 +377,30 @@ export class LiveSession implements ChannelReader {
     this.retrySoon();
   }
 
+  /** A silent relay whose owner no longer holds the lease is dropped; ownership is resolved again. */
+  private async checkRelay(relay: RelaySource): Promise<void> {
+    this.checkingRelay = true;
+    try {
+      const holder = await this.opts.coordinator.leaseHolder(this.lease.key);
+      if (this.relay !== relay || holder === this.relayHolder) return;
+      this.opts.logger.warn('relay silent and its owner lost the lease: resolving the owner again', {
+        stream_id: this.id, silent_ms: Date.now() - relay.lastActivityAt,
+      });
+      relay.stop();
+      this.relay = null;
+      this.retryDelay = RETRY_MIN_MS;
+      this.retrySoon();
+    } catch {
+      // The coordinator cannot tell: keep the relay, ask again at the next tick.
+    } finally {
+      this.checkingRelay = false;
+    }
+  }
+
   private onTick(): void {
     const now = Date.now();
+    const relay = this.relay;
+    if (relay && !this.checkingRelay && now - relay.lastActivityAt >= RELAY_SILENCE_MS) void this.checkRelay(relay);
     if (this.channel.hasData && now - this.channel.lastDataAt >= KEEPALIVE_AFTER_MS) this.channel.keepAlive();
     for (const v of [...this.viewers.values(), ...this.relayViewers]) {
       if (v.waitingSince > 0 && now - v.waitingSince >= this.opts.viewerStallTimeoutMs) v.close('stalled');

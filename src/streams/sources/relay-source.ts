@@ -30,6 +30,8 @@ export interface RelaySourceOptions {
 export class RelaySource {
   private req: http.ClientRequest | null = null;
   private done = false;
+  /** When the relay last showed life (opened, or bytes arrived), in ms since the epoch. */
+  lastActivityAt = Date.now();
 
   constructor(private readonly opts: RelaySourceOptions) {}
 
@@ -57,7 +59,10 @@ export class RelaySource {
         res.resume();
         return this.finish(res.statusCode === 409 ? 'not_owner' : 'lost', `relay answered HTTP ${res.statusCode}`);
       }
-      res.on('data', (chunk: Buffer) => channel.write(chunk));
+      res.on('data', (chunk: Buffer) => {
+        this.lastActivityAt = Date.now();
+        channel.write(chunk);
+      });
       res.once('end', () => this.finish('ended', 'the owner ended the stream'));
       res.once('aborted', () => this.finish('lost', 'relay connection dropped'));
       res.once('error', (err) => this.finish('lost', err.message));

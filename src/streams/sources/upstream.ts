@@ -113,3 +113,12 @@ function requestOnce(url: string, req: UpstreamRequest): Promise<http.IncomingMe
     client.end();
   });
 }
+
+/**
+ * Whether upstream TLS certificates of this stream are verified: its `tls_verify` field when
+ * set (stored in the definition's options), else UPSTREAM_TLS_VERIFY (default true).
+ */
+export function tlsVerifyFor(def: { options: Record<string, unknown> }, config: { upstreamTlsVerify: boolean }): boolean {
+  const own = def.options.tls_verify;
+  return typeof own === 'boolean' ? own : config.upstreamTlsVerify;
+}

@@ -3,7 +3,9 @@
 import type { Config } from '../../config.js';
 import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
 import type { Logger } from '../../logger.js';
+import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
+import { parseNameList } from '../../render/allow-list.js';
 import { RenderPool } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
 
@@ -36,7 +38,8 @@ export class Transcoder {
       template: isTemplate ? input.profile : null,
       variables: input.variables,
       inputUrl: input.inputUrl,
-      hlsDir: this.deps.config.hlsTempDir,
+      // The owner creates the real directory per FFmpeg when it starts one (managed-output.ts).
+      hlsDir: managedDirPattern(this.deps.config.hlsTempDir),
     });
   }
 
@@ -51,7 +54,10 @@ export class Transcoder {
       const { config, logger } = this.deps;
       const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
       if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
-      return { hw, pool: new RenderPool({ profilesDir: config.profilesDir, threads: config.renderThreads, hw }) };
+      return { hw, pool: new RenderPool({
+        profilesDir: config.profilesDir, threads: config.renderThreads, hw,
+        allow: { options: parseNameList(config.templateAllowedOptions), filters: parseNameList(config.templateAllowedFilters) },
+      }) };
     })().catch((err: unknown) => {
       this.started = null;
       throw err;
