@@ -343,7 +343,7 @@ describe('failover across workers (WORKERS=2)', function () {
     cluster = await startCluster({
       WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000',
       STREAM_RETRY_ATTEMPTS: '1', STREAM_RETRY_DELAY: '0.1', LIVE_CHUNK_TIMEOUT_SECONDS: '1.5',
-    });
+    }, 60_000); // a loaded box starts workers slowly
   });
   after(async () => {
     await cluster?.stop();
