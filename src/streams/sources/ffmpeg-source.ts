@@ -7,13 +7,14 @@
 // `ffmpeg_input_error`) on the next failover URL or the resolver's answer. Viewers keep their
 // connection and get null packets meanwhile; the new FFmpeg's output joins at its first PAT
 // with its discontinuity flagged. A VOD input may end: then the stream ends.
-import { FfmpegProcess } from '../../ffmpeg/ffmpeg-process.js';
+import { FfmpegProcess, type FfmpegExit } from '../../ffmpeg/ffmpeg-process.js';
 import type { FfmpegProgress } from '../../ffmpeg/progress-parser.js';
 import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
 import type { OwnedSource } from '../live/live-session.js';
 import { SpliceFilter } from '../mpegts/splice.js';
 import type { StreamDefinition } from '../stream-definition.js';
+import type { FfmpegExitReason, StreamTelemetry } from '../stream-telemetry.js';
 import { FailoverPlan, type FailoverInfo, type FailoverReason, type SourceState } from './failover-plan.js';
 import { SourceError } from './http-source.js';
 
@@ -37,6 +38,15 @@ export interface FfmpegSourceOptions {
   onFailover?: (info: FailoverInfo) => void;
   onFailed?: (error: SourceError) => void;
   onState?: (state: SourceState) => void;
+  /** Starts and exits are counted here (metrics). */
+  telemetry?: StreamTelemetry;
+}
+
+function exitReason(exit: FfmpegExit): FfmpegExitReason {
+  if (exit.stoppedByUs) return 'stopped';
+  if (exit.errorClass === 'input') return 'input_error';
+  if (exit.errorClass === 'output') return 'output_error';
+  return exit.code === 0 ? 'ended' : 'error';
 }
 
 /** A run that produced output this long earns the retry budget back. */
@@ -53,6 +63,8 @@ export class FfmpegSource implements OwnedSource {
   private restartDelay = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private trigger: { reason: FailoverReason; done: (switched: boolean) => void } | null = null;
+  /** Bytes of FFmpeg's output (the channel's input), over every run. */
+  bytesIn = 0;
 
   constructor(private readonly opts: FfmpegSourceOptions) {
     this.plan = new FailoverPlan({
@@ -120,10 +132,12 @@ export class FfmpegSource implements OwnedSource {
       onStdout: (chunk) => {
         lastOutputAt = Date.now();
         if (firstOutputAt === 0) firstOutputAt = lastOutputAt;
+        this.bytesIn += chunk.length;
         opts.channel.write(splice ? splice.push(chunk) : chunk);
       },
       onExit: (exit) => {
         opts.onPid(this.knownPid, false);
+        opts.telemetry?.ffmpegExited(exitReason(exit));
         if (this.proc === proc) this.proc = null;
         const trigger = this.trigger;
         this.trigger = null;
@@ -139,6 +153,7 @@ export class FfmpegSource implements OwnedSource {
     });
     this.proc = proc;
     proc.start();
+    opts.telemetry?.ffmpegStarted();
     this.knownPid = proc.pid;
     opts.onPid(this.knownPid, true);
   }

@@ -16,6 +16,7 @@ import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
 import { SpliceFilter } from '../mpegts/splice.js';
 import type { StreamDefinition } from '../stream-definition.js';
+import type { StreamTelemetry, UpstreamErrorReason } from '../stream-telemetry.js';
 import { FailoverPlan, type FailoverInfo, type FailoverReason, type SourceState } from './failover-plan.js';
 import { openUpstream, UpstreamError } from './upstream.js';
 
@@ -57,6 +58,8 @@ export interface HttpSourceOptions {
   onData?: (chunk: Buffer) => void;
   /** A new upstream connection starts delivering (monitors restart their grace period). */
   onConnected?: (url: string) => void;
+  /** Connects and errors are counted here (metrics). */
+  telemetry?: StreamTelemetry;
 }
 
 export class SourceError extends Error {
@@ -90,6 +93,10 @@ const RESTART_MAX_MS = 30_000;
 const AT_ONCE: ReadonlySet<FailoverReason> = new Set([
   'silent_close', 'not_media', 'low_bitrate', 'silence', 'missing_track', 'manual',
 ]);
+/** The upstream errors the metrics count (the others are health triggers or requests). */
+const TELEMETRY_REASONS: ReadonlySet<FailoverReason> = new Set([
+  'connect_error', 'http_error', 'not_media', 'chunk_timeout', 'silent_close',
+]);
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -115,6 +122,8 @@ export class HttpSource {
   private connections = 0;
   /** An upstream GET has no process of its own. */
   readonly pid = null;
+  /** Body bytes received from upstreams (all URLs, all connections). */
+  bytesIn = 0;
 
   constructor(private readonly opts: HttpSourceOptions) {
     this.plan = new FailoverPlan({
@@ -207,6 +216,7 @@ export class HttpSource {
         continue;
       }
       this.plan.failed(outcome.statusCode);
+      if (TELEMETRY_REASONS.has(outcome.reason)) this.opts.telemetry?.upstreamError(outcome.reason as UpstreamErrorReason);
       if (outcome.dataMs >= STABLE_RUN_MS) {
         failures = 0;
         since = Date.now();
@@ -272,6 +282,7 @@ export class HttpSource {
         signal: ac.signal,
       }));
     } catch (err) {
+      this.opts.telemetry?.upstreamConnected(false);
       if (err instanceof UpstreamError) {
         const reason = err.kind === 'http_error' ? 'http_error' : 'connect_error';
         return fail(reason, err.message, err.statusCode);
@@ -279,7 +290,9 @@ export class HttpSource {
       return fail('connect_error', String(err));
     }
     const type = String(res.headers['content-type'] ?? '').toLowerCase();
-    if (/text\/html|mpegurl/.test(type)) {
+    const media = !/text\/html|mpegurl/.test(type);
+    this.opts.telemetry?.upstreamConnected(media);
+    if (!media) {
       res.destroy();
       return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
     }
@@ -327,6 +340,7 @@ export class HttpSource {
           if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
         }
         timer.refresh();
+        this.bytesIn += chunk.length;
         this.opts.onData?.(chunk);
         channel.write(splice ? splice.push(chunk) : chunk);
       });
