@@ -18,7 +18,7 @@ import { SpliceFilter } from '../mpegts/splice.js';
 import type { StreamDefinition } from '../stream-definition.js';
 import type { StreamTelemetry, UpstreamErrorReason } from '../stream-telemetry.js';
 import { FailoverPlan, type FailoverInfo, type FailoverReason, type SourceState } from './failover-plan.js';
-import { openUpstream, UpstreamError } from './upstream.js';
+import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
 
 export type { FailoverInfo, FailoverReason, SourceState } from './failover-plan.js';
 
@@ -280,6 +280,7 @@ export class HttpSource {
         headers: { 'User-Agent': def.userAgent ?? this.opts.defaultUserAgent, ...def.headers },
         timeoutMs: this.opts.connectTimeoutMs,
         signal: ac.signal,
+        tlsVerify: tlsVerifyFor(def),
       }));
     } catch (err) {
       this.opts.telemetry?.upstreamConnected(false);
