@@ -104,8 +104,10 @@ interface LiveFault {
   stallMs?: number;
 }
 
-function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1, fault: LiveFault = {}): void {
-  res.writeHead(200, { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' });
+function streamLive(
+  req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1, fault: LiveFault = {}, type = 'video/mp2t',
+): void {
+  res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-cache' });
   if (req.method === 'HEAD') {
     res.end();
     return;
@@ -253,6 +255,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       // `?speed=N` paces at N times the real rate (fills a stalled client's buffers sooner).
       // `?close_ms=N` ends the response cleanly after N ms; `?stall_ms=N` stops sending after N ms.
       const speed = Number(query.get('speed') ?? '1');
+      // `?type=text/html`: good MPEG-TS under a wrong label, as some providers send it.
       const ms = (name: string): number | undefined => {
         const v = Number(query.get(name) ?? NaN);
         return Number.isFinite(v) && v >= 0 ? v : undefined;
@@ -260,7 +263,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1, {
         ...(ms('close_ms') !== undefined ? { closeMs: ms('close_ms') } : {}),
         ...(ms('stall_ms') !== undefined ? { stallMs: ms('stall_ms') } : {}),
-      });
+      }, query.get('type') ?? 'video/mp2t');
     }
     // A provider's error page with a 200 (a non-media answer).
     if (pathname === '/html.ts') {

@@ -19,6 +19,7 @@ import type { StreamDefinition } from '../stream-definition.js';
 import type { StreamTelemetry, UpstreamErrorReason } from '../stream-telemetry.js';
 import { FailoverPlan, type FailoverInfo, type FailoverReason, type SourceState } from './failover-plan.js';
 import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
+import { sniff } from '../mpegts/sniff.js';
 
 export type { FailoverInfo, FailoverReason, SourceState } from './failover-plan.js';
 
@@ -290,13 +291,11 @@ export class HttpSource {
       }
       return fail('connect_error', String(err));
     }
-    const type = String(res.headers['content-type'] ?? '').toLowerCase();
-    const media = !/text\/html|mpegurl/.test(type);
-    this.opts.telemetry?.upstreamConnected(media);
-    if (!media) {
-      res.destroy();
-      return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
-    }
+    // What the body is, is told by its bytes (mpegts/sniff.ts), never by its Content-Type:
+    // good MPEG-TS labelled text/html plays, an HTML or playlist answer is not media.
+    const type = res.headers['content-type'];
+    if (typeof type === 'string') channel.sourceContentType = type;
+    let held: Buffer | null = Buffer.alloc(0); // the first bytes, until sniff() decides
     // Every connection after the first joins at a PAT with its discontinuity flagged.
     const splice = this.connections++ > 0 ? new SpliceFilter() : null;
     if (splice) channel.restartInput();
@@ -332,16 +331,23 @@ export class HttpSource {
           }
         }, bitrate.checkIntervalMs)
         : null;
-      res.on('data', (chunk: Buffer) => {
+      res.on('data', (data: Buffer) => {
         if (settled) return;
         lastAt = Date.now();
-        windowBytes += chunk.length;
-        if (firstAt === 0) {
-          firstAt = lastAt;
-          if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
-        }
+        windowBytes += data.length;
+        if (firstAt === 0) firstAt = lastAt;
         timer.refresh();
-        this.bytesIn += chunk.length;
+        this.bytesIn += data.length;
+        let chunk = data;
+        if (held) {
+          held = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+          const found = sniff(held);
+          if (found.kind === 'need_more') return;
+          this.opts.telemetry?.upstreamConnected(found.kind !== 'document');
+          if (found.kind === 'document') return finish('not_media', `upstream answered ${found.what}, not media`);
+          chunk = held;
+          held = null;
+        }
         this.opts.onData?.(chunk);
         channel.write(splice ? splice.push(chunk) : chunk);
       });
@@ -351,10 +357,4 @@ export class HttpSource {
       ac.signal.addEventListener('abort', () => finish('manual', 'switched away'), { once: true });
     });
   }
-}
-
-/** A body that starts like a playlist or an HTML page is not a live TS. */
-function looksLikeText(chunk: Buffer): boolean {
-  const head = chunk.subarray(0, 16).toString('latin1').trimStart();
-  return head.startsWith('#EXTM3U') || head.startsWith('<');
 }
