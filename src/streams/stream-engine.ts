@@ -23,6 +23,7 @@ import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
 import { confineInput } from './transcode/input-confinement.js';
+import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
@@ -564,6 +565,7 @@ export class StreamEngine {
       chunkTimeoutMs: config.liveChunkTimeoutMs,
       exponentialBackoff: config.streamRetryExponentialBackoff,
       totalTimeoutMs: config.streamTotalTimeoutMs,
+      onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
       bitrate: config.bitrateMonitoring
         ? {
           minBytesPerSecond: config.minBitrateThreshold,

@@ -237,6 +237,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   }
 
   const stats = new Map<string, PathStats>();
+  let singleOpen = 0;
   const statsFor = (p: string): PathStats => {
     let s = stats.get(p);
     if (!s) {
@@ -268,6 +269,14 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     // A provider's error page with a 200 (a non-media answer).
     if (pathname === '/html.ts') {
       return sendText(res, 200, '<!DOCTYPE html><html><body>Subscription expired</body></html>\n', { 'Content-Type': 'text/html; charset=utf-8' });
+    }
+    // A provider that allows one connection per account: a second one, to any channel under
+    // `/single/`, is refused with 458 (Xtream's "max connections") while the first is open.
+    if (pathname.startsWith('/single/')) {
+      if (singleOpen > 0) return sendText(res, 458, 'max connections reached\n');
+      singleOpen++;
+      res.once('close', () => singleOpen--);
+      return streamLive(req, res, live);
     }
     if (pathname === '/stall.ts') return serveStall(req, res);
     if (pathname === '/close-after' || pathname === '/close-after.ts') return serveCloseAfter(res, query, live);

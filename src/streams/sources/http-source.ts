@@ -20,6 +20,7 @@ import type { StreamTelemetry, UpstreamErrorReason } from '../stream-telemetry.j
 import { FailoverPlan, type FailoverInfo, type FailoverReason, type SourceState } from './failover-plan.js';
 import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
 import { sniff } from '../mpegts/sniff.js';
+import { isRefusal } from '../live/idle-sources.js';
 
 export type { FailoverInfo, FailoverReason, SourceState } from './failover-plan.js';
 
@@ -51,6 +52,11 @@ export interface HttpSourceOptions {
   /** Whether anyone still watches (after the walk is exhausted, keep trying while true). */
   hasViewers?: () => boolean;
   onFailover?: (info: FailoverInfo) => void;
+  /**
+   * The upstream refused (403, 429, 458, 503, …): stop this worker's idle sources to the same
+   * host; true when one was stopped (then the request is retried at once).
+   */
+  onRefused?: (url: string) => boolean;
   /** The source gave up: retries and failover exhausted. */
   onFailed?: (error: SourceError) => void;
   /** The reported figures changed (current URL, index, attempts, errors). */
@@ -83,6 +89,8 @@ interface Outcome {
   dataMs: number;
 }
 
+/** Time for a stopped source's connection to close at the provider before the retry. */
+const FREED_PAUSE_MS = 150;
 /** A data run this long that ends in a clean close is a rotation, not a failure. */
 const HEALTHY_RUN_MS = 2000;
 /** A data run this long earns the retry budget back. */
@@ -218,6 +226,12 @@ export class HttpSource {
       }
       this.plan.failed(outcome.statusCode);
       if (TELEMETRY_REASONS.has(outcome.reason)) this.opts.telemetry?.upstreamError(outcome.reason as UpstreamErrorReason);
+      // Refused while our own idle sources to the same provider linger: free them, retry now.
+      if (outcome.reason === 'http_error' && isRefusal(outcome.statusCode) && this.opts.onRefused?.(this.currentUrl)) {
+        logger.info('upstream refused; stopped idle sources to the same host, retrying', { stream_id: id, status: outcome.statusCode });
+        await sleep(FREED_PAUSE_MS, this.stopper.signal);
+        continue;
+      }
       if (outcome.dataMs >= STABLE_RUN_MS) {
         failures = 0;
         since = Date.now();
