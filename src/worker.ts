@@ -107,7 +107,8 @@ export function buildWorker(deps: WorkerDeps) {
     if (signerFor?.secret !== s) signerFor = { secret: s, signer: new UrlSigner(s, config.signedUrlTtlMs) };
     return signerFor.signer;
   };
-  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
+  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config));
+  void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator, hls });
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));

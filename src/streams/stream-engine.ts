@@ -22,6 +22,8 @@ import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
+import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
 import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
@@ -550,11 +552,21 @@ export class StreamEngine {
       return new FfmpegSource({
         ...common,
         ffmpegPath: config.ffmpegPath,
-        argvFor: (d, inputUrl) => this.transcodeArgv(d, inputUrl),
+        // With a resolver, FFmpeg opens the media URL it prints for the primary (run when the
+        // source starts); failover inputs are opened as they are.
+        argvFor: (d, inputUrl, signal) => d.resolver && inputUrl === d.url
+          ? resolveMediaUrl(d, this.resolverEnv, signal).then((media) => this.transcodeArgv(d, media))
+          : this.transcodeArgv(d, inputUrl),
         streamId: def.id,
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
         live: kindFromUrl(def.url) !== 'vod',
+        onPid: (pid, running) => this.trackPid(pid, running),
+      });
+    }
+    if (def.resolver) {
+      return new ResolverSource({
+        def, channel, logger, env: this.resolverEnv, killAfterMs: FFMPEG_KILL_AFTER_MS,
         onPid: (pid, running) => this.trackPid(pid, running),
       });
     }
@@ -594,11 +606,19 @@ export class StreamEngine {
   private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
-      inputUrl,
+      ...(inputUrl ? { inputUrl } : {}),
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
     return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
+  }
+
+  private get resolverEnv(): ResolverEnv {
+    const { config } = this.deps;
+    return {
+      streamlinkPath: config.streamlinkPath, ytdlpPath: config.ytdlpPath,
+      defaultUserAgent: config.defaultUserAgent, timeoutMs: config.resolverTimeoutMs,
+    };
   }
 
   private get pooling(): boolean {

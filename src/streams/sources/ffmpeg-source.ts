@@ -1,5 +1,6 @@
 // The owner side of a transcode: one FFmpeg process whose MPEG-TS stdout feeds the Channel.
-// It knows nothing of leases or requests; the session starts and stops it.
+// It knows nothing of leases or requests; the session starts and stops it. With a stream
+// resolver, the argv is known only once the resolver has printed the media URL.
 //
 // A live input that is lost (FFmpeg exits on its own: the provider closed, stalled, errored)
 // does not end the stream: FFmpeg is started again under the same pool key and channel, first
@@ -8,7 +9,7 @@
 // connection and get null packets meanwhile; the new FFmpeg's output joins at its first PAT
 // with its discontinuity flagged. A VOD input may end: then the stream ends.
 import { FfmpegProcess, type FfmpegExit } from '../../ffmpeg/ffmpeg-process.js';
-import type { FfmpegProgress } from '../../ffmpeg/progress-parser.js';
+import { emptyProgress, type FfmpegProgress } from '../../ffmpeg/progress-parser.js';
 import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
 import type { OwnedSource } from '../live/live-session.js';
@@ -20,8 +21,11 @@ import { SourceError } from './http-source.js';
 
 export interface FfmpegSourceOptions {
   ffmpegPath: string;
-  /** The argv FFmpeg runs for an input URL (the definition's URL or a failover one). */
-  argvFor: (def: StreamDefinition, inputUrl: string) => string[];
+  /**
+   * The argv FFmpeg runs for an input URL (the definition's URL or a failover one), or a step
+   * that finds it (a resolver run, aborted by `signal` when the source stops).
+   */
+  argvFor: (def: StreamDefinition, inputUrl: string, signal: AbortSignal) => string[] | Promise<string[]>;
   def: StreamDefinition;
   channel: Channel;
   logger: Logger;
@@ -63,6 +67,7 @@ export class FfmpegSource implements OwnedSource {
   private restartDelay = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private trigger: { reason: FailoverReason; done: (switched: boolean) => void } | null = null;
+  private readonly preparing = new AbortController();
   /** Bytes of FFmpeg's output (the channel's input), over every run. */
   bytesIn = 0;
 
@@ -77,7 +82,7 @@ export class FfmpegSource implements OwnedSource {
   }
 
   get progress(): FfmpegProgress {
-    return this.proc?.progress ?? ({} as FfmpegProgress);
+    return this.proc?.progress ?? emptyProgress();
   }
 
   /** FFmpeg processes started so far (1 + restarts). */
@@ -92,6 +97,7 @@ export class FfmpegSource implements OwnedSource {
 
   stop(): void {
     this.stopped = true;
+    this.preparing.abort();
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.trigger?.done(false);
     this.trigger = null;
@@ -118,6 +124,27 @@ export class FfmpegSource implements OwnedSource {
 
   private spawn(): void {
     if (this.stopped) return;
+    let argv: string[] | Promise<string[]>;
+    try {
+      argv = this.opts.argvFor(this.plan.definition, this.plan.currentUrl, this.preparing.signal);
+    } catch (err) {
+      argv = Promise.reject(err);
+    }
+    if (Array.isArray(argv)) return this.run(argv);
+    argv.then(
+      (resolved) => this.run(resolved),
+      (err: unknown) => {
+        if (this.stopped) return;
+        const error = err instanceof Error ? err : new Error(String(err));
+        // A resolver that finds nothing: the next input if there is one, else the end.
+        if (this.plan.hasAlternatives) void this.afterExit(error, 0, false);
+        else this.fail(error, 'ffmpeg_input_error');
+      },
+    );
+  }
+
+  private run(args: string[]): void {
+    if (this.stopped) return;
     const { opts } = this;
     let firstOutputAt = 0;
     let lastOutputAt = 0;
@@ -125,7 +152,7 @@ export class FfmpegSource implements OwnedSource {
     if (splice) opts.channel.restartInput();
     const proc: FfmpegProcess = new FfmpegProcess({
       ffmpegPath: opts.ffmpegPath,
-      args: opts.argvFor(this.plan.definition, this.plan.currentUrl),
+      args,
       logger: opts.logger,
       logMeta: { stream_id: opts.streamId, source: opts.sourceKey },
       killAfterMs: opts.killAfterMs,
