@@ -22,6 +22,7 @@ import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import type { ProgramInfo } from './mpegts/media-info.js';
 import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
 import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
@@ -86,6 +87,9 @@ export interface StreamRuntime {
   isOwner: boolean;
   sourcePid: number | null;
   transcode: TranscodeRuntime | null;
+  /** The programme of this worker's channel for the stream, and its average input rate. */
+  program: ProgramInfo | null;
+  channelKbps: number | null;
 }
 
 interface StreamTotals {
@@ -96,6 +100,8 @@ interface StreamTotals {
 const FFMPEG_KILL_AFTER_MS = 3000;
 /** How often sessions are checked against the stream registry (missed deletion events). */
 const RECONCILE_MS = 5000;
+/** How long an adopted session waits for the old worker's relay before it idles. */
+const ADOPT_WAIT_MS = 10_000;
 /** Client records are refreshed (bytes served, TTL) at most this often. */
 const CLIENT_REFRESH_MIN_MS = 120_000;
 
@@ -130,6 +136,8 @@ export class StreamEngine {
   private readonly unsubscribe: () => void;
   private readonly failovers: FailoverControl;
   private closing = false;
+  /** Rolling restart, old side: sessions never take a lease again. */
+  private handingOver = false;
   private readonly telemetry: StreamTelemetry;
   /** Refuses new viewers while this worker is not keeping up with those it has. */
   readonly admission: Admission;
@@ -439,6 +447,28 @@ export class StreamEngine {
     if (def) for (const s of sessions) s.updateDefinition(def);
   }
 
+  /** Rolling restart: the sessions whose source this worker owns (key and definition). */
+  ownedSessions(): Array<{ key: string; def: StreamDefinition }> {
+    return [...this.sessions.values()].filter((s) => s.isOwner).map((s) => ({ key: s.key, def: s.definition }));
+  }
+
+  /** Rolling restart, old side: every session gives its source up and relays from now on. */
+  handOver(): void {
+    this.handingOver = true;
+    for (const s of this.sessions.values()) s.handOver();
+  }
+
+  /**
+   * Rolling restart, new side: a session for a source the old worker gives up. It takes the
+   * lease once released; the old worker's relay to it is its interest (else it idles).
+   */
+  adopt(def: StreamDefinition, key: string): void {
+    if (this.closing || this.sessions.has(key)) return;
+    const session = this.createSession(def, key);
+    this.sessions.set(key, session);
+    session.idleUnlessWatched(ADOPT_WAIT_MS);
+  }
+
   /** Sources this worker owns now. */
   ownedSources(): OwnedSourceInfo[] {
     const out: OwnedSourceInfo[] = [];
@@ -473,6 +503,8 @@ export class StreamEngine {
       isOwner: owned !== undefined,
       sourcePid: owned?.sourcePid ?? null,
       transcode: transcodeRuntime(owned?.ownedSource ?? null),
+      program: session?.channel.program ?? null,
+      channelKbps: session ? channelKbps(session) : null,
     };
   }
 
@@ -513,7 +545,7 @@ export class StreamEngine {
   private createSession(def: StreamDefinition, key: string): LiveSession {
     const { config, coordinator, logger, workerId } = this.deps;
     const individual = def.kind === 'transcode' && !this.pooling;
-    return new LiveSession({
+    const session = new LiveSession({
       def, key, coordinator, logger, workerId,
       createSource: (channel, session) => this.createSource(def, key, channel, session),
       connectTimeoutMs: config.connectionTimeoutMs,
@@ -533,6 +565,8 @@ export class StreamEngine {
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
       onLeaseEvent: (event) => this.telemetry.lease(event),
     });
+    if (this.handingOver) session.handOver();
+    return session;
   }
 
   private createSource(def: StreamDefinition, key: string, channel: Channel, session: LiveSession): OwnedSource {
@@ -755,6 +789,12 @@ export class StreamEngine {
 function splitKey(key: string): [string, number] {
   const i = key.lastIndexOf(':');
   return [key.slice(0, i), Number(key.slice(i + 1)) || 1];
+}
+
+/** Average kbit/s into the session's channel since it started (null before any byte). */
+function channelKbps(session: LiveSession): number | null {
+  const seconds = (Date.now() - session.startedAt.getTime()) / 1000;
+  return session.channel.bytesIn > 0 && seconds > 0 ? (session.channel.bytesIn * 8) / 1000 / seconds : null;
 }
 
 function transcodeRuntime(source: OwnedSource | null): TranscodeRuntime | null {
