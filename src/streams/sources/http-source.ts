@@ -7,6 +7,7 @@ import type { Channel } from '../live/channel.js';
 import type { StreamDefinition } from '../stream-definition.js';
 import type { StreamTelemetry } from '../stream-telemetry.js';
 import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
+import { sniff } from '../mpegts/sniff.js';
 
 export type FailoverReason =
   | 'connect_error'
@@ -223,13 +224,11 @@ export class HttpSource {
       }
       return fail('connect_error', String(err));
     }
-    const type = String(res.headers['content-type'] ?? '').toLowerCase();
-    const media = !/text\/html|mpegurl/.test(type);
-    this.opts.telemetry?.upstreamConnected(media);
-    if (!media) {
-      res.destroy();
-      return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
-    }
+    // What the body is, is told by its bytes (mpegts/sniff.ts), never by its Content-Type:
+    // good MPEG-TS labelled text/html plays, an HTML or playlist answer is not media.
+    const type = res.headers['content-type'];
+    if (typeof type === 'string') channel.sourceContentType = type;
+    let held: Buffer | null = Buffer.alloc(0); // the first bytes, until sniff() decides
     return new Promise<Outcome>((resolve) => {
       let firstAt = 0;
       let settled = false;
@@ -246,12 +245,18 @@ export class HttpSource {
         chunkTimeoutMs,
       );
       res.on('data', (chunk: Buffer) => {
-        if (firstAt === 0) {
-          firstAt = Date.now();
-          if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
-        }
+        if (firstAt === 0) firstAt = Date.now();
         timer.refresh();
         this.bytesIn += chunk.length;
+        if (held) {
+          held = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+          const found = sniff(held);
+          if (found.kind === 'need_more') return;
+          this.opts.telemetry?.upstreamConnected(found.kind !== 'document');
+          if (found.kind === 'document') return finish('not_media', `upstream answered ${found.what}, not media`);
+          chunk = held;
+          held = null;
+        }
         channel.write(chunk);
       });
       res.once('end', () => finish('silent_close', 'upstream closed the stream'));
@@ -259,10 +264,4 @@ export class HttpSource {
       res.once('close', () => finish(ac.signal.aborted ? 'manual' : 'connect_error', 'upstream connection lost'));
     });
   }
-}
-
-/** A body that starts like a playlist or an HTML page is not a live TS. */
-function looksLikeText(chunk: Buffer): boolean {
-  const head = chunk.subarray(0, 16).toString('latin1').trimStart();
-  return head.startsWith('#EXTM3U') || head.startsWith('<');
 }
