@@ -6,11 +6,13 @@ import { performance } from 'node:perf_hooks';
 import type { NextFunction, Request, Response } from 'express';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Coordinator } from '../coordination/coordinator.js';
+import type { BroadcastMetricsHooks } from '../streams/broadcast/broadcast-manager.js';
 import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamTelemetry } from '../streams/stream-telemetry.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { registryJson, type MetricsJson } from './aggregate.js';
 import {
+  BROADCAST_CALLBACK_EVENTS, BROADCAST_CALLBACK_RESULTS,
   FAILOVER_REASONS, FFMPEG_EXIT_REASONS, START_KINDS, STREAM_STATES, STREAMING_ROUTES, UPSTREAM_ERROR_REASONS,
   VIEWER_END_REASONS, WORKER_METRICS as M,
 } from './definitions.js';
@@ -20,6 +22,8 @@ export interface WorkerMetricsParts {
   engine: StreamEngine;
   transcoder: Transcoder;
   coordinator: Coordinator;
+  /** HLS sessions (viewers poll; no bytes per chunk here): viewers and owner/relay state. */
+  hls?: { allSessions(): Iterable<{ id: string; key: string; viewers: { size: number }; isOwner: boolean }> };
 }
 
 const PING_TIMEOUT_MS = 1000;
@@ -33,6 +37,8 @@ interface StreamFigures {
   reconnects: number;
   owner: boolean;
   relay: boolean;
+  /** Fed as MPEG-TS (live channel): the byte and packet series apply. */
+  ts: boolean;
 }
 
 /** `{pool_key}:{slot}` → the slot. */
@@ -72,6 +78,9 @@ function createMetrics(r: Registry) {
     httpRequests: counter(M.httpRequests, r),
     httpRequestDuration: histogram(M.httpRequestDuration, r),
     coordinatorUp: gauge(M.coordinatorUp, r),
+    broadcastsRunning: gauge(M.broadcastsRunning, r),
+    broadcastSegments: counter(M.broadcastSegments, r),
+    broadcastCallbacks: counter(M.broadcastCallbacks, r),
   };
 }
 
@@ -101,6 +110,14 @@ export class WorkerMetrics {
     m.leaseLosses.inc(0);
     for (const start of START_KINDS) m.timeToFirstByte.zero({ start });
     m.renderTaskDuration.zero({});
+    m.broadcastsRunning.set({ worker: opts.worker }, 0);
+    m.broadcastSegments.inc(0);
+    for (const event of BROADCAST_CALLBACK_EVENTS) zeroes(m.broadcastCallbacks, 'result', BROADCAST_CALLBACK_RESULTS, { event });
+    this.broadcastHooks = {
+      running: (delta) => m.broadcastsRunning.inc({ worker: opts.worker }, delta),
+      segmentWritten: () => m.broadcastSegments.inc(),
+      callback: (event, result) => m.broadcastCallbacks.inc({ event, result }),
+    };
 
     this.telemetry = {
       viewerJoined: () => m.viewerJoins.inc(),
@@ -120,6 +137,9 @@ export class WorkerMetrics {
     };
     this.httpMiddleware = this.makeHttpMiddleware(opts.rootPath);
   }
+
+  /** Counters the broadcast manager feeds (runs, segments, callbacks). */
+  readonly broadcastHooks: BroadcastMetricsHooks;
 
   /** Counts every request by route template, method and status; times all but byte streams. */
   readonly httpMiddleware: (req: Request, res: Response, next: NextFunction) => void;
@@ -169,7 +189,7 @@ export class WorkerMetrics {
     const figures = (id: string): StreamFigures => {
       let f = streams.get(id);
       if (!f) {
-        f = { viewers: 0, egress: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false };
+        f = { viewers: 0, egress: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false, ts: false };
         streams.set(id, f);
       }
       return f;
@@ -180,6 +200,7 @@ export class WorkerMetrics {
 
     for (const s of engine.liveSessions()) {
       const f = figures(s.id);
+      f.ts = true;
       f.viewers += s.viewers.size;
       f.egress += s.bytesServed;
       m.sourceViewers.inc({ stream_id: s.id, slot: slotOf(s.key) }, s.viewers.size);
@@ -193,11 +214,19 @@ export class WorkerMetrics {
         f.relay = true;
       }
     }
+    for (const h of parts.hls?.allSessions() ?? []) {
+      const f = figures(h.id);
+      f.viewers += h.viewers.size;
+      m.sourceViewers.inc({ stream_id: h.id, slot: slotOf(h.key) }, h.viewers.size);
+      if (h.isOwner) f.owner = true;
+      else f.relay = true; // reads through the owner
+    }
     const states: Record<(typeof STREAM_STATES)[number], number> = { owner: 0, relay: 0, starting: 0, vod: 0 };
     for (const [id, f] of streams) {
       states[f.owner ? 'owner' : f.relay ? 'relay' : 'starting']++;
       const stream_id = { stream_id: id };
       m.streamViewers.set(stream_id, f.viewers);
+      if (!f.ts) continue;
       m.streamEgressBytes.inc(stream_id, f.egress);
       if (!f.owner) continue;
       m.streamUpstreamBytes.inc(stream_id, f.upstream);
