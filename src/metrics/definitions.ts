@@ -68,6 +68,9 @@ export const WORKER_METRICS = {
   httpRequests: def('counter', 'http_requests_total', 'HTTP requests by route template, method and status (byte-stream routes included)', ['route', 'method', 'status']),
   httpRequestDuration: def('histogram', 'http_request_duration_seconds', 'Time to answer an API request (byte-stream routes are counted, not timed)', ['route', 'method'],
     [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]),
+  webhookDeliveries: def('counter', 'webhook_deliveries_total', 'Webhook deliveries by result: delivered (2xx/3xx), failed (every retry failed), dropped (queue full or shutting down)', ['result']),
+  webhookRetries: def('counter', 'webhook_retries_total', 'Webhook POSTs retried'),
+  webhookQueue: def('gauge', 'webhook_queue_deliveries', 'Webhook deliveries waiting (queued) or being sent (in_flight)', ['state']),
   coordinatorUp: def('gauge', 'coordinator_up', '1 when the coordinator answered a ping during this scrape, else 0', ['worker', 'backend']),
 } as const;
 
