@@ -107,7 +107,8 @@ export function buildWorker(deps: WorkerDeps) {
     if (signerFor?.secret !== s) signerFor = { secret: s, signer: new UrlSigner(s, config.signedUrlTtlMs) };
     return signerFor.signer;
   };
-  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
+  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config));
+  void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator, hls, webhooks: dispatcher });
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
@@ -116,6 +117,7 @@ export function buildWorker(deps: WorkerDeps) {
     config, logger,
     render: (input) => transcoder.renderBroadcast(input),
     onPids: report('broadcasts'),
+    metrics: metrics.broadcastHooks,
     isRegistered: async (id) => (broadcasts ? broadcasts.isRegistered(id) : false),
   });
   void broadcastManager.init();

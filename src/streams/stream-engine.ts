@@ -20,7 +20,10 @@ import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
+import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
+import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
@@ -513,13 +516,22 @@ export class StreamEngine {
     if (def.transcode) {
       return new FfmpegSource({
         ffmpegPath: config.ffmpegPath,
-        argv: this.transcodeArgv(def),
+        // With a resolver, FFmpeg opens the media URL it prints (run when the source starts).
+        argv: def.resolver
+          ? async (signal) => this.transcodeArgv(def, await resolveMediaUrl(def, this.resolverEnv, signal))
+          : this.transcodeArgv(def),
         channel, logger,
         streamId: def.id,
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
         onPid: (pid, running) => this.trackPid(pid, running),
         telemetry: this.telemetry,
+      });
+    }
+    if (def.resolver) {
+      return new ResolverSource({
+        def, channel, logger, env: this.resolverEnv, killAfterMs: FFMPEG_KILL_AFTER_MS,
+        onPid: (pid, running) => this.trackPid(pid, running),
       });
     }
     return new HttpSource({
@@ -533,6 +545,7 @@ export class StreamEngine {
       totalTimeoutMs: config.streamTotalTimeoutMs,
       maxFailoverAttempts: config.maxFailoverAttempts,
       onFailover: (info) => void this.publishFailover(def, info),
+      onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
       telemetry: this.telemetry,
       onFailed: (error) => this.publishFailed(def, error),
     });
@@ -552,13 +565,22 @@ export class StreamEngine {
   }
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
-  private transcodeArgv(def: StreamDefinition): string[] {
+  private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
+      ...(inputUrl ? { inputUrl } : {}),
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
     return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
+  }
+
+  private get resolverEnv(): ResolverEnv {
+    const { config } = this.deps;
+    return {
+      streamlinkPath: config.streamlinkPath, ytdlpPath: config.ytdlpPath,
+      defaultUserAgent: config.defaultUserAgent, timeoutMs: config.resolverTimeoutMs,
+    };
   }
 
   private get pooling(): boolean {

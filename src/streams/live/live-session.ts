@@ -162,6 +162,11 @@ export class LiveSession implements ChannelReader {
     return this.source !== null;
   }
 
+  /** Owned or relayed, with nobody watching: waiting out its grace period. */
+  get isIdle(): boolean {
+    return !this.closed && this.grace !== null && this.interest === 0;
+  }
+
   get isRelaying(): boolean {
     return this.relay !== null;
   }
