@@ -80,6 +80,7 @@ export function buildWorker(deps: WorkerDeps) {
     config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
     resolveRelay: (holder) => engine.resolveRelay(holder),
   });
+  engine.hlsTsSource = (def, channel) => hls.tsSource(def, channel);
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger });

@@ -415,8 +415,12 @@ export class StreamEngine {
     });
   }
 
+  /** Set by the worker: how an HLS source becomes a TS source (src/streams/hls/). */
+  hlsTsSource: ((def: StreamDefinition, channel: Channel) => OwnedSource) | null = null;
+
   private createSource(def: StreamDefinition, key: string, channel: Channel): OwnedSource {
     const { config, logger } = this.deps;
+    if (def.kind === 'hls' && this.hlsTsSource) return this.hlsTsSource(def, channel);
     if (def.transcode) {
       return new FfmpegSource({
         ffmpegPath: config.ffmpegPath,
@@ -439,6 +443,8 @@ export class StreamEngine {
       totalTimeoutMs: config.streamTotalTimeoutMs,
       maxFailoverAttempts: config.maxFailoverAttempts,
       onFailover: (info) => void this.publishFailover(def, info),
+      // An extensionless URL that answers a playlist is played as HLS (API.md §3.1).
+      onPlaylist: this.hlsTsSource ? () => this.hlsTsSource!({ ...def, kind: 'hls' }, channel) : undefined,
       onFailed: (error) => this.publishFailed(def, error),
     });
   }

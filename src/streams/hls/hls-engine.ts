@@ -17,6 +17,9 @@ import { FILES_ROUTE, fileFromOwner, ManagedOutputs, SAFE_NAME } from './managed
 import { askOwner, readBody } from './owner-request.js';
 import { rewritePlaylist } from './playlist-rewrite.js';
 import { SharedFetcher, type FetchedPlaylist } from './shared-fetcher.js';
+import { HlsTsSource } from './hls-ts-source.js';
+import type { Channel } from '../live/channel.js';
+import { openUpstream } from '../sources/upstream.js';
 
 /** How the HTTP layer writes proxy URIs into playlists (signed, with ROOT_PATH and client_id). */
 export interface HlsLinks {
@@ -176,6 +179,38 @@ export class HlsEngine {
     session.touchRemote(String(req.headers[RELAY_FROM_HEADER] ?? 'unknown'));
     await session.hold(() => this.outputs.serve(key, name, res, name.endsWith('.m3u8') ? this.deps.config.hlsWaitTimeMs : 0));
     return true;
+  }
+
+  /** An HLS source read as one MPEG-TS (for /stream/{id}); fetches go through the owner. */
+  tsSource(def: StreamDefinition, channel: Channel): HlsTsSource {
+    const { config, logger, workerId } = this.deps;
+    const reader = `ts:${workerId}`;
+    return new HlsTsSource({
+      def, channel, logger, reader,
+      playlist: (url) => this.playlistFor(def, reader, url),
+      resource: (url) => this.resourceFor(def, reader, url),
+      retryAttempts: config.streamRetryAttempts,
+      retryDelayMs: config.streamRetryDelayMs,
+    });
+  }
+
+  /** Whether the stream's URL answers a playlist (its content type or `#EXTM3U`); one GET, cut short. */
+  async probePlaylist(def: StreamDefinition): Promise<boolean> {
+    const { config } = this.deps;
+    const ac = new AbortController();
+    try {
+      const { res } = await openUpstream({
+        url: def.url, signal: ac.signal, timeoutMs: config.connectionTimeoutMs,
+        headers: { 'User-Agent': def.userAgent ?? config.defaultUserAgent, ...def.headers },
+      });
+      if (/mpegurl/i.test(String(res.headers['content-type'] ?? ''))) return true;
+      for await (const chunk of res as AsyncIterable<Buffer>) return chunk.subarray(0, 32).toString('latin1').trimStart().startsWith('#EXTM3U');
+      return false;
+    } catch {
+      return false;
+    } finally {
+      ac.abort();
+    }
   }
 
   /** Who owns what here, for /stats/pooled and the heartbeat. */

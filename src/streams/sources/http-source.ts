@@ -29,6 +29,12 @@ export interface HttpSourceOptions {
   /** 0 = the length of the failover list. */
   maxFailoverAttempts: number;
   onFailover?: (info: FailoverInfo) => void;
+  /**
+   * The primary URL answered an HLS playlist (its content type or `#EXTM3U`): this source
+   * stops and starts the source this returns instead (the HLS reader, feeding the same
+   * channel), as API.md §3.1 asks. Unset: a playlist is `not_media`.
+   */
+  onPlaylist?: () => { start(): void; stop(): void };
   /** The source gave up: retries and failover exhausted. */
   onFailed?: (error: SourceError) => void;
 }
@@ -85,6 +91,7 @@ export class HttpSource {
   private readonly stopper = new AbortController();
   private current: AbortController | null = null;
   private pendingManual = false;
+  private replacement: { start(): void; stop(): void } | null = null;
   /** An upstream GET has no process of its own. */
   readonly pid = null;
 
@@ -109,6 +116,7 @@ export class HttpSource {
   stop(): void {
     this.stopper.abort();
     this.current?.abort();
+    this.replacement?.stop();
   }
 
   /** Whether another source is left to switch to. */
@@ -216,6 +224,15 @@ export class HttpSource {
       return fail('connect_error', String(err));
     }
     const type = String(res.headers['content-type'] ?? '').toLowerCase();
+    const playlist = (): Outcome => {
+      res.destroy();
+      this.stop();
+      // The HLS reader feeds the same channel from now on; stop() stops it too.
+      this.replacement = this.opts.onPlaylist!();
+      this.replacement.start();
+      return fail('not_media', 'upstream answered an HLS playlist');
+    };
+    if (this.opts.onPlaylist && this.failoverIndex < 0 && type.includes('mpegurl')) return playlist();
     if (/text\/html|mpegurl/.test(type)) {
       res.destroy();
       return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
@@ -238,6 +255,10 @@ export class HttpSource {
       res.on('data', (chunk: Buffer) => {
         if (firstAt === 0) {
           firstAt = Date.now();
+          if (this.opts.onPlaylist && this.failoverIndex < 0 && chunk.subarray(0, 16).toString('latin1').trimStart().startsWith('#EXTM3U')) {
+            finish('not_media', 'upstream answered an HLS playlist');
+            return void playlist();
+          }
           if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
         }
         timer.refresh();
