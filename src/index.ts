@@ -4,8 +4,9 @@ import cluster from 'node:cluster';
 import { exitOnConfigError, loadConfig, type Config } from './config.js';
 import { createCoordinator } from './coordination/create-coordinator.js';
 import { createLogger } from './logger.js';
+import { answerCollects, scrapeThroughPrimary } from './metrics/cluster-scrape.js';
 import { Primary } from './primary/primary.js';
-import { startWorker } from './worker.js';
+import { startWorker, type RunningWorker } from './worker.js';
 
 let config: Config;
 try {
@@ -27,7 +28,13 @@ if (cluster.isPrimary) {
   const workerId = `${config.workerId}-${index}`;
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId });
   const coordinator = createCoordinator(config, logger, 'worker');
-  const worker = await startWorker({ config, logger, coordinator, workerId, index, expectedWorkers: config.workers });
+  // Answered from the start (empty until the worker is up), so no scrape waits on a starting worker.
+  let running: RunningWorker | null = null;
+  answerCollects(async () => (running ? running.metrics.json() : []));
+  const worker = await startWorker({
+    config, logger, coordinator, workerId, index, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
+  });
+  running = worker;
   process.send?.({ t: 'worker:ready', port: worker.port });
   let stopping = false;
   const stop = async (drainMs: number): Promise<void> => {

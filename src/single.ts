@@ -3,6 +3,8 @@
 import { exitOnConfigError, loadConfig, type Config } from './config.js';
 import { MemoryCoordinator } from './coordination/memory-coordinator.js';
 import { createLogger } from './logger.js';
+import { renderAggregate } from './metrics/aggregate.js';
+import { HostMetrics } from './metrics/host-metrics.js';
 import { startWorker } from './worker.js';
 
 let config: Config;
@@ -18,7 +20,14 @@ if (!config.apiToken) {
   logger.warn('API_TOKEN is not set: the management API is open to anyone who can reach this port');
 }
 const coordinator = new MemoryCoordinator();
-const worker = await startWorker({ config, logger, coordinator, workerId });
+// One process is the whole host: its metrics are this worker's plus the host's own.
+const host = new HostMetrics({
+  expectedWorkers: 1, runningWorkers: () => 1, restarts: () => [], coordinator, processMetrics: false,
+});
+const worker = await startWorker({
+  config, logger, coordinator, workerId,
+  scrapeMetrics: async (own) => renderAggregate([await host.json(), await own.json()]),
+});
 logger.info('primary ready', { port: worker.port, workers: 1, pid: process.pid });
 
 let stopping = false;

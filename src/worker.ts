@@ -11,6 +11,8 @@ import { createApp } from './http/app.js';
 import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
+import { renderAggregate } from './metrics/aggregate.js';
+import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { createRelayServer } from './streams/live/relay-server.js';
 import { StreamEvents } from './streams/events/stream-events.js';
 import { WebhookDispatcher } from './streams/events/webhook-dispatcher.js';
@@ -30,6 +32,11 @@ export interface WorkerDeps {
   expectedWorkers?: number;
   /** Set by startWorker: an early heartbeat when owned sources change. */
   onSourcesChanged?: () => Promise<void>;
+  /**
+   * The text `GET /metrics` answers, given this worker's metrics: in the cluster the primary
+   * gathers every worker's; by default this worker's alone.
+   */
+  scrapeMetrics?: (own: WorkerMetrics) => Promise<string>;
 }
 
 export interface RunningWorker {
@@ -37,6 +44,8 @@ export interface RunningWorker {
   relayServer: http.Server;
   engine: StreamEngine;
   app: ReturnType<typeof createApp>;
+  /** This worker's metrics (the cluster primary collects them over IPC). */
+  metrics: WorkerMetrics;
   port: number;
   relayAddress: string;
   heartbeat: Heartbeat;
@@ -72,9 +81,11 @@ export function buildWorker(deps: WorkerDeps) {
       void deps.onSourcesChanged?.();
     }, 50);
   };
+  const metrics = new WorkerMetrics({ worker: String(deps.index ?? 1), rootPath: config.rootPath });
+  const { telemetry } = metrics;
   const dispatcher = new WebhookDispatcher({ coordinator, logger });
   const events = new StreamEvents({ coordinator, logger, dispatcher });
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged });
+  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged, telemetry });
   const service = new StreamService({ config, coordinator, engine, events });
   const hls = new HlsEngine({
     config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
@@ -83,14 +94,17 @@ export function buildWorker(deps: WorkerDeps) {
   engine.hlsTsSource = (def, channel) => hls.tsSource(def, channel);
   const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
-  const transcoder = new Transcoder({ config, logger });
+  const transcoder = new Transcoder({ config, logger, telemetry });
+  metrics.attach({ engine, transcoder, coordinator });
+  const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   const app = createApp({
     config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
+    metrics: { httpMiddleware: metrics.httpMiddleware, scrape: () => scrape(metrics) },
   });
   return {
-    app, engine, hls, service, signer, relaySecret, dispatcher,
+    app, engine, hls, service, signer, relaySecret, dispatcher, metrics,
     closeParts: async () => {
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
       dispatcher.close();
@@ -115,7 +129,7 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, hls, relaySecret, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, metrics, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({ engine, extra: (req, res) => hls.handleRelay(req, res), secret: relaySecret, logger });
@@ -150,7 +164,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 
   return {
-    server, relayServer, engine, app, port, relayAddress, heartbeat,
+    server, relayServer, engine, app, metrics, port, relayAddress, heartbeat,
     async close(drainMs = 0) {
       server.close();
       await engine.drain(drainMs);

@@ -19,7 +19,11 @@ export interface LeaseKeeperOptions {
   /** A key used once (one viewer's own source): no fencing counter is left behind. */
   ephemeral?: boolean;
   onLost: () => void;
+  /** Counted by metrics: each acquisition attempt, renewal and loss. */
+  onEvent?: (event: LeaseEvent) => void;
 }
+
+export type LeaseEvent = 'acquired' | 'busy' | 'renewed' | 'lost';
 
 /** The part of the TTL a holder gives up to timer lateness and clock drift: 20 %, ≥ 50 ms. */
 export function leaseMarginMs(ttlMs: number): number {
@@ -53,6 +57,7 @@ export class LeaseKeeper {
     const { coordinator, key, holder, ttlMs } = this.opts;
     const sent = performance.now();
     const lease = await coordinator.acquireLease(key, holder, ttlMs, this.opts.ephemeral);
+    this.opts.onEvent?.(lease ? 'acquired' : 'busy');
     if (!lease) return false;
     this.current = lease;
     this.extend(sent);
@@ -80,6 +85,7 @@ export class LeaseKeeper {
     try {
       if (await coordinator.renewLease(lease, ttlMs)) {
         if (this.current === lease) this.extend(sent);
+        this.opts.onEvent?.('renewed');
         return;
       }
       // Gone (expired, or the store restarted): take it again if nobody else has.
@@ -115,6 +121,7 @@ export class LeaseKeeper {
     // A renewal still in flight may have kept it alive in the store: give it back, so the
     // next holder does not wait for the TTL (fails harmlessly while the store is unreachable).
     if (lease) void this.opts.coordinator.releaseLease(lease).catch(() => false);
+    this.opts.onEvent?.('lost');
     this.opts.onLost();
   }
 

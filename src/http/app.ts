@@ -12,6 +12,7 @@ import { errorHandler, notFound } from './error-handler.js';
 import type { HlsEngine } from '../streams/hls/hls-engine.js';
 import { hlsRoutes } from './routes/hls-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
+import { metricsRoutes } from './routes/metrics-routes.js';
 import { validateRequestValues } from './request-values.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
@@ -36,6 +37,11 @@ export interface AppDeps {
   transcoder: Transcoder;
   dispatcher: WebhookDispatcher;
   hls: HlsEngine;
+  /** `/metrics` and the request counters; absent: no /metrics route. */
+  metrics?: {
+    httpMiddleware: (req: Request, res: Response, next: NextFunction) => void;
+    scrape: () => Promise<string>;
+  };
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -76,9 +82,13 @@ export function createApp(deps: AppDeps): express.Express {
 
   const auth = requireToken(config.apiToken);
   const routes = Router();
+  if (deps.metrics) routes.use(deps.metrics.httpMiddleware);
   routes.use(commonHeaders(deps.workerId));
   routes.use(validateRequestValues);
   routes.use(requireJson, express.json({ limit: config.maxBodyBytes, strict: false }));
+  if (deps.metrics) {
+    routes.use(metricsRoutes({ apiToken: config.apiToken, metricsPublic: config.metricsPublic, scrape: deps.metrics.scrape }));
+  }
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(auth);

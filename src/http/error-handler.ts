@@ -5,6 +5,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { CoordinatorUnavailableError } from '../coordination/coordinator.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { redactDeep } from '../redact.js';
 
 interface BodyParserError {
   type?: string;
@@ -69,6 +70,7 @@ export function errorHandler(logger: Logger, bodyLimit: number) {
       return;
     }
     if (appError.headers) res.set(appError.headers);
-    res.status(appError.status).json(appError.toJSON());
+    // Details may quote an upstream's words (FFmpeg echoes its input URL): no credentials.
+    res.status(appError.status).json(redactDeep(appError.toJSON()));
   };
 }

@@ -7,6 +7,8 @@ import type { Coordinator } from '../coordination/coordinator.js';
 import { forgetWorker } from '../coordination/heartbeat.js';
 import { IpcHost } from '../coordination/ipc-host.js';
 import type { Logger } from '../logger.js';
+import { MetricsHub } from '../metrics/cluster-scrape.js';
+import { HostMetrics } from '../metrics/host-metrics.js';
 
 export interface PrimaryDeps {
   config: Config;
@@ -38,10 +40,20 @@ export class Primary {
   private stopping = false;
   private readyLogged = false;
   private readonly listening = new Set<number>();
+  /** Answers workers' `/metrics` with every worker's registry and the host's. */
+  private readonly metrics: MetricsHub;
   port = 0;
 
   constructor(private readonly deps: PrimaryDeps) {
     this.ipc = deps.coordinator.backend === 'redis' ? null : new IpcHost(deps.coordinator);
+    const host = new HostMetrics({
+      expectedWorkers: deps.config.workers,
+      runningWorkers: () => this.listening.size,
+      restarts: () => this.slots.map((s) => [String(s.index), s.restarts]),
+      coordinator: deps.coordinator,
+      processMetrics: true,
+    });
+    this.metrics = new MetricsHub(() => host.json());
   }
 
   start(): void {
@@ -79,6 +91,7 @@ export class Primary {
     slot.worker = worker;
     slot.startedAt = Date.now();
     this.ipc?.attach(worker);
+    this.metrics.attach(worker);
     worker.on('message', (msg: { t?: string; port?: number; pids?: number[] }) => {
       if (msg?.t === 'worker:ready' && typeof msg.port === 'number') this.onListening(slot, msg.port);
       if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) slot.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);

@@ -3,6 +3,7 @@
 // reports. Direct live streams have one source per stream; transcodes one FFmpeg per pool
 // key and slot (or one per viewer when pooling is off).
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../config.js';
 import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
 import { AppError } from '../errors.js';
@@ -16,6 +17,7 @@ import { Admission, LAG_MS, type LoadSample } from './live/admission.js';
 import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { md5, sha256, type StreamDefinition } from './stream-definition.js';
 import type { ViewerEndReason } from './live/viewer.js';
+import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
 import { confineInput } from './transcode/input-confinement.js';
@@ -41,6 +43,8 @@ export interface EngineDeps {
   onPids?: (pids: number[]) => void;
   /** The sources this worker owns changed. */
   onSourcesChanged?: () => void;
+  /** Where events are counted (metrics); nothing by default. */
+  telemetry?: StreamTelemetry;
 }
 
 export interface TranscodeRuntime {
@@ -101,6 +105,8 @@ export class StreamEngine {
   /** Claimed clients whose response started (the others are still waiting or failed). */
   private readonly attached = new Set<string>();
   private readonly vodBytes = new Map<string, number>();
+  /** Open VOD connections per stream id. */
+  private readonly vodOpen = new Map<string, number>();
   private readonly totals = new Map<string, StreamTotals>();
   private readonly ffmpegPids = new Set<number>();
   /** Definitions of the streams this worker has viewers of (for events after they leave). */
@@ -111,10 +117,12 @@ export class StreamEngine {
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
   private closing = false;
+  private readonly telemetry: StreamTelemetry;
   /** Refuses new viewers while this worker is not keeping up with those it has. */
   readonly admission: Admission;
 
   constructor(private readonly deps: EngineDeps) {
+    this.telemetry = deps.telemetry ?? NO_TELEMETRY;
     const { heartbeatIntervalMs } = deps.config;
     // Client records outlive a few missed refreshes, and vanish by TTL if this worker dies.
     // A dead worker's records are deleted by the primary or the sweep; the TTL is only the
@@ -204,9 +212,13 @@ export class StreamEngine {
 
   /**
    * Plays a live TS stream: resolves once the viewer is attached (or has gone), rejects with
-   * an AppError (502) when the source fails before its first byte.
+   * an AppError (502) when the source fails before its first byte. `requestedAt`
+   * (performance.now() when the request arrived) starts the time-to-first-byte clock.
    */
-  async playLive(def: StreamDefinition, clientId: string, who: ViewerIdentity, res: ServerResponse, extra: Record<string, string>): Promise<void> {
+  async playLive(
+    def: StreamDefinition, clientId: string, who: ViewerIdentity, res: ServerResponse, extra: Record<string, string>,
+    requestedAt = performance.now(),
+  ): Promise<void> {
     this.assertOpen();
     const key = def.kind === 'transcode' ? await this.transcodeKey(def, clientId) : `${def.id}:1`;
     let session = this.sessions.get(key);
@@ -214,7 +226,9 @@ export class StreamEngine {
       session = this.createSession(def, key);
       this.sessions.set(key, session);
     }
+    const warm = session.channel.hasData;
     const viewer = await session.addViewer(clientId, res, { ...LIVE_HEAD, ...extra });
+    if (viewer && viewer.bytesSent > 0) this.telemetry.firstByte(warm ? 'warm' : 'cold', (performance.now() - requestedAt) / 1000);
     if (viewer && !viewer.isDone) await this.clientConnected(def, clientId, who);
   }
 
@@ -232,13 +246,19 @@ export class StreamEngine {
         onStart: () => {
           if (method === 'GET') {
             connected = true;
+            this.vodOpen.set(def.id, (this.vodOpen.get(def.id) ?? 0) + 1);
             void this.clientConnected(def, clientId, who);
           }
         },
         onBytes: (n) => this.vodBytes.set(def.id, (this.vodBytes.get(def.id) ?? 0) + n),
       });
     } finally {
-      if (connected) await this.clientGone(def.id, clientId, 'closed');
+      if (connected) {
+        const open = (this.vodOpen.get(def.id) ?? 1) - 1;
+        if (open > 0) this.vodOpen.set(def.id, open);
+        else this.vodOpen.delete(def.id);
+        await this.clientGone(def.id, clientId, 'closed');
+      }
     }
   }
 
@@ -291,6 +311,21 @@ export class StreamEngine {
     const session = this.sessions.get(key);
     if (!session) return 'not_owner';
     return (await session.addRelayViewer(res)) === 'not_owner' ? 'not_owner' : 'served';
+  }
+
+  /** Every live session of this worker (metrics read their plain fields at scrape time). */
+  liveSessions(): IterableIterator<LiveSession> {
+    return this.sessions.values();
+  }
+
+  /** Open VOD connections and bytes served per stream id (metrics). */
+  vodFigures(): Array<{ streamId: string; viewers: number; bytesServed: number }> {
+    return [...this.vodOpen].map(([streamId, viewers]) => ({ streamId, viewers, bytesServed: this.vodBytes.get(streamId) ?? 0 }));
+  }
+
+  /** FFmpeg processes this worker runs. */
+  get ffmpegProcessCount(): number {
+    return this.ffmpegPids.size;
   }
 
   /** What the heartbeat reports. */
@@ -412,6 +447,7 @@ export class StreamEngine {
       onClosed: (s) => this.sessionClosed(s),
       onOwnership: () => this.deps.onSourcesChanged?.(),
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
+      onLeaseEvent: (event) => this.telemetry.lease(event),
     });
   }
 
@@ -430,6 +466,7 @@ export class StreamEngine {
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
         onPid: (pid, running) => this.trackPid(pid, running),
+        telemetry: this.telemetry,
       });
     }
     return new HttpSource({
@@ -445,6 +482,7 @@ export class StreamEngine {
       onFailover: (info) => void this.publishFailover(def, info),
       // An extensionless URL that answers a playlist is played as HLS (API.md §3.1).
       onPlaylist: this.hlsTsSource ? () => this.hlsTsSource!({ ...def, kind: 'hls' }, channel) : undefined,
+      telemetry: this.telemetry,
       onFailed: (error) => this.publishFailed(def, error),
     });
   }
@@ -531,6 +569,7 @@ export class StreamEngine {
 
   private async clientConnected(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
     this.attached.add(`${def.id}:${clientId}`);
+    this.telemetry.viewerJoined();
     const { events } = this.deps;
     await events.viewerStarted(def);
     events.emit('client_connected', def.id, {
@@ -551,6 +590,7 @@ export class StreamEngine {
     await this.coordinatorWrite(() => this.deps.coordinator.deleteClient(streamId, clientId));
     const { events } = this.deps;
     if (wasAttached) {
+      this.telemetry.viewerLeft(reason);
       events.emit('client_disconnected', streamId, {
         client_id: clientId, bytes_served: bytes, segments_served: 0, reason, metadata: def?.metadata ?? {},
       });
@@ -575,6 +615,7 @@ export class StreamEngine {
   }
 
   private async publishFailover(def: StreamDefinition, info: FailoverInfo): Promise<void> {
+    this.telemetry.failover(info.reason);
     const clients = await this.deps.coordinator.listClients(def.id).then((c) => c.length, () => this.runtime(def.id).clientCount);
     this.deps.events.emit('failover_triggered', def.id, {
       old_url: info.oldUrl, new_url: info.newUrl, failover_index: info.failoverIndex,

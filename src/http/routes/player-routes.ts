@@ -1,5 +1,6 @@
 // Player routes (API.md §4.1): public for existing ids; `?url=` creates a stream on the fly
 // only for a token holder or a signed URI, so the proxy is never an open proxy.
+import { performance } from 'node:perf_hooks';
 import { Router, type Request, type Response } from 'express';
 import type { HlsEngine } from '../../streams/hls/hls-engine.js';
 import { AppError, streamNotFound, validationError } from '../../errors.js';
@@ -25,6 +26,7 @@ export interface PlayerRoutesDeps {
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
   const r = Router();
   const play = async (req: Request, res: Response): Promise<void> => {
+    const requestedAt = performance.now(); // time to first byte counts from here
     let def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
     if (def.kind === 'hls' && isVodPath(def.url)) {
@@ -55,7 +57,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
     try {
       if (def.kind === 'vod') return await deps.engine.playVod(def, clientId, who, req, res, extra);
-      return await deps.engine.playLive(def, clientId, who, res, extra);
+      return await deps.engine.playLive(def, clientId, who, res, extra, requestedAt);
     } finally {
       await deps.engine.releaseClient(def.id, clientId);
     }

@@ -1,6 +1,7 @@
 // Transcodes (API.md §3.3): a profile or raw template rendered to an argv in the render
 // threads; FFmpeg starts with the first viewer, shared by pool key (or one per viewer).
 import { Router } from 'express';
+import { redactUrl } from '../../redact.js';
 import { z } from 'zod';
 import { transcodeStreamId, type TranscodeSpec } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
@@ -46,7 +47,8 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
       transcoding: 'true',
       profile: profileLabel,
       profile_variables: JSON.stringify(variables),
-      ffmpeg_args: JSON.stringify(rendered.argv),
+      // Not the URL field: the input URL's credentials stay out (src/redact.ts).
+      ffmpeg_args: JSON.stringify(rendered.argv.map(redactUrl)),
     };
     const id = transcodeStreamId(body.url, spec, isTemplate || Object.keys(variables).length > 0);
     const def = await deps.service.upsert(input, { id, spec });
@@ -64,7 +66,7 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
       format: rendered.outputFormat,
       profile: profileLabel,
       profile_variables: variables,
-      ffmpeg_args: rendered.argv,
+      ffmpeg_args: rendered.argv.map(redactUrl),
       message: 'Transcoded stream created successfully',
       metadata: def.metadata,
     });

@@ -73,6 +73,11 @@ export class Channel {
     return this.bytes;
   }
 
+  /** MPEG-TS continuity-counter errors in what was written (0 in raw mode). */
+  get ccErrors(): number {
+    return this.packetizer?.ccErrors ?? 0;
+  }
+
   get readerCount(): number {
     return this.readers.size;
   }

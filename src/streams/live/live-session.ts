@@ -3,7 +3,7 @@
 // The source starts with the first viewer and stops `grace` after the last one leaves.
 import type { ServerResponse } from 'node:http';
 import type { Coordinator } from '../../coordination/coordinator.js';
-import { LeaseKeeper } from '../../coordination/lease-keeper.js';
+import { LeaseKeeper, type LeaseEvent } from '../../coordination/lease-keeper.js';
 import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
@@ -23,6 +23,8 @@ export interface OwnedSource {
   stop(): void;
   /** The OS process of the source (FFmpeg), if it has one. */
   readonly pid: number | null;
+  /** Bytes the source delivered into the channel (metrics read it at scrape time). */
+  readonly bytesIn?: number;
 }
 
 export interface LiveSessionOptions {
@@ -51,9 +53,13 @@ export interface LiveSessionOptions {
   onOwnership?: () => void;
   /** A viewer left (for client records and events). */
   onViewerEnd: (clientId: string, viewer: Viewer, reason: ViewerEndReason) => void;
+  /** Lease acquisitions, renewals and losses (metrics). */
+  onLeaseEvent?: (event: LeaseEvent) => void;
 }
 
 const TICK_MS = 1000;
+/** Ticks in the input-rate window. */
+const BITRATE_TICKS = 5;
 const VIEWER_QUEUE_BUDGET = 256 * 1024;
 const KEEPALIVE_AFTER_MS = 1000;
 const RETRY_MIN_MS = 100;
@@ -90,6 +96,10 @@ export class LiveSession implements ChannelReader {
   private acquiring = false;
   /** Bytes of viewers that already left. */
   private bytesOfLeft = 0;
+  /** channel.bytesIn at each of the last ticks (the input-rate window). */
+  private readonly inSamples: number[] = [];
+  /** Bytes per second into the channel over the last BITRATE_TICKS ticks (metrics). */
+  inRate = 0;
   lastAccess = new Date();
 
   constructor(private readonly opts: LiveSessionOptions) {
@@ -102,6 +112,7 @@ export class LiveSession implements ChannelReader {
       ttlMs: opts.leaseTtlMs,
       ephemeral: opts.ephemeralLease ?? false,
       onLost: () => this.onLeaseLost(),
+      onEvent: opts.onLeaseEvent,
     });
     this.tick = setInterval(() => this.onTick(), TICK_MS);
     this.tick.unref();
@@ -381,6 +392,10 @@ export class LiveSession implements ChannelReader {
 
   private onTick(): void {
     const now = Date.now();
+    const samples = this.inSamples;
+    samples.push(this.channel.bytesIn);
+    if (samples.length > BITRATE_TICKS + 1) samples.shift();
+    if (samples.length > 1) this.inRate = ((samples[samples.length - 1]! - samples[0]!) * 1000) / ((samples.length - 1) * TICK_MS);
     const relay = this.relay;
     if (relay && !this.checkingRelay && now - relay.lastActivityAt >= RELAY_SILENCE_MS) void this.checkRelay(relay);
     if (this.channel.hasData && now - this.channel.lastDataAt >= KEEPALIVE_AFTER_MS) this.channel.keepAlive();

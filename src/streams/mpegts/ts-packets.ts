@@ -5,6 +5,7 @@
 
 export const TS_PACKET_SIZE = 188;
 export const TS_SYNC_BYTE = 0x47;
+const NULL_PID = 0x1fff;
 
 const VIDEO_STREAM_TYPES = new Set([0x01, 0x02, 0x10, 0x1b, 0x24, 0x42, 0xd1, 0xea]);
 const H264 = 0x1b;
@@ -48,6 +49,15 @@ export interface PacketMarks {
 export class TsInspector {
   private readonly pmtPids = new Set<number>();
   private readonly videoPids = new Map<number, number>(); // pid -> stream type
+  /** The last continuity counter seen per PID; -1 before the first packet. */
+  private readonly lastCc = new Int8Array(8192).fill(-1);
+  /**
+   * Continuity-counter errors (ISO/IEC 13818-1 §2.4.3.3): a payload packet whose counter is
+   * not the previous one + 1 on its PID, i.e. packets lost upstream. Not errors: a repeated
+   * counter (a duplicate packet), a packet flagged with discontinuity_indicator, packets
+   * without payload (their counter does not advance), null packets, packets marked corrupt.
+   */
+  ccErrors = 0;
 
   /** Inspects `count` aligned packets starting at `start`. */
   inspect(buf: Buffer, start: number, count: number): PacketMarks {
@@ -55,6 +65,7 @@ export class TsInspector {
     for (let i = 0; i < count; i++) {
       const off = start + i * TS_PACKET_SIZE;
       const pid = packetPid(buf, off);
+      this.checkContinuity(buf, off, pid);
       if (pid === 0) {
         if (payloadStart(buf, off)) {
           marks.pats.push(i);
@@ -68,6 +79,18 @@ export class TsInspector {
       }
     }
     return marks;
+  }
+
+  private checkContinuity(buf: Buffer, off: number, pid: number): void {
+    const flags = buf[off + 3]!;
+    // No payload (adaptation field only), a null packet, or transport_error_indicator set.
+    if ((flags & 0x10) === 0 || pid === NULL_PID || (buf[off + 1]! & 0x80) !== 0) return;
+    const cc = flags & 0x0f;
+    const last = this.lastCc[pid]!;
+    this.lastCc[pid] = cc;
+    if (last < 0 || cc === last || ((last + 1) & 0x0f) === cc) return;
+    const discontinuity = (flags & 0x20) !== 0 && buf[off + 4]! > 0 && (buf[off + 5]! & 0x80) !== 0;
+    if (!discontinuity) this.ccErrors++;
   }
 
   private section(buf: Buffer, off: number): { at: number; end: number } | null {
@@ -144,6 +167,11 @@ export class TsPacketizer {
   private readonly inspector = new TsInspector();
   /** Bytes thrown away while looking for sync. */
   droppedBytes = 0;
+
+  /** Continuity-counter errors so far (see TsInspector.ccErrors). */
+  get ccErrors(): number {
+    return this.inspector.ccErrors;
+  }
 
   push(input: Buffer): TsSegment[] {
     const out: TsSegment[] = [];

@@ -1,10 +1,11 @@
 // The owner side of a transcode: one FFmpeg process whose MPEG-TS stdout feeds the Channel.
 // It knows nothing of leases or requests; the session starts and stops it.
-import { FfmpegProcess } from '../../ffmpeg/ffmpeg-process.js';
+import { FfmpegProcess, type FfmpegExit } from '../../ffmpeg/ffmpeg-process.js';
 import type { FfmpegProgress } from '../../ffmpeg/progress-parser.js';
 import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
 import type { OwnedSource } from '../live/live-session.js';
+import type { FfmpegExitReason, StreamTelemetry } from '../stream-telemetry.js';
 
 export interface FfmpegSourceOptions {
   ffmpegPath: string;
@@ -15,11 +16,22 @@ export interface FfmpegSourceOptions {
   sourceKey: string;
   killAfterMs: number;
   onPid: (pid: number | null, running: boolean) => void;
+  /** Starts and exits are counted here (metrics). */
+  telemetry?: StreamTelemetry;
+}
+
+function exitReason(exit: FfmpegExit): FfmpegExitReason {
+  if (exit.stoppedByUs) return 'stopped';
+  if (exit.errorClass === 'input') return 'input_error';
+  if (exit.errorClass === 'output') return 'output_error';
+  return exit.code === 0 ? 'ended' : 'error';
 }
 
 export class FfmpegSource implements OwnedSource {
   private readonly proc: FfmpegProcess;
   private knownPid: number | null = null;
+  /** Bytes of FFmpeg's output (the channel's input). */
+  bytesIn = 0;
 
   constructor(private readonly opts: FfmpegSourceOptions) {
     this.proc = new FfmpegProcess({
@@ -28,9 +40,13 @@ export class FfmpegSource implements OwnedSource {
       logger: opts.logger,
       logMeta: { stream_id: opts.streamId, source: opts.sourceKey },
       killAfterMs: opts.killAfterMs,
-      onStdout: (chunk) => opts.channel.write(chunk),
+      onStdout: (chunk) => {
+        this.bytesIn += chunk.length;
+        opts.channel.write(chunk);
+      },
       onExit: (exit) => {
         opts.onPid(this.knownPid, false);
+        opts.telemetry?.ffmpegExited(exitReason(exit));
         if (exit.stoppedByUs) return;
         const why = exit.lastError ?? `ffmpeg exited with ${exit.code ?? exit.signal}`;
         opts.logger.warn('ffmpeg exited', { stream_id: opts.streamId, code: exit.code, signal: exit.signal, error_class: exit.errorClass, detail: why });
@@ -49,6 +65,7 @@ export class FfmpegSource implements OwnedSource {
 
   start(): void {
     this.proc.start();
+    this.opts.telemetry?.ffmpegStarted();
     this.knownPid = this.proc.pid;
     this.opts.onPid(this.knownPid, true);
   }

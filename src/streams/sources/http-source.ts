@@ -5,6 +5,7 @@ import type { Logger } from '../../logger.js';
 import { redactUrl } from '../../redact.js';
 import type { Channel } from '../live/channel.js';
 import type { StreamDefinition } from '../stream-definition.js';
+import type { StreamTelemetry } from '../stream-telemetry.js';
 import { openUpstream, UpstreamError } from './upstream.js';
 
 export type FailoverReason =
@@ -37,6 +38,8 @@ export interface HttpSourceOptions {
   onPlaylist?: () => { start(): void; stop(): void };
   /** The source gave up: retries and failover exhausted. */
   onFailed?: (error: SourceError) => void;
+  /** Connects and errors are counted here (metrics). */
+  telemetry?: StreamTelemetry;
 }
 
 export interface FailoverInfo {
@@ -87,6 +90,8 @@ export class HttpSource {
   failoverIndex = -1;
   failoverAttempts = 0;
   errorCount = 0;
+  /** Body bytes received from upstreams (all URLs, all connections). */
+  bytesIn = 0;
   lastFailoverTime: string | null = null;
   private readonly stopper = new AbortController();
   private current: AbortController | null = null;
@@ -149,6 +154,7 @@ export class HttpSource {
         continue;
       }
       this.errorCount++;
+      if (outcome.reason !== 'manual') this.opts.telemetry?.upstreamError(outcome.reason);
       if (outcome.healthy) {
         retries = 0;
         since = Date.now();
@@ -217,6 +223,7 @@ export class HttpSource {
         signal: ac.signal,
       }));
     } catch (err) {
+      this.opts.telemetry?.upstreamConnected(false);
       if (err instanceof UpstreamError) {
         const reason = err.kind === 'http_error' ? 'http_error' : 'connect_error';
         return fail(reason, err.message, err.statusCode);
@@ -233,7 +240,9 @@ export class HttpSource {
       return fail('not_media', 'upstream answered an HLS playlist');
     };
     if (this.opts.onPlaylist && this.failoverIndex < 0 && type.includes('mpegurl')) return playlist();
-    if (/text\/html|mpegurl/.test(type)) {
+    const media = !/text\/html|mpegurl/.test(type);
+    this.opts.telemetry?.upstreamConnected(media);
+    if (!media) {
       res.destroy();
       return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
     }
@@ -262,6 +271,7 @@ export class HttpSource {
           if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
         }
         timer.refresh();
+        this.bytesIn += chunk.length;
         channel.write(chunk);
       });
       res.once('end', () => finish('silent_close', 'upstream closed the stream'));

@@ -1,13 +1,15 @@
 // Hardware detection and the render pool behind one lazy front: started on the first
 // transcode (or /info), so a worker that never transcodes never spawns render threads.
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../../config.js';
 import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
 import type { Logger } from '../../logger.js';
 import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
 import { parseNameList } from '../../render/allow-list.js';
-import { RenderPool } from '../../render/render-pool.js';
+import { RenderPool, type RenderPoolStats } from '../../render/render-pool.js';
 import type { RenderResult } from '../../render/render-task.js';
+import type { StreamTelemetry } from '../stream-telemetry.js';
 
 export interface RenderInput {
   /** A profile name, or a raw template when it starts with `-`. */
@@ -18,8 +20,14 @@ export interface RenderInput {
 
 export class Transcoder {
   private started: Promise<{ hw: HwVariables; pool: RenderPool }> | null = null;
+  private pool: RenderPool | null = null;
 
-  constructor(private readonly deps: { config: Config; logger: Logger }) {}
+  constructor(private readonly deps: { config: Config; logger: Logger; telemetry?: StreamTelemetry }) {}
+
+  /** The render pool's figures, or null before the first transcode started it (metrics). */
+  poolStats(): RenderPoolStats | null {
+    return this.pool?.stats() ?? null;
+  }
 
   async hardware(): Promise<HwVariables & { ffmpegArgs: string[] }> {
     const { hw } = await this.start();
@@ -33,6 +41,7 @@ export class Transcoder {
   async render(input: RenderInput): Promise<RenderResult> {
     const { pool } = await this.start();
     const isTemplate = input.profile.startsWith('-');
+    const t0 = performance.now();
     return pool.render({
       profile: isTemplate ? null : input.profile,
       template: isTemplate ? input.profile : null,
@@ -40,12 +49,13 @@ export class Transcoder {
       inputUrl: input.inputUrl,
       // The owner creates the real directory per FFmpeg when it starts one (managed-output.ts).
       hlsDir: managedDirPattern(this.deps.config.hlsTempDir),
-    });
+    }).finally(() => this.deps.telemetry?.rendered((performance.now() - t0) / 1000));
   }
 
   async close(): Promise<void> {
     const started = this.started;
     this.started = null;
+    this.pool = null;
     if (started) await (await started).pool.close();
   }
 
@@ -54,10 +64,11 @@ export class Transcoder {
       const { config, logger } = this.deps;
       const hw = await detectHwAccel({ ffmpegPath: config.ffmpegPath, mode: config.hwAccel });
       if (hw.fallbackReason) logger.warn('hardware acceleration unavailable, using cpu', { reason: hw.fallbackReason });
-      return { hw, pool: new RenderPool({
+      this.pool = new RenderPool({
         profilesDir: config.profilesDir, threads: config.renderThreads, hw,
         allow: { options: parseNameList(config.templateAllowedOptions), filters: parseNameList(config.templateAllowedFilters) },
-      }) };
+      });
+      return { hw, pool: this.pool };
     })().catch((err: unknown) => {
       this.started = null;
       throw err;
