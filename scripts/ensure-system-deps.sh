@@ -3,12 +3,21 @@
 # the packages when it cannot. command → Debian package:
 #   ffmpeg, ffprobe → ffmpeg · redis-server → redis-server · prometheus, promtool → prometheus
 #   streamlink → streamlink · yt-dlp → yt-dlp
+# With --container (npm run test:container, CI), also what the container test needs:
+#   podman → podman · runc → runc · debootstrap → debootstrap · podman-compose → podman-compose
+#   /usr/lib/podman/netavark → netavark, aardvark-dns (compose networks with service names)
 set -euo pipefail
 declare -A need=(
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis-server
   [prometheus]=prometheus [promtool]=prometheus
   [streamlink]=streamlink [yt-dlp]=yt-dlp
 )
+if [ "${1-}" = --container ]; then
+  need+=(
+    [podman]=podman [runc]=runc [debootstrap]=debootstrap [podman-compose]=podman-compose
+    [/usr/lib/podman/netavark]=netavark [/usr/lib/podman/aardvark-dns]=aardvark-dns
+  )
+fi
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 && continue

@@ -101,6 +101,18 @@ export interface Config {
   readonly relayHost: string;
   readonly relayPort: number;
   readonly relayAdvertiseHost: string;
+
+  /** `/broadcast/*` (BROADCAST.md §6): directories, GC switch, callback, start retries. */
+  readonly hlsBroadcastDir: string;
+  readonly dvrRecordingDir: string;
+  readonly broadcastGcEnabled: boolean;
+  readonly broadcastCallbackTimeoutMs: number;
+  readonly broadcastMaxStartRetries: number;
+  readonly broadcastStartRetryWindowMs: number;
+  readonly broadcastStartRetryCooldownMs: number;
+  readonly broadcastStartFailureGraceMs: number;
+  /** Seconds (a decimal), as ffmpeg's -itsoffset takes it. */
+  readonly broadcastSubtitleSyncOffset: number;
 }
 
 export class ConfigError extends Error {
@@ -432,6 +444,17 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),
+
+    // Literal paths, not $TMPDIR: the Python defaults (BROADCAST.md §0).
+    hlsBroadcastDir: path.resolve(r.str('HLS_BROADCAST_DIR', '/tmp/m3u-proxy-broadcasts')),
+    dvrRecordingDir: path.resolve(r.str('DVR_RECORDING_DIR', '/tmp/m3u-proxy-dvr')),
+    broadcastGcEnabled: r.bool('BROADCAST_GC_ENABLED', true),
+    broadcastCallbackTimeoutMs: r.ms('BROADCAST_CALLBACK_TIMEOUT', 3),
+    broadcastMaxStartRetries: r.int('BROADCAST_MAX_START_RETRIES', 3, 1),
+    broadcastStartRetryWindowMs: r.ms('BROADCAST_START_RETRY_WINDOW', 300),
+    broadcastStartRetryCooldownMs: r.ms('BROADCAST_START_RETRY_COOLDOWN', 15, { allowZero: true }),
+    broadcastStartFailureGraceMs: r.ms('BROADCAST_START_FAILURE_GRACE', 3, { allowZero: true }),
+    broadcastSubtitleSyncOffset: r.num('BROADCAST_SUBTITLE_SYNC_OFFSET_SECONDS', 1, 0),
   };
 
   const redisUrl = readRedisUrl(r, fields);

@@ -8,11 +8,14 @@ import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
+import { setUpstreamTlsVerify } from './streams/sources/upstream.js';
 import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
 import { renderAggregate } from './metrics/aggregate.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
+import { BroadcastManager } from './streams/broadcast/broadcast-manager.js';
+import { BroadcastService } from './streams/broadcast/broadcast-service.js';
 import { createRelayServer } from './streams/live/relay-server.js';
 import { StreamEvents } from './streams/events/stream-events.js';
 import { WebhookDispatcher } from './streams/events/webhook-dispatcher.js';
@@ -69,10 +72,17 @@ const FLUSH_EVENTS_MS = 2000;
 /** Builds a worker's parts without listening (tests use the app with supertest). */
 export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
+  setUpstreamTlsVerify(config.upstreamTlsVerify);
   const relaySecret = secret(coordinator, 'relay_secret');
   const signingSecret = secret(coordinator, 'url_signing_secret');
   // The primary kills these if this worker dies (FFmpeg would also die of a broken pipe).
-  const onPids = (pids: number[]): void => void process.send?.({ t: 'worker:pids', pids });
+  // Streams and broadcasts report their own sets; the primary gets the union.
+  const pidSets = { streams: [] as number[], broadcasts: [] as number[] };
+  const report = (which: keyof typeof pidSets) => (pids: number[]): void => {
+    pidSets[which] = pids;
+    void process.send?.({ t: 'worker:pids', pids: [...pidSets.streams, ...pidSets.broadcasts] });
+  };
+  const onPids = report('streams');
   // Owned sources show in the workers hash at once, not at the next heartbeat.
   let beatSoon: NodeJS.Timeout | null = null;
   const onSourcesChanged = (): void => {
@@ -97,14 +107,23 @@ export function buildWorker(deps: WorkerDeps) {
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator });
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
+  let broadcasts: BroadcastService | null = null;
+  const broadcastManager = new BroadcastManager({
+    config, logger,
+    render: (input) => transcoder.renderBroadcast(input),
+    onPids: report('broadcasts'),
+    isRegistered: async (id) => (broadcasts ? broadcasts.isRegistered(id) : false),
+  });
+  void broadcastManager.init();
+  broadcasts = new BroadcastService({ config, logger, coordinator, workerId, manager: broadcastManager, relaySecret });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls, broadcasts,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
     metrics: { httpMiddleware: metrics.httpMiddleware, scrape: () => scrape(metrics) },
   });
   return {
-    app, engine, hls, service, signer, relaySecret, dispatcher, metrics,
+    app, engine, hls, service, signer, relaySecret, dispatcher, metrics, broadcasts,
     closeParts: async () => {
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
       dispatcher.close();
@@ -129,10 +148,13 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, hls, relaySecret, metrics, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, metrics, broadcasts, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
-  const relayServer = createRelayServer({ engine, extra: (req, res) => hls.handleRelay(req, res), secret: relaySecret, logger });
+  const relayServer = createRelayServer({
+    engine, secret: relaySecret, logger,
+    extra: async (req, res) => (await broadcasts.handleRelay(req, res)) || hls.handleRelay(req, res),
+  });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
   const boundRelayPort = await listen(relayServer, config.relayHost, relayPort, true);
   const relayAddress = `${config.relayAdvertiseHost}:${boundRelayPort}`;
@@ -170,6 +192,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       await engine.drain(drainMs);
       await engine.close();
       await hls.close();
+      await broadcasts.close();
       await heartbeat.stop();
       await closeParts();
       relayServer.close();

@@ -92,6 +92,15 @@ describe('config', () => {
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',
+        hlsBroadcastDir: '/tmp/m3u-proxy-broadcasts',
+        dvrRecordingDir: '/tmp/m3u-proxy-dvr',
+        broadcastGcEnabled: true,
+        broadcastCallbackTimeoutMs: 3000,
+        broadcastMaxStartRetries: 3,
+        broadcastStartRetryWindowMs: 300_000,
+        broadcastStartRetryCooldownMs: 15_000,
+        broadcastStartFailureGraceMs: 3000,
+        broadcastSubtitleSyncOffset: 1,
       });
     });
 

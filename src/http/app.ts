@@ -7,8 +7,10 @@ import type { ToolVersions } from '../ffmpeg/tool-versions.js';
 import type { Logger } from '../logger.js';
 import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamService } from '../streams/stream-service.js';
+import type { BroadcastService } from '../streams/broadcast/broadcast-service.js';
 import { requireToken } from './auth.js';
 import { errorHandler, notFound } from './error-handler.js';
+import { broadcastRoutes } from './routes/broadcast-routes.js';
 import type { HlsEngine } from '../streams/hls/hls-engine.js';
 import { hlsRoutes } from './routes/hls-routes.js';
 import { playerRoutes } from './routes/player-routes.js';
@@ -37,6 +39,8 @@ export interface AppDeps {
   transcoder: Transcoder;
   dispatcher: WebhookDispatcher;
   hls: HlsEngine;
+  /** `/broadcast/*` (BROADCAST.md); absent → those routes answer 404. */
+  broadcasts?: BroadcastService;
   /** `/metrics` and the request counters; absent: no /metrics route. */
   metrics?: {
     httpMiddleware: (req: Request, res: Response, next: NextFunction) => void;
@@ -91,6 +95,8 @@ export function createApp(deps: AppDeps): express.Express {
   }
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  // Before the token gate: its playlist and segments are public, the rest checks the token itself.
+  if (deps.broadcasts) routes.use(broadcastRoutes({ broadcasts: deps.broadcasts, apiToken: config.apiToken }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));

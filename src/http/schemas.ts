@@ -54,6 +54,8 @@ export const createStreamSchema = z.object(
     metadata: optional(metadataMap),
     strict_live_ts: optional(z.boolean()),
     use_sticky_session: optional(z.boolean()),
+    /** false: accept an upstream certificate that does not verify (UPSTREAM_TLS_VERIFY for this stream). */
+    tls_verify: optional(z.boolean()),
     enable_silence_detection: optional(z.boolean()),
     silence_threshold_db: optional(z.number()),
     silence_duration: optional(z.number().nonnegative()),
@@ -66,7 +68,7 @@ export const createStreamSchema = z.object(
 
 export type CreateStreamBody = z.infer<typeof createStreamSchema>;
 
-export const testConnectionSchema = z.object({ url: httpUrl }, { error: 'the body must be a JSON object' });
+export const testConnectionSchema = z.object({ url: httpUrl, tls_verify: optional(z.boolean()) }, { error: 'the body must be a JSON object' });
 
 /** Parses or throws a 422 listing every problem. */
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {

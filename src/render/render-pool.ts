@@ -4,6 +4,7 @@ import { Piscina } from 'piscina';
 import { AppError } from '../errors.js';
 import type { HwVariables } from '../ffmpeg/hw-accel.js';
 import { loadProfiles, type LoadedProfiles, type Profile } from './profiles.js';
+import type { BroadcastArgvInput } from './broadcast-argv.js';
 import type { RenderRequest, RenderResult, RenderTaskOutput } from './render-task.js';
 
 export interface RenderPoolOptions {
@@ -20,6 +21,7 @@ export interface RenderInput {
   variables?: Record<string, string>;
   inputUrl: string;
   hlsDir: string;
+  broadcast?: BroadcastArgvInput | null;
 }
 
 export interface RenderPoolStats {
@@ -60,6 +62,7 @@ export class RenderPool {
       inputUrl: input.inputUrl,
       hlsDir: input.hlsDir,
       hw: this.hw,
+      broadcast: input.broadcast ?? null,
       ...(this.allow ? { allow: this.allow } : {}),
     };
     const out = await this.pool.run(req);

@@ -4,6 +4,7 @@
 import { threadId } from 'node:worker_threads';
 import { AppError, type ErrorCode } from '../errors.js';
 import { hwTemplateVariables, type HwVariables } from '../ffmpeg/hw-accel.js';
+import { buildBroadcastArgv, type BroadcastArgvInput } from './broadcast-argv.js';
 import { loadProfiles, type LoadedProfiles, type Profile } from './profiles.js';
 import { templateAllowList } from './allow-list.js';
 import { substitute, tokenize, validateArgv } from './template.js';
@@ -16,6 +17,8 @@ export interface RenderRequest {
   inputUrl: string;
   hlsDir: string;
   hw: HwVariables;
+  /** A broadcast run (BROADCAST.md §3.1) instead of a profile or template. */
+  broadcast?: BroadcastArgvInput | null;
   /** The operator's additions to the template allow-list (TEMPLATE_ALLOWED_OPTIONS/_FILTERS). */
   allow?: { options: string[]; filters: string[] };
 }
@@ -189,6 +192,10 @@ function profilesIn(dir: string): Promise<LoadedProfiles> {
 
 export default async function renderTask(req: RenderRequest): Promise<RenderTaskOutput> {
   try {
+    if (req.broadcast) {
+      const argv = buildBroadcastArgv(req.broadcast, req.hw);
+      return { argv, outputFormat: 'hls', output: argv[argv.length - 1]!, profile: null, variables: {}, threadId };
+    }
     // Raw templates do not need the directory at all.
     const needsProfiles = !req.template?.trim() && !req.profile?.trim().startsWith('-') && !!req.profile?.trim();
     const profiles = needsProfiles ? await profilesIn(req.profilesDir) : { profiles: [], problems: [] };

@@ -9,7 +9,7 @@ export interface BufferedResponse {
 /** A plain request on a fresh socket (agent: false), buffering the whole body. */
 export function httpRequest(
   url: string,
-  opts: { method?: string; headers?: http.OutgoingHttpHeaders } = {},
+  opts: { method?: string; headers?: http.OutgoingHttpHeaders; body?: string } = {},
 ): Promise<BufferedResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { agent: false, method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
@@ -19,6 +19,6 @@ export function httpRequest(
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(opts.body);
   });
 }

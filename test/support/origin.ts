@@ -42,6 +42,13 @@ interface LiveSource {
 interface Mp4Source {
   data: Buffer;
   lastModified: string;
+  /** Default video/mp4. */
+  contentType?: string;
+}
+
+export interface OriginOptions {
+  /** Extra VOD files served with Range support: URL path → local file (e.g. `/A.mp4`). */
+  files?: Record<string, string>;
 }
 
 interface PathStats {
@@ -143,7 +150,7 @@ function serveMp4(req: http.IncomingMessage, res: http.ServerResponse, src: Mp4S
   const size = src.data.length;
   const common: http.OutgoingHttpHeaders = {
     'Accept-Ranges': 'bytes',
-    'Content-Type': 'video/mp4',
+    'Content-Type': src.contentType ?? 'video/mp4',
     'Last-Modified': src.lastModified,
   };
   const range = parseRange(req.headers.range, size);
@@ -193,7 +200,9 @@ const PLAYLIST = [
   '',
 ].join('\n');
 
-export async function startOrigin(): Promise<Origin> {
+const CONTENT_TYPES: Record<string, string> = { '.mkv': 'video/x-matroska', '.srt': 'application/x-subrip', '.mp4': 'video/mp4' };
+
+export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   const tsPath = await makeLiveTs();
   const mp4Path = await makeMp4();
   const [tsData, byteRate, mp4Data, mp4Stat] = await Promise.all([
@@ -207,6 +216,12 @@ export async function startOrigin(): Promise<Origin> {
     throw new Error(`origin: ${tsPath} is not an MPEG-TS file (first byte ${live.data[0]})`);
   }
   const mp4: Mp4Source = { data: mp4Data, lastModified: mp4Stat.mtime.toUTCString() };
+  const files = new Map<string, Mp4Source>();
+  for (const [urlPath, file] of Object.entries(opts.files ?? {})) {
+    const [data, st] = await Promise.all([readFile(file), stat(file)]);
+    const ext = urlPath.slice(urlPath.lastIndexOf('.'));
+    files.set(urlPath, { data, lastModified: st.mtime.toUTCString(), contentType: CONTENT_TYPES[ext] ?? 'application/octet-stream' });
+  }
 
   const stats = new Map<string, PathStats>();
   const statsFor = (p: string): PathStats => {
@@ -258,6 +273,8 @@ export async function startOrigin(): Promise<Origin> {
       return sendText(res, status, `status ${status}\n`);
     }
     // `/flaky.mp4?drop=N`: the body is cut after N bytes on every request that asks for more.
+    const file = files.get(pathname);
+    if (file) return serveMp4(req, res, file);
     if (pathname === '/flaky.mp4') return serveMp4(req, res, mp4, Number(query.get('drop') ?? '0') || 0);
     if (pathname.endsWith('.mp4')) return serveMp4(req, res, mp4);
     sendText(res, 404, `not found: ${pathname}\n`);

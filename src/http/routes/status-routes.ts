@@ -190,7 +190,7 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
   });
 
   r.post('/test-connection', async (req, res) => {
-    const { url } = parseBody(testConnectionSchema, req.body);
+    const { url, tls_verify } = parseBody(testConnectionSchema, req.body);
     const tested = url.replace(/\/+$/, '');
     try {
       const { res: up } = await openUpstream({
@@ -198,6 +198,7 @@ export function statusRoutes(deps: StatusRoutesDeps): Router {
         headers: { 'User-Agent': config.defaultUserAgent },
         timeoutMs: TEST_TIMEOUT_MS,
         acceptErrors: true,
+        tlsVerify: tls_verify ?? config.upstreamTlsVerify,
       });
       up.destroy();
       const code = up.statusCode ?? 0;

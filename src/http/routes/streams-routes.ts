@@ -29,6 +29,7 @@ export function toStreamInput(body: CreateStreamBody) {
     const v = body[f];
     if (v !== undefined && v !== null) options[f] = v;
   }
+  if (typeof body.tls_verify === 'boolean') options.tls_verify = body.tls_verify;
   return {
     url: body.url,
     failoverUrls: body.failover_urls ?? [],

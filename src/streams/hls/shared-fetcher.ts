@@ -7,7 +7,7 @@
 import type { Logger } from '../../logger.js';
 import { redactUrl } from '../../redact.js';
 import type { StreamDefinition } from '../stream-definition.js';
-import { openUpstream, UpstreamError } from '../sources/upstream.js';
+import { openUpstream, tlsVerifyFor, UpstreamError } from '../sources/upstream.js';
 import type { HlsOwnedPart } from './hls-session.js';
 import { readBody } from './owner-request.js';
 import { playlistFacts } from './playlist-rewrite.js';
@@ -203,6 +203,7 @@ export class SharedFetcher implements HlsOwnedPart {
       this.originRequests.playlist++;
       const { res, finalUrl } = await openUpstream({
         url: from, headers: this.headers(), timeoutMs: this.opts.connectTimeoutMs, signal: ac.signal, acceptErrors: true,
+        tlsVerify: tlsVerifyFor(this.opts.def),
       });
       const body = await readBody(res, MAX_PLAYLIST_BYTES);
       if (this.opts.def.useStickySession && finalUrl !== original && res.statusCode === 200) this.sticky.set(original, finalUrl);
@@ -220,7 +221,7 @@ export class SharedFetcher implements HlsOwnedPart {
     }
     const ac = this.abortable();
     this.originRequests.resource++;
-    openUpstream({ url, headers: this.headers(range), timeoutMs: this.opts.connectTimeoutMs, signal: ac.signal, acceptErrors: true })
+    openUpstream({ url, headers: this.headers(range), timeoutMs: this.opts.connectTimeoutMs, signal: ac.signal, acceptErrors: true, tlsVerify: tlsVerifyFor(this.opts.def) })
       .then(({ res }) => {
         const headers: Record<string, string> = {};
         for (const h of PASSED) if (res.headers[h] !== undefined) headers[h] = String(res.headers[h]);

@@ -10,7 +10,7 @@ import type { StreamEngine } from '../stream-engine.js';
 
 export interface RelayServerDeps {
   engine: StreamEngine;
-  /** Other routes of the listener (HLS files and shared fetches); false when not theirs. */
+  /** Other routes of the listener (HLS files, shared fetches, broadcasts); false when not theirs. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
   secret: () => Promise<string>;
   logger: Logger;
@@ -27,10 +27,11 @@ export function createRelayServer({ engine, extra, secret, logger }: RelayServer
     void (async () => {
       const m = /^\/relay\/([A-Za-z0-9_:.-]{1,256})$/.exec(req.url ?? '');
       const given = req.headers[RELAY_SECRET_HEADER];
-      if (req.method === 'GET' && (typeof given !== 'string' || !safeEqual(given, await secret()))) {
+      if (typeof given !== 'string' || !safeEqual(given, await secret())) {
         return json(res, 403, { detail: 'Relay secret required', code: 'AUTH_INVALID' });
       }
-      if (req.method === 'GET' && !m && extra && (await extra(req, res))) return;
+      // Any method: broadcasts ask their owner with POST (start, stop, status, delete, list).
+      if (!m && extra && (await extra(req, res))) return;
       if (req.method !== 'GET' || !m) return json(res, 404, { detail: 'Not found', code: 'NOT_FOUND' });
       const result = await engine.serveRelay(m[1]!, res);
       if (result === 'not_owner') json(res, 409, { detail: 'Not the owner', code: 'NOT_OWNER' });

@@ -6,7 +6,7 @@ import { redactUrl } from '../../redact.js';
 import type { Channel } from '../live/channel.js';
 import type { StreamDefinition } from '../stream-definition.js';
 import type { StreamTelemetry } from '../stream-telemetry.js';
-import { openUpstream, UpstreamError } from './upstream.js';
+import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
 
 export type FailoverReason =
   | 'connect_error'
@@ -221,6 +221,7 @@ export class HttpSource {
         headers: { 'User-Agent': def.userAgent ?? this.opts.defaultUserAgent, ...def.headers },
         timeoutMs: this.opts.connectTimeoutMs,
         signal: ac.signal,
+        tlsVerify: tlsVerifyFor(def),
       }));
     } catch (err) {
       this.opts.telemetry?.upstreamConnected(false);

@@ -2,7 +2,9 @@
 // the response head, and errors that never carry the URL's credentials.
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { redactUrl } from '../../redact.js';
+import { InternalRedirectError, isInternalAddress, outsideOnlyLookup, pointsInside } from './internal-address.js';
 
 export type UpstreamErrorKind = 'connect_error' | 'http_error' | 'aborted';
 
@@ -27,6 +29,8 @@ export interface UpstreamRequest {
   maxRedirects?: number;
   /** Statuses ≥ 400 reject with an `http_error` unless this is true. */
   acceptErrors?: boolean;
+  /** Verify the TLS certificate; default: UPSTREAM_TLS_VERIFY (setUpstreamTlsVerify). */
+  tlsVerify?: boolean | undefined;
 }
 
 export interface UpstreamResponse {
@@ -47,11 +51,24 @@ export function isHttpUrl(url: string): boolean {
   }
 }
 
+let tlsVerifyDefault = true;
+
+/** The worker's UPSTREAM_TLS_VERIFY, for requests that do not say (set once at start). */
+export function setUpstreamTlsVerify(verify: boolean): void {
+  tlsVerifyDefault = verify;
+}
+
+/**
+ * One upstream request, redirects followed. A redirect into a loopback or link-local address
+ * is refused (`http_error`) unless the original URL already pointed there (internal-address.ts).
+ */
 export async function openUpstream(req: UpstreamRequest): Promise<UpstreamResponse> {
   let url = req.url;
   const maxRedirects = req.maxRedirects ?? 10;
+  let startedInside: boolean | null = null; // resolved at the first redirect only
+  let guard = false;
   for (let hop = 0; ; hop++) {
-    const res = await requestOnce(url, req);
+    const res = await requestOnce(url, req, guard);
     const location = res.headers.location;
     if (REDIRECTS.has(res.statusCode ?? 0) && location) {
       res.resume();
@@ -63,6 +80,14 @@ export async function openUpstream(req: UpstreamRequest): Promise<UpstreamRespon
         throw new UpstreamError('http_error', 'redirect to an invalid location', res.statusCode ?? null);
       }
       if (!isHttpUrl(next)) throw new UpstreamError('http_error', 'redirect to a non-http(s) location', res.statusCode ?? null);
+      startedInside ??= await pointsInside(req.url);
+      if (!startedInside) {
+        guard = true;
+        const host = new URL(next).hostname.replace(/^\[|\]$/g, '');
+        if (net.isIP(host) && isInternalAddress(host)) {
+          throw new UpstreamError('http_error', 'redirect to a loopback or link-local address refused', res.statusCode ?? null);
+        }
+      }
       url = next;
       continue;
     }
@@ -75,7 +100,7 @@ export async function openUpstream(req: UpstreamRequest): Promise<UpstreamRespon
   }
 }
 
-function requestOnce(url: string, req: UpstreamRequest): Promise<http.IncomingMessage> {
+function requestOnce(url: string, req: UpstreamRequest, outsideOnly: boolean): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     let parsed: URL;
     try {
@@ -93,6 +118,8 @@ function requestOnce(url: string, req: UpstreamRequest): Promise<http.IncomingMe
       headers: req.headers,
       agent: isHttps ? agents.https : agents.http,
       signal: req.signal,
+      ...(isHttps ? { rejectUnauthorized: req.tlsVerify ?? tlsVerifyDefault } : {}),
+      ...(outsideOnly ? { lookup: outsideOnlyLookup } : {}),
     });
     const timer = setTimeout(() => {
       client.destroy(new UpstreamError('connect_error', `no answer within ${req.timeoutMs} ms`));
@@ -104,6 +131,7 @@ function requestOnce(url: string, req: UpstreamRequest): Promise<http.IncomingMe
     client.once('error', (err: Error & { code?: string }) => {
       clearTimeout(timer);
       if (err instanceof UpstreamError) return reject(err);
+      if (err instanceof InternalRedirectError) return reject(new UpstreamError('http_error', err.message));
       if (req.signal?.aborted || err.name === 'AbortError') {
         return reject(new UpstreamError('aborted', 'request aborted'));
       }
@@ -118,7 +146,7 @@ function requestOnce(url: string, req: UpstreamRequest): Promise<http.IncomingMe
  * Whether upstream TLS certificates of this stream are verified: its `tls_verify` field when
  * set (stored in the definition's options), else UPSTREAM_TLS_VERIFY (default true).
  */
-export function tlsVerifyFor(def: { options: Record<string, unknown> }, config: { upstreamTlsVerify: boolean }): boolean {
+export function tlsVerifyFor(def: { options: Record<string, unknown> }, config: { upstreamTlsVerify: boolean } = { upstreamTlsVerify: tlsVerifyDefault }): boolean {
   const own = def.options.tls_verify;
   return typeof own === 'boolean' ? own : config.upstreamTlsVerify;
 }

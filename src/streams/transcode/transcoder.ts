@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Config } from '../../config.js';
 import { detectHwAccel, ffmpegArgsFor, type HwVariables } from '../../ffmpeg/hw-accel.js';
 import type { Logger } from '../../logger.js';
+import type { BroadcastArgvInput } from '../../render/broadcast-argv.js';
 import { managedDirPattern } from '../hls/managed-output.js';
 import type { Profile } from '../../render/profiles.js';
 import { parseNameList } from '../../render/allow-list.js';
@@ -50,6 +51,12 @@ export class Transcoder {
       // The owner creates the real directory per FFmpeg when it starts one (managed-output.ts).
       hlsDir: managedDirPattern(this.deps.config.hlsTempDir),
     }).finally(() => this.deps.telemetry?.rendered((performance.now() - t0) / 1000));
+  }
+
+  /** A broadcast run's argv (BROADCAST.md §3.1), rendered in the same threads with the same hardware. */
+  async renderBroadcast(input: BroadcastArgvInput): Promise<RenderResult> {
+    const { pool } = await this.start();
+    return pool.render({ inputUrl: input.streamUrl, hlsDir: input.dir, broadcast: input });
   }
 
   async close(): Promise<void> {

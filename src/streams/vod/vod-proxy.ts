@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { upstreamUnavailable } from '../../errors.js';
 import type { StreamDefinition } from '../stream-definition.js';
-import { openUpstream, UpstreamError } from '../sources/upstream.js';
+import { openUpstream, tlsVerifyFor, UpstreamError } from '../sources/upstream.js';
 
 export interface VodOptions {
   def: StreamDefinition;
@@ -49,7 +49,7 @@ export async function proxyVod(opts: VodOptions): Promise<void> {
     ...(range ? { Range: range } : {}),
   });
   const open = (range: string | undefined): Promise<IncomingMessage> =>
-    openUpstream({ url: def.url, method, headers: headers(range), timeoutMs: opts.timeoutMs, signal: ac.signal, acceptErrors: true })
+    openUpstream({ url: def.url, method, headers: headers(range), timeoutMs: opts.timeoutMs, signal: ac.signal, tlsVerify: tlsVerifyFor(def), acceptErrors: true })
       .then(({ res: up }) => up);
 
   let upstream: IncomingMessage;
