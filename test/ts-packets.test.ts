@@ -95,11 +95,15 @@ describe('Channel ring', () => {
     expect(seg!.keyframes.some((k) => k < nextPat)).to.equal(true);
   });
 
-  it('falls back to raw passthrough for a source that is not MPEG-TS', () => {
+  it('passes a source that is not MPEG-TS through from byte 0, with its own type (issue 13)', () => {
     const ch = new Channel({ maxBytes: 1 << 20, maxAgeMs: 60_000 });
+    ch.sourceContentType = 'audio/aacp';
     ch.write(Buffer.alloc(70_000, 0x11));
     ch.write(Buffer.from('more'));
-    expect(ch.nextSeq).to.equal(1);
-    expect(ch.chunk(0).toString()).to.equal('more');
+    expect(ch.nextSeq).to.equal(2);
+    expect(ch.chunk(0).length).to.equal(70_000);
+    expect(ch.chunk(1).toString()).to.equal('more');
+    expect(ch.isRaw).to.equal(true);
+    expect(ch.contentType).to.equal('audio/aacp');
   });
 });

@@ -96,8 +96,8 @@ function sendText(res: http.ServerResponse, status: number, body: string, extra:
  * the 188-aligned bytes due since the start. Under backpressure it waits for 'drain'; debt
  * beyond 1 s is dropped (skipping content, like a real live feed) rather than burst.
  */
-function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1): void {
-  res.writeHead(200, { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' });
+function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1, type = 'video/mp2t'): void {
+  res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-cache' });
   if (req.method === 'HEAD') {
     res.end();
     return;
@@ -241,7 +241,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     if (pathname === '/live.ts' || pathname.startsWith('/live/')) {
       // `?speed=N` paces at N times the real rate (fills a stalled client's buffers sooner).
       const speed = Number(query.get('speed') ?? '1');
-      return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1);
+      // `?type=text/html`: good MPEG-TS under a wrong label, as some providers send it.
+      return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1, query.get('type') ?? 'video/mp2t');
     }
     if (pathname === '/stall.ts') return serveStall(req, res);
     if (pathname === '/close-after' || pathname === '/close-after.ts') return serveCloseAfter(res, query, live);

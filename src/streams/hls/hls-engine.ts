@@ -19,7 +19,7 @@ import { rewritePlaylist } from './playlist-rewrite.js';
 import { SharedFetcher, type FetchedPlaylist } from './shared-fetcher.js';
 import { HlsTsSource } from './hls-ts-source.js';
 import type { Channel } from '../live/channel.js';
-import { openUpstream } from '../sources/upstream.js';
+import { openUpstream, tlsVerifyFor } from '../sources/upstream.js';
 
 /** How the HTTP layer writes proxy URIs into playlists (signed, with ROOT_PATH and client_id). */
 export interface HlsLinks {
@@ -194,16 +194,15 @@ export class HlsEngine {
     });
   }
 
-  /** Whether the stream's URL answers a playlist (its content type or `#EXTM3U`); one GET, cut short. */
+  /** Whether the stream's URL answers a playlist (its bytes start `#EXTM3U`; labels are not trusted); one GET, cut short. */
   async probePlaylist(def: StreamDefinition): Promise<boolean> {
     const { config } = this.deps;
     const ac = new AbortController();
     try {
       const { res } = await openUpstream({
-        url: def.url, signal: ac.signal, timeoutMs: config.connectionTimeoutMs,
+        url: def.url, signal: ac.signal, timeoutMs: config.connectionTimeoutMs, tlsVerify: tlsVerifyFor(def),
         headers: { 'User-Agent': def.userAgent ?? config.defaultUserAgent, ...def.headers },
       });
-      if (/mpegurl/i.test(String(res.headers['content-type'] ?? ''))) return true;
       for await (const chunk of res as AsyncIterable<Buffer>) return chunk.subarray(0, 32).toString('latin1').trimStart().startsWith('#EXTM3U');
       return false;
     } catch {

@@ -1,6 +1,7 @@
 // The ring of one stream on one worker: recent TS chunks bounded in bytes and seconds, with
 // the join points (chunks that start at a PAT, preferably one followed by a keyframe).
 // Every viewer reads the same Buffer objects; nothing is copied per viewer.
+import { sniff } from '../mpegts/sniff.js';
 import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from '../mpegts/ts-packets.js';
 
 export interface ChannelOptions {
@@ -24,7 +25,6 @@ export interface ChannelReader {
   end(error?: Error): void;
 }
 
-const RAW_AFTER_BYTES = 64 * 1024;
 const KEEPALIVE_CHUNK = Buffer.concat(Array.from({ length: 7 }, () => NULL_PACKET));
 
 export class Channel {
@@ -39,6 +39,8 @@ export class Channel {
   private keyPats: JoinPoint[] = [];
   private lastPat: JoinPoint | null = null;
   private packetizer: TsPacketizer | null;
+  /** The first bytes, held until sniff() tells MPEG-TS from other media; null once decided. */
+  private sniffing: Buffer | null;
   private readonly readers = new Set<ChannelReader>();
   private readonly now: () => number;
   private ended = false;
@@ -47,9 +49,12 @@ export class Channel {
   bytesIn = 0;
   /** When the last real packets were appended (keep-alives excluded); 0 before any. */
   lastDataAt = 0;
+  /** The Content-Type the source announced (raw mode passes it on to viewers). */
+  sourceContentType: string | null = null;
 
   constructor(private readonly opts: ChannelOptions) {
     this.packetizer = opts.raw ? null : new TsPacketizer();
+    this.sniffing = opts.raw ? null : Buffer.alloc(0);
     this.now = opts.now ?? Date.now;
   }
 
@@ -78,6 +83,16 @@ export class Channel {
     return this.packetizer?.ccErrors ?? 0;
   }
 
+  /** Whether the source is passed through unaligned (it is not MPEG-TS). */
+  get isRaw(): boolean {
+    return this.packetizer === null;
+  }
+
+  /** What viewers are told they get: MPEG-TS, or the source's own type in raw mode. */
+  get contentType(): string {
+    return this.packetizer ? 'video/mp2t' : (this.sourceContentType ?? 'application/octet-stream');
+  }
+
   get readerCount(): number {
     return this.readers.size;
   }
@@ -100,19 +115,28 @@ export class Channel {
     return { seq: Math.max(first, this.nextSeq - 1), offset: 0 };
   }
 
-  write(data: Buffer): void {
-    if (this.ended || data.length === 0) return;
+  write(data: Buffer, final = false): void {
+    if (this.ended || (data.length === 0 && !final)) return;
     this.bytesIn += data.length;
+    if (this.sniffing) {
+      // MPEG-TS is decided by a run of sync bytes at the start, not by one stray 0x47 and not
+      // by a label; anything else (ADTS radio, MP3, …) passes through from byte 0, at once.
+      const head = this.sniffing.length > 0 ? Buffer.concat([this.sniffing, data]) : data;
+      const found = sniff(head, final);
+      if (found.kind === 'need_more') {
+        this.sniffing = head;
+        return;
+      }
+      this.sniffing = null;
+      if (found.kind !== 'ts') this.packetizer = null;
+      data = head;
+    }
+    if (data.length === 0) return;
     const before = this.nextSeq;
     if (!this.packetizer) {
       this.append(data);
     } else {
-      const segments = this.packetizer.push(data);
-      // No TS sync in the first bytes: not MPEG-TS at all, so pass it through unaligned.
-      if (this.nextSeq === 0 && segments.length === 0 && this.packetizer.droppedBytes >= RAW_AFTER_BYTES) {
-        this.packetizer = null;
-      }
-      for (const seg of segments) this.index(this.append(seg.data), seg.pats, seg.keyframes);
+      for (const seg of this.packetizer.push(data)) this.index(this.append(seg.data), seg.pats, seg.keyframes);
     }
     if (this.nextSeq === before) return; // only a partial packet so far
     this.lastDataAt = this.now();
@@ -122,7 +146,8 @@ export class Channel {
 
   /** Null packets for readers while the source reconnects; not a join point. */
   keepAlive(): void {
-    if (this.ended || !this.hasData || this.readers.size === 0) return;
+    // Null TS packets would corrupt a raw (non-TS) stream.
+    if (this.ended || !this.hasData || this.readers.size === 0 || !this.packetizer) return;
     this.append(KEEPALIVE_CHUNK);
     this.evict();
     for (const r of this.readers) r.wake();
@@ -139,6 +164,7 @@ export class Channel {
   /** Ends the channel: readers finish what they can and close. */
   end(error?: Error): void {
     if (this.ended) return;
+    if (this.sniffing && this.sniffing.length > 0) this.write(Buffer.alloc(0), true); // a short body: decide with what came
     this.ended = true;
     for (const r of [...this.readers]) r.end(error);
     this.readers.clear();

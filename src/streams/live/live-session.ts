@@ -229,7 +229,8 @@ export class LiveSession implements ChannelReader {
       return null;
     }
     try {
-      res.writeHead(200, head);
+      // Raw (non-TS) sources reach players with their upstream's type, not video/mp2t.
+      res.writeHead(200, { ...head, 'Content-Type': this.channel.contentType });
     } catch (err) {
       // No viewer came of this request: the session must still go idle, or its source runs
       // with nobody watching for as long as the process lives.

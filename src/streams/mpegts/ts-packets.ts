@@ -185,8 +185,8 @@ export class TsPacketizer {
       if (!this.synced || buf[off] !== TS_SYNC_BYTE) {
         const found = findSync(buf, off);
         if (found < 0) {
-          // Keep the tail in case a packet starts there.
-          const keep = Math.min(buf.length - off, TS_PACKET_SIZE - 1);
+          // Keep the tail in case a run starts there that the next read confirms.
+          const keep = Math.min(buf.length - off, SYNC_CONFIRM * TS_PACKET_SIZE - 1);
           this.droppedBytes += buf.length - off - keep;
           this.carry = keep > 0 ? Buffer.from(buf.subarray(buf.length - keep)) : null;
           this.synced = false;
@@ -216,15 +216,20 @@ export class TsPacketizer {
   }
 }
 
-/** First offset where three packets in a row start with the sync byte (or two at the end). */
+/** Sync bytes in a row, 188 apart, needed to (re)gain sync: one stray 0x47 is not a packet. */
+const SYNC_CONFIRM = 3;
+
+/**
+ * First offset where `SYNC_CONFIRM` packets in a row start with the sync byte; -1 when there is
+ * none yet. A candidate whose confirming bytes have not arrived is never taken, so the answer
+ * does not depend on how the stream was split into reads (the caller keeps the tail).
+ */
 export function findSync(buf: Buffer, from: number): number {
-  for (let i = buf.indexOf(TS_SYNC_BYTE, from); i >= 0; i = buf.indexOf(TS_SYNC_BYTE, i + 1)) {
-    const a = i + TS_PACKET_SIZE;
-    const b = a + TS_PACKET_SIZE;
-    if (a >= buf.length) return a === buf.length ? i : -1; // one whole packet ends the buffer
-    if (buf[a] !== TS_SYNC_BYTE) continue;
-    if (b < buf.length && buf[b] !== TS_SYNC_BYTE) continue;
-    return i;
+  const span = (SYNC_CONFIRM - 1) * TS_PACKET_SIZE;
+  for (let i = buf.indexOf(TS_SYNC_BYTE, from); i >= 0 && i + span < buf.length; i = buf.indexOf(TS_SYNC_BYTE, i + 1)) {
+    let k = 1;
+    while (k < SYNC_CONFIRM && buf[i + k * TS_PACKET_SIZE] === TS_SYNC_BYTE) k++;
+    if (k === SYNC_CONFIRM) return i;
   }
   return -1;
 }

@@ -7,6 +7,7 @@ import type { Channel } from '../live/channel.js';
 import type { StreamDefinition } from '../stream-definition.js';
 import type { StreamTelemetry } from '../stream-telemetry.js';
 import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
+import { sniff } from '../mpegts/sniff.js';
 
 export type FailoverReason =
   | 'connect_error'
@@ -31,7 +32,7 @@ export interface HttpSourceOptions {
   maxFailoverAttempts: number;
   onFailover?: (info: FailoverInfo) => void;
   /**
-   * The primary URL answered an HLS playlist (its content type or `#EXTM3U`): this source
+   * The primary URL answered an HLS playlist (its bytes start `#EXTM3U`): this source
    * stops and starts the source this returns instead (the HLS reader, feeding the same
    * channel), as API.md §3.1 asks. Unset: a playlist is `not_media`.
    */
@@ -231,22 +232,17 @@ export class HttpSource {
       }
       return fail('connect_error', String(err));
     }
-    const type = String(res.headers['content-type'] ?? '').toLowerCase();
-    const playlist = (): Outcome => {
-      res.destroy();
+    // What the body is, is told by its bytes (mpegts/sniff.ts), never by its Content-Type:
+    // good MPEG-TS labelled text/html plays, an HTML or playlist answer is not media.
+    const type = res.headers['content-type'];
+    if (typeof type === 'string') channel.sourceContentType = type;
+    let held: Buffer | null = Buffer.alloc(0); // the first bytes, until sniff() decides
+    const playlist = (): void => {
       this.stop();
       // The HLS reader feeds the same channel from now on; stop() stops it too.
       this.replacement = this.opts.onPlaylist!();
       this.replacement.start();
-      return fail('not_media', 'upstream answered an HLS playlist');
     };
-    if (this.opts.onPlaylist && this.failoverIndex < 0 && type.includes('mpegurl')) return playlist();
-    const media = !/text\/html|mpegurl/.test(type);
-    this.opts.telemetry?.upstreamConnected(media);
-    if (!media) {
-      res.destroy();
-      return fail('not_media', `upstream answered ${type.split(';')[0]}, not media`, res.statusCode ?? null);
-    }
     return new Promise<Outcome>((resolve) => {
       let firstAt = 0;
       let settled = false;
@@ -263,16 +259,22 @@ export class HttpSource {
         chunkTimeoutMs,
       );
       res.on('data', (chunk: Buffer) => {
-        if (firstAt === 0) {
-          firstAt = Date.now();
-          if (this.opts.onPlaylist && this.failoverIndex < 0 && chunk.subarray(0, 16).toString('latin1').trimStart().startsWith('#EXTM3U')) {
-            finish('not_media', 'upstream answered an HLS playlist');
-            return void playlist();
-          }
-          if (looksLikeText(chunk)) return finish('not_media', 'upstream answered a document, not media');
-        }
+        if (firstAt === 0) firstAt = Date.now();
         timer.refresh();
         this.bytesIn += chunk.length;
+        if (held) {
+          held = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+          const found = sniff(held);
+          if (found.kind === 'need_more') return;
+          this.opts.telemetry?.upstreamConnected(found.kind !== 'document');
+          if (found.kind === 'document' && found.what === 'a playlist' && this.opts.onPlaylist && this.failoverIndex < 0) {
+            finish('not_media', 'upstream answered an HLS playlist');
+            return playlist();
+          }
+          if (found.kind === 'document') return finish('not_media', `upstream answered ${found.what}, not media`);
+          chunk = held;
+          held = null;
+        }
         channel.write(chunk);
       });
       res.once('end', () => finish('silent_close', 'upstream closed the stream'));
@@ -280,10 +282,4 @@ export class HttpSource {
       res.once('close', () => finish(ac.signal.aborted ? 'manual' : 'connect_error', 'upstream connection lost'));
     });
   }
-}
-
-/** A body that starts like a playlist or an HTML page is not a live TS. */
-function looksLikeText(chunk: Buffer): boolean {
-  const head = chunk.subarray(0, 16).toString('latin1').trimStart();
-  return head.startsWith('#EXTM3U') || head.startsWith('<');
 }

@@ -59,6 +59,8 @@ export class RelaySource {
         res.resume();
         return this.finish(res.statusCode === 409 ? 'not_owner' : 'lost', `relay answered HTTP ${res.statusCode}`);
       }
+      // The owner's channel type (raw sources keep their upstream's type across workers).
+      channel.sourceContentType = res.headers['content-type'] ?? null;
       res.on('data', (chunk: Buffer) => {
         this.lastActivityAt = Date.now();
         channel.write(chunk);
