@@ -1,11 +1,11 @@
 // One HTTP worker: the coordinator it is given, the stream engine, the express app, the
 // internal relay listener and the heartbeat. The cluster primary forks these.
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
-import type { Coordinator, WorkerRecord } from './coordination/coordinator.js';
+import type { Coordinator, ResetReason, WorkerRecord } from './coordination/coordinator.js';
 import { Heartbeat } from './coordination/heartbeat.js';
+import { sharedSecret } from './coordination/shared-secret.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
 import { setUpstreamTlsVerify } from './streams/sources/upstream.js';
@@ -64,17 +64,14 @@ const once = <T>(fn: () => Promise<T>): (() => Promise<T>) => {
   }));
 };
 
-const secret = (coordinator: Coordinator, name: string) =>
-  once(() => coordinator.getOrSetValue(name, () => randomBytes(32).toString('base64url')));
-
 const FLUSH_EVENTS_MS = 2000;
 
 /** Builds a worker's parts without listening (tests use the app with supertest). */
 export function buildWorker(deps: WorkerDeps) {
   const { config, logger, coordinator, workerId } = deps;
   setUpstreamTlsVerify(config.upstreamTlsVerify);
-  const relaySecret = secret(coordinator, 'relay_secret');
-  const signingSecret = secret(coordinator, 'url_signing_secret');
+  const relaySecret = sharedSecret(coordinator, 'relay_secret');
+  const signingSecret = sharedSecret(coordinator, 'url_signing_secret');
   // The primary kills these if this worker dies (FFmpeg would also die of a broken pipe).
   // Streams and broadcasts report their own sets; the primary gets the union.
   const pidSets = { streams: [] as number[], broadcasts: [] as number[] };
@@ -95,17 +92,25 @@ export function buildWorker(deps: WorkerDeps) {
   const { telemetry } = metrics;
   const dispatcher = new WebhookDispatcher({ coordinator, logger });
   const events = new StreamEvents({ coordinator, logger, dispatcher });
-  const engine = new StreamEngine({ config, coordinator, logger, workerId, relaySecret, events, onPids, onSourcesChanged, telemetry });
+  const engine = new StreamEngine({
+    config, coordinator, logger, workerId, relaySecret, rereadRelaySecret: () => relaySecret.reread(), events, onPids, onSourcesChanged, telemetry,
+  });
   const service = new StreamService({ config, coordinator, engine, events });
   const hls = new HlsEngine({
     config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
     resolveRelay: (holder) => engine.resolveRelay(holder),
   });
   engine.hlsTsSource = (def, channel) => hls.tsSource(def, channel);
-  const signer = once(async () => new UrlSigner(config.urlSigningSecret ?? (await signingSecret()), config.signedUrlTtlMs));
+  // One signer per secret value: a value re-agreed after the coordinator lost it takes effect.
+  let signerFor: { secret: string; signer: UrlSigner } | null = null;
+  const signer = async (): Promise<UrlSigner> => {
+    const s = config.urlSigningSecret ?? (await signingSecret());
+    if (signerFor?.secret !== s) signerFor = { secret: s, signer: new UrlSigner(s, config.signedUrlTtlMs) };
+    return signerFor.signer;
+  };
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
   const transcoder = new Transcoder({ config, logger, telemetry });
-  metrics.attach({ engine, transcoder, coordinator });
+  metrics.attach({ engine, transcoder, coordinator, hls });
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   let broadcasts: BroadcastService | null = null;
   const broadcastManager = new BroadcastManager({
@@ -124,6 +129,8 @@ export function buildWorker(deps: WorkerDeps) {
   });
   return {
     app, engine, hls, service, signer, relaySecret, dispatcher, metrics, broadcasts,
+    /** Offers the cached shared secrets to a coordinator that lost them. */
+    republishSecrets: () => Promise.all([relaySecret.republish(), config.urlSigningSecret ? undefined : signingSecret.republish()]),
     closeParts: async () => {
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
       dispatcher.close();
@@ -148,11 +155,11 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, hls, relaySecret, metrics, broadcasts, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, metrics, broadcasts, republishSecrets, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({
-    engine, secret: relaySecret, logger,
+    engine, secret: relaySecret, rereadSecret: () => relaySecret.reread(), logger,
     extra: async (req, res) => (await broadcasts.handleRelay(req, res)) || hls.handleRelay(req, res),
   });
   const relayPort = config.relayPort > 0 ? config.relayPort + (deps.index ?? 1) - 1 : 0;
@@ -180,6 +187,18 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   // Known (with its relay address) before it serves anything.
   await heartbeat.start();
 
+  // The store lost what this worker wrote (Redis restarted empty, or this worker was swept
+  // while cut off): write it all again at once, not at the next heartbeat or client refresh.
+  const hb = heartbeat;
+  const republish = async (reason: ResetReason): Promise<void> => {
+    const t0 = Date.now();
+    await republishSecrets().catch((err: unknown) => logger.warn('secrets not republished', { error: String(err) }));
+    await hb.beat();
+    await engine.republish(reason === 'store_lost');
+    logger.info('worker state published again', { reason, ms: Date.now() - t0 });
+  };
+  const offReset = coordinator.onReset?.((reason) => void republish(reason)) ?? (() => undefined);
+
   const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
   answerClientErrorsAsJson(server);
   const port = await listen(server, config.host, config.port);
@@ -188,6 +207,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   return {
     server, relayServer, engine, app, metrics, port, relayAddress, heartbeat,
     async close(drainMs = 0) {
+      offReset();
       server.close();
       await engine.drain(drainMs);
       await engine.close();

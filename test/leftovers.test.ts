@@ -37,7 +37,7 @@ describe('leftovers in Redis (pooling off, 2 workers)', function () {
     cluster = await startCluster({
       WORKERS: '2', WORKER_ID: 'hostL', REDIS_ENABLED: 'true', REDIS_URL: redis.url, REDIS_KEY_PREFIX: PREFIX,
       SHARED_STREAM_GRACE: '0.5', LEASE_TTL_MS: '1500', ENABLE_TRANSCODING_POOLING: 'false',
-    });
+    }, 60_000); // a loaded machine starts workers slowly
   });
   after(async () => {
     await cluster?.stop();

@@ -2,6 +2,7 @@
 // the one-process mode. Checked with promtool, with viewers and a transcode live.
 import { expect } from 'chai';
 import { startCluster, type TestCluster } from './support/cluster.js';
+import { startHlsOrigin } from './support/hls-origin.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { familyNames, leakyLabels, parseSamples, promtool, sumOf, type Sample } from './support/prom-text.js';
 import { openViewer, waitFor, type TsViewer } from './support/ts-viewer.js';
@@ -144,6 +145,24 @@ describe('metrics: /metrics of a two-worker cluster', function () {
 
     for (const v of viewers.splice(0)) v.close();
     await waitFor(async () => !(await scrape()).samples.some((s) => s.labels.stream_id === id), 15_000, `every series of ${id} to go`);
+  });
+
+  it('counts HLS viewers (pollers, not sockets) in the per-stream gauge and the stream as owned', async () => {
+    const hlsOrigin = await startHlsOrigin();
+    try {
+      const id = await create(hlsOrigin.url('/hls/v1/media.m3u8'));
+      for (const client of ['h1', 'h2']) {
+        const res = await fetch(cluster.url(`/hls/${id}/playlist.m3u8?client_id=${client}`), { headers: { 'User-Agent': USER_AGENT } });
+        expect(res.status).to.equal(200);
+        await res.arrayBuffer();
+      }
+      await waitFor(async () => sumOf((await scrape()).samples, 'm3u_proxy_stream_viewers', { stream_id: id }) === 2, 10_000, '2 HLS viewers in the gauge');
+      const { samples } = await scrape();
+      expect(sumOf(samples, 'm3u_proxy_streams', { state: 'owner' })).to.be.at.least(1);
+      expect(samples.some((x) => x.name === 'm3u_proxy_stream_cc_errors_total' && x.labels.stream_id === id), 'no TS series for HLS').to.equal(false);
+    } finally {
+      await hlsOrigin.close();
+    }
   });
 
   it('passes promtool check metrics with viewers and a transcode live, and exports every defined metric', async () => {

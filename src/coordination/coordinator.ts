@@ -90,6 +90,8 @@ export interface SetValueOptions {
   onlyIfAbsent?: boolean;
 }
 
+export type ResetReason = 'store_lost' | 'forgotten';
+
 export interface CoordinatorEvent {
   type: string;
   streamId?: string;
@@ -150,6 +152,14 @@ export interface Coordinator {
 
   publish(event: CoordinatorEvent): Promise<void>;
   subscribe(handler: (event: CoordinatorEvent) => void): () => void;
+
+  /**
+   * Called when the store is found to have lost what this process wrote: `store_lost` (Redis
+   * came back empty: its run marker vanished or changed) or `forgotten` (this process's
+   * worker record had vanished, e.g. swept while it was cut off). Backends whose store lives
+   * as long as the workers (memory, embedded) never call it.
+   */
+  onReset?(handler: (reason: ResetReason) => void): () => void;
 
   ping(): Promise<boolean>;
   close(): Promise<void>;

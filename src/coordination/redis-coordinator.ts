@@ -22,6 +22,7 @@ import {
   type Coordinator,
   type CoordinatorEvent,
   type Lease,
+  type ResetReason,
   type SetValueOptions,
   type SourceDetail,
   type StreamStatus,
@@ -104,6 +105,11 @@ export class RedisCoordinator implements Coordinator {
   private readonly secrets: string[];
   private readonly connectTimeoutMs: number;
   private readonly handlers = new Set<(event: CoordinatorEvent) => void>();
+  private readonly resetHandlers = new Set<(reason: ResetReason) => void>();
+  /** The run marker as this process last saw it (null before the first connection). */
+  private runId: string | null = null;
+  /** Worker ids whose record this process wrote: a record found missing again was lost. */
+  private readonly workersPut = new Set<string>();
   private closed = false;
   /** Redis is known unreachable: calls fail at once instead of waiting for a connection. */
   private down = false;
@@ -155,6 +161,7 @@ export class RedisCoordinator implements Coordinator {
       if (this.down) this.logger?.info?.('Redis coordinator reachable again');
       this.down = false;
       this.lastError = '';
+      void this.checkRun();
     });
     this.cmd.on('close', () => {
       if (this.reauthenticating) {
@@ -392,7 +399,50 @@ export class RedisCoordinator implements Coordinator {
       relays: { receiving: worker.relays.receiving, serving: worker.relays.serving },
       ...(worker.sourceDetails ? { source_details: worker.sourceDetails } : {}),
     };
-    await this.run(() => this.cmd.hset(this.workersKey(), worker.workerId, JSON.stringify(stored)));
+    const added = await this.run(() => this.cmd.hset(this.workersKey(), worker.workerId, JSON.stringify(stored)));
+    // Our record was there before and is new again: the store forgot us (swept, or emptied).
+    if (added === 1 && this.workersPut.has(worker.workerId)) this.fireReset('forgotten');
+    this.workersPut.add(worker.workerId);
+  }
+
+  onReset(handler: (reason: ResetReason) => void): () => void {
+    this.resetHandlers.add(handler);
+    return () => this.resetHandlers.delete(handler);
+  }
+
+  /**
+   * Reads the run marker (`run_id`, created once per store): missing or another value than
+   * the one seen before means Redis restarted without its data. Runs on every (re)connect;
+   * true when a reset was found.
+   */
+  async checkRun(): Promise<boolean> {
+    try {
+      const key = `${this.prefix}run_id`;
+      let id = await this.cmd.get(key);
+      if (id === null) {
+        await this.cmd.set(key, randomBytes(8).toString('hex'), 'NX');
+        id = await this.cmd.get(key);
+      }
+      if (id === null) return false;
+      const known = this.runId;
+      this.runId = id;
+      if (known === null || known === id) return false;
+      this.fireReset('store_lost');
+      return true;
+    } catch {
+      return false; // unreachable again: the next 'ready' asks again
+    }
+  }
+
+  private fireReset(reason: ResetReason): void {
+    this.logger?.warn('the Redis coordinator lost this process\'s state: publishing it again', { reason });
+    for (const h of [...this.resetHandlers]) {
+      try {
+        h(reason);
+      } catch (err) {
+        this.logger?.warn('coordinator reset handler failed', { error: err instanceof Error ? err.message : String(err) });
+      }
+    }
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
@@ -407,6 +457,7 @@ export class RedisCoordinator implements Coordinator {
   }
 
   async removeWorker(workerId: string): Promise<void> {
+    this.workersPut.delete(workerId);
     await this.run(() => this.cmd.hdel(this.workersKey(), workerId));
   }
 
@@ -487,6 +538,7 @@ export class RedisCoordinator implements Coordinator {
     if (this.closed) return;
     this.closed = true;
     this.handlers.clear();
+    this.resetHandlers.clear();
     await Promise.all([shutDown(this.cmd), shutDown(this.sub)]);
   }
 

@@ -34,8 +34,8 @@ export const START_KINDS = ['warm', 'cold'] as const;
 
 /** Metrics every worker exports (aggregated by the primary: same labels from two workers are summed). */
 export const WORKER_METRICS = {
-  streamViewers: def('gauge', 'stream_viewers', 'Viewers playing the stream (live and VOD), on this host', ['stream_id']),
-  streams: def('gauge', 'streams', 'Streams playing on this host by how each worker feeds them: owner (runs the source), relay (fed by the owner), starting (no feed yet), vod; a live stream on two workers counts once as owner and once as relay', ['state']),
+  streamViewers: def('gauge', 'stream_viewers', 'Viewers playing the stream (live TS, HLS and VOD), on this host', ['stream_id']),
+  streams: def('gauge', 'streams', 'Streams playing on this host by how each worker feeds them: owner (runs the source or fetches the HLS origin), relay (fed by the owner), starting (no feed yet), vod; a live stream on two workers counts once as owner and once as relay', ['state']),
   sourceViewers: def('gauge', 'source_viewers', 'Viewers per source (an upstream connection or one FFmpeg); slot numbers the FFmpeg processes of one shared transcode', ['stream_id', 'slot']),
   streamEgressBytes: def('counter', 'stream_egress_bytes_total', 'Bytes sent to viewers of the stream (relays between workers excluded)', ['stream_id']),
   streamUpstreamBytes: def('counter', 'stream_upstream_bytes_total', 'Bytes the stream\'s owner received from its source (the upstream body; a transcode: FFmpeg\'s output)', ['stream_id']),

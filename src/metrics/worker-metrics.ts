@@ -20,6 +20,8 @@ export interface WorkerMetricsParts {
   engine: StreamEngine;
   transcoder: Transcoder;
   coordinator: Coordinator;
+  /** HLS sessions (viewers poll; no bytes per chunk here): viewers and owner/relay state. */
+  hls?: { allSessions(): Iterable<{ id: string; key: string; viewers: { size: number }; isOwner: boolean }> };
 }
 
 const PING_TIMEOUT_MS = 1000;
@@ -33,6 +35,8 @@ interface StreamFigures {
   reconnects: number;
   owner: boolean;
   relay: boolean;
+  /** Fed as MPEG-TS (live channel): the byte and packet series apply. */
+  ts: boolean;
 }
 
 /** `{pool_key}:{slot}` → the slot. */
@@ -169,7 +173,7 @@ export class WorkerMetrics {
     const figures = (id: string): StreamFigures => {
       let f = streams.get(id);
       if (!f) {
-        f = { viewers: 0, egress: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false };
+        f = { viewers: 0, egress: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false, ts: false };
         streams.set(id, f);
       }
       return f;
@@ -180,6 +184,7 @@ export class WorkerMetrics {
 
     for (const s of engine.liveSessions()) {
       const f = figures(s.id);
+      f.ts = true;
       f.viewers += s.viewers.size;
       f.egress += s.bytesServed;
       m.sourceViewers.inc({ stream_id: s.id, slot: slotOf(s.key) }, s.viewers.size);
@@ -193,11 +198,19 @@ export class WorkerMetrics {
         f.relay = true;
       }
     }
+    for (const h of parts.hls?.allSessions() ?? []) {
+      const f = figures(h.id);
+      f.viewers += h.viewers.size;
+      m.sourceViewers.inc({ stream_id: h.id, slot: slotOf(h.key) }, h.viewers.size);
+      if (h.isOwner) f.owner = true;
+      else f.relay = true; // reads through the owner
+    }
     const states: Record<(typeof STREAM_STATES)[number], number> = { owner: 0, relay: 0, starting: 0, vod: 0 };
     for (const [id, f] of streams) {
       states[f.owner ? 'owner' : f.relay ? 'relay' : 'starting']++;
       const stream_id = { stream_id: id };
       m.streamViewers.set(stream_id, f.viewers);
+      if (!f.ts) continue;
       m.streamEgressBytes.inc(stream_id, f.egress);
       if (!f.owner) continue;
       m.streamUpstreamBytes.inc(stream_id, f.upstream);

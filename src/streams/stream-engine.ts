@@ -21,6 +21,7 @@ import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
 import { confineInput } from './transcode/input-confinement.js';
+import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
@@ -37,6 +38,8 @@ export interface EngineDeps {
   workerId: string;
   /** The cluster's internal relay secret (shared through the coordinator). */
   relaySecret: () => Promise<string>;
+  /** Reads the relay secret again (throttled) after an owner refused ours. */
+  rereadRelaySecret?: () => Promise<string>;
   /** Lifecycle events (API.md §5.1), emitted once per cluster. */
   events: StreamEvents;
   /** The FFmpeg pids this worker runs changed (the primary kills them if the worker dies). */
@@ -87,6 +90,8 @@ interface StreamTotals {
 }
 
 const FFMPEG_KILL_AFTER_MS = 3000;
+/** How often sessions are checked against the stream registry (missed deletion events). */
+const RECONCILE_MS = 5000;
 /** Client records are refreshed (bytes served, TTL) at most this often. */
 const CLIENT_REFRESH_MIN_MS = 120_000;
 
@@ -114,6 +119,9 @@ export class StreamEngine {
   /** Slot choice per pool key, one at a time on this worker. */
   private readonly slotLocks = new Map<string, Promise<unknown>>();
   private readonly refresh: NodeJS.Timeout;
+  private readonly reconcileTimer: NodeJS.Timeout;
+  /** Streams found missing from the registry at the last reconciliation. */
+  private missing = new Set<string>();
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
   private closing = false;
@@ -143,6 +151,54 @@ export class StreamEngine {
     this.unsubscribe = deps.coordinator.subscribe((e) => {
       if (e.type === 'stream_deleted' && e.streamId) this.stopStream(e.streamId);
     });
+    // Pub/sub is at-most-once: a worker whose subscriber was down when stream_deleted went
+    // out learns of the deletion from the registry itself.
+    this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+    this.reconcileTimer.unref();
+  }
+
+  /**
+   * Stops the sessions of streams no longer in the registry. A stream must be missing at two
+   * reconciliations in a row: a coordinator that came back empty is refilled (republish) in
+   * between, and a definition being re-created is not cut.
+   */
+  async reconcile(): Promise<string[]> {
+    const ids = new Set([...this.sessions.values()].map((s) => s.id));
+    const missing = new Set<string>();
+    const stopped: string[] = [];
+    for (const id of ids) {
+      let def: StreamDefinition | null;
+      try {
+        def = await this.deps.coordinator.getStream(id);
+      } catch {
+        return stopped; // the coordinator cannot tell: nothing is decided now
+      }
+      if (def) continue;
+      missing.add(id);
+      if (this.missing.has(id) && this.stopStream(id)) {
+        stopped.push(id);
+        this.deps.logger.warn('stream no longer in the registry: stopped here (missed its deletion event)', { stream_id: id });
+      }
+    }
+    this.missing = missing;
+    return stopped;
+  }
+
+  /**
+   * After the coordinator lost this worker's state: the definitions of the streams it plays
+   * (`withDefinitions`: only when the whole store was lost, never after a sweep, which would
+   * bring back a stream deleted meanwhile), its leases and statuses, its viewers' records.
+   */
+  async republish(withDefinitions: boolean): Promise<void> {
+    const { coordinator } = this.deps;
+    if (withDefinitions) {
+      const defs = new Map<string, StreamDefinition>(this.defs);
+      for (const s of this.sessions.values()) defs.set(s.id, s.definition);
+      await Promise.all([...defs.values()].map((d) => this.coordinatorWrite(() => coordinator.putStream(d))));
+    }
+    await Promise.all([...this.sessions.values()].map((s) => s.reassert()));
+    await Promise.all([...this.clients.values()].map((c) => this.coordinatorWrite(() =>
+      coordinator.putClient({ ...c, bytesServed: this.clientBytes(c), lastAccess: new Date().toISOString() }, this.clientTtlMs))));
   }
 
   /** The HEAD of a live stream: answered at once, the upstream is not touched. */
@@ -417,6 +473,7 @@ export class StreamEngine {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.refresh);
+    clearInterval(this.reconcileTimer);
     this.admission.close();
     this.unsubscribe();
     for (const s of [...this.sessions.values()]) s.stop();
@@ -444,6 +501,7 @@ export class StreamEngine {
       viewerStallTimeoutMs: config.viewerStallTimeoutMs,
       resolveRelay: (holder) => this.resolveRelay(holder),
       relaySecret: this.deps.relaySecret,
+      rereadRelaySecret: this.deps.rereadRelaySecret,
       onClosed: (s) => this.sessionClosed(s),
       onOwnership: () => this.deps.onSourcesChanged?.(),
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
@@ -482,6 +540,7 @@ export class StreamEngine {
       onFailover: (info) => void this.publishFailover(def, info),
       // An extensionless URL that answers a playlist is played as HLS (API.md §3.1).
       onPlaylist: this.hlsTsSource ? () => this.hlsTsSource!({ ...def, kind: 'hls' }, channel) : undefined,
+      onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
       telemetry: this.telemetry,
       onFailed: (error) => this.publishFailed(def, error),
     });

@@ -224,6 +224,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   }
 
   const stats = new Map<string, PathStats>();
+  let singleOpen = 0;
   const statsFor = (p: string): PathStats => {
     let s = stats.get(p);
     if (!s) {
@@ -243,6 +244,14 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       const speed = Number(query.get('speed') ?? '1');
       // `?type=text/html`: good MPEG-TS under a wrong label, as some providers send it.
       return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1, query.get('type') ?? 'video/mp2t');
+    }
+    // A provider that allows one connection per account: a second one, to any channel under
+    // `/single/`, is refused with 458 (Xtream's "max connections") while the first is open.
+    if (pathname.startsWith('/single/')) {
+      if (singleOpen > 0) return sendText(res, 458, 'max connections reached\n');
+      singleOpen++;
+      res.once('close', () => singleOpen--);
+      return streamLive(req, res, live);
     }
     if (pathname === '/stall.ts') return serveStall(req, res);
     if (pathname === '/close-after' || pathname === '/close-after.ts') return serveCloseAfter(res, query, live);

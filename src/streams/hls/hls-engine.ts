@@ -212,6 +212,11 @@ export class HlsEngine {
     }
   }
 
+  /** Every HLS session of this worker (metrics read their viewers at scrape time). */
+  allSessions(): IterableIterator<HlsSession> {
+    return this.sessions.values();
+  }
+
   /** Who owns what here, for /stats/pooled and the heartbeat. */
   ownedSessions(): HlsSession[] {
     return [...this.sessions.values()].filter((s) => s.isOwner);

@@ -2,7 +2,7 @@
 // this worker holds the stream's lease) or by one relay connection to the worker that does.
 // The source starts with the first viewer and stops `grace` after the last one leaves.
 import type { ServerResponse } from 'node:http';
-import type { Coordinator } from '../../coordination/coordinator.js';
+import { CoordinatorUnavailableError, type Coordinator } from '../../coordination/coordinator.js';
 import { LeaseKeeper, type LeaseEvent } from '../../coordination/lease-keeper.js';
 import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -47,6 +47,8 @@ export interface LiveSessionOptions {
   /** Where the holder of a lease token serves relays; null when unknown. */
   resolveRelay: (holderToken: string) => Promise<RelayTarget | null>;
   relaySecret: () => Promise<string>;
+  /** Reads the relay secret again (throttled): an owner refused ours. */
+  rereadRelaySecret?: () => Promise<string>;
   /** The session is over (no viewers after grace, source failed, deleted). */
   onClosed: (session: LiveSession) => void;
   /** This worker started or stopped owning the source (heartbeats report it at once). */
@@ -91,7 +93,7 @@ export class LiveSession implements ChannelReader {
   private readonly tick: NodeJS.Timeout;
   private closed = false;
   private deleted = false;
-  private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void }> = [];
+  private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void; since: number }> = [];
   private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
   /** Bytes of viewers that already left. */
@@ -123,6 +125,27 @@ export class LiveSession implements ChannelReader {
     return this.opts.def.id;
   }
 
+  get definition(): StreamDefinition {
+    return this.opts.def;
+  }
+
+  /**
+   * The coordinator lost this worker's state: an owner writes its lease (taken again if it
+   * is gone) and its status at once; a session with neither source nor relay tries again now.
+   */
+  async reassert(): Promise<void> {
+    if (this.closed) return;
+    if (this.source) {
+      await this.lease.renewNow();
+      if (this.source) await this.writeStatus('running');
+      return;
+    }
+    if (!this.relay) {
+      this.retryDelay = RETRY_MIN_MS;
+      this.tryOwn();
+    }
+  }
+
   get key(): string {
     return this.opts.key;
   }
@@ -137,6 +160,11 @@ export class LiveSession implements ChannelReader {
 
   get isOwner(): boolean {
     return this.source !== null;
+  }
+
+  /** Owned or relayed, with nobody watching: waiting out its grace period. */
+  get isIdle(): boolean {
+    return !this.closed && this.grace !== null && this.interest === 0;
   }
 
   get isRelaying(): boolean {
@@ -221,9 +249,12 @@ export class LiveSession implements ChannelReader {
     this.pending++;
     try {
       await this.ready(res);
-    } finally {
+    } catch (err) {
       this.pending--;
+      this.maybeIdle(); // a waiter that got an error is interest no more
+      throw err;
     }
+    this.pending--;
     if (res.destroyed || this.closed) {
       this.maybeIdle();
       return null;
@@ -253,8 +284,10 @@ export class LiveSession implements ChannelReader {
   private ready(res: ServerResponse): Promise<void> {
     if (this.channel.hasData) return Promise.resolve();
     if (this.closed) return Promise.reject(upstreamUnavailable('The stream source is not available'));
+    // The player hung up before it got here (during the client claim): its 'close' is past.
+    if (res.destroyed || !res.socket || res.socket.destroyed) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const waiter = { resolve, reject };
+      const waiter = { resolve, reject, since: Date.now() };
       this.readyWaiters.push(waiter);
       // A player that hangs up while waiting stops counting as interest.
       res.once('close', () => {
@@ -291,6 +324,11 @@ export class LiveSession implements ChannelReader {
     this.owning = this.own()
       .catch((err: unknown) => {
         this.opts.logger.warn('ownership attempt failed', { stream_id: this.id, error: String(err) });
+        // Nobody can say who owns the stream: a viewer waiting for its first byte is answered
+        // now (503 JSON) rather than kept waiting for the coordinator.
+        if (err instanceof CoordinatorUnavailableError && !this.channel.hasData) {
+          this.failWaiters(new AppError(503, 'COORDINATOR_UNAVAILABLE', 'The coordinator is unreachable: the owner of this stream cannot be found'));
+        }
         this.retrySoon();
       })
       .finally(() => {
@@ -337,6 +375,11 @@ export class LiveSession implements ChannelReader {
     this.opts.logger.info('relay ended', { stream_id: this.id, how, detail });
     if (how === 'ended') return this.dispose();
     if (how === 'failed') return this.dispose(new Error(detail));
+    if (how === 'forbidden') {
+      // One of us holds a stale secret (the coordinator lost it): read it again, back off.
+      void this.opts.rereadRelaySecret?.().catch(() => undefined);
+      return this.retrySoon();
+    }
     this.retryDelay = RETRY_MIN_MS;
     this.retrySoon();
   }
@@ -391,8 +434,21 @@ export class LiveSession implements ChannelReader {
     }
   }
 
+  private failWaiters(err: AppError, olderThan = 0): void {
+    const now = Date.now();
+    const failed = this.readyWaiters.filter((w) => now - w.since >= olderThan);
+    if (failed.length === 0) return;
+    this.readyWaiters = this.readyWaiters.filter((w) => !failed.includes(w));
+    for (const w of failed) w.reject(err);
+  }
+
   private onTick(): void {
     const now = Date.now();
+    // A first byte that no source and no relay is on its way to: the wait has a deadline.
+    if (this.readyWaiters.length > 0 && !this.source && !this.relay && !this.channel.hasData) {
+      this.failWaiters(new AppError(503, 'COORDINATOR_UNAVAILABLE', 'No owner of this stream could be reached in time'),
+        this.opts.connectTimeoutMs + this.opts.leaseTtlMs);
+    }
     const samples = this.inSamples;
     samples.push(this.channel.bytesIn);
     if (samples.length > BITRATE_TICKS + 1) samples.shift();

@@ -13,6 +13,8 @@ export interface RelayServerDeps {
   /** Other routes of the listener (HLS files, shared fetches, broadcasts); false when not theirs. */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
   secret: () => Promise<string>;
+  /** Reads the secret from the coordinator again (throttled): ours may be the stale one. */
+  rereadSecret?: () => Promise<string>;
   logger: Logger;
 }
 
@@ -22,12 +24,20 @@ function json(res: http.ServerResponse, status: number, body: object): void {
   res.end(JSON.stringify(body));
 }
 
-export function createRelayServer({ engine, extra, secret, logger }: RelayServerDeps): http.Server {
+/** Whether `given` is the relay secret; on a mismatch the secret is read again once. */
+async function secretMatches(given: unknown, secret: () => Promise<string>, reread?: () => Promise<string>): Promise<boolean> {
+  if (typeof given !== 'string') return false;
+  if (safeEqual(given, await secret())) return true;
+  // After the coordinator came back empty the peer may hold the value agreed since.
+  return reread ? safeEqual(given, await reread()) : false;
+}
+
+export function createRelayServer({ engine, extra, secret, rereadSecret, logger }: RelayServerDeps): http.Server {
   return http.createServer((req, res) => {
     void (async () => {
       const m = /^\/relay\/([A-Za-z0-9_:.-]{1,256})$/.exec(req.url ?? '');
       const given = req.headers[RELAY_SECRET_HEADER];
-      if (typeof given !== 'string' || !safeEqual(given, await secret())) {
+      if (!(await secretMatches(given, secret, rereadSecret))) {
         return json(res, 403, { detail: 'Relay secret required', code: 'AUTH_INVALID' });
       }
       // Any method: broadcasts ask their owner with POST (start, stop, status, delete, list).

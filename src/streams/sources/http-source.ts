@@ -8,6 +8,7 @@ import type { StreamDefinition } from '../stream-definition.js';
 import type { StreamTelemetry } from '../stream-telemetry.js';
 import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
 import { sniff } from '../mpegts/sniff.js';
+import { isRefusal } from '../live/idle-sources.js';
 
 export type FailoverReason =
   | 'connect_error'
@@ -37,6 +38,11 @@ export interface HttpSourceOptions {
    * channel), as API.md §3.1 asks. Unset: a playlist is `not_media`.
    */
   onPlaylist?: () => { start(): void; stop(): void };
+  /**
+   * The upstream refused (403, 429, 458, 503, …): stop this worker's idle sources to the same
+   * host; true when one was stopped (then the request is retried at once).
+   */
+  onRefused?: (url: string) => boolean;
   /** The source gave up: retries and failover exhausted. */
   onFailed?: (error: SourceError) => void;
   /** Connects and errors are counted here (metrics). */
@@ -70,6 +76,9 @@ interface Outcome {
   /** The connection delivered data for longer than the chunk timeout: a healthy run. */
   healthy: boolean;
 }
+
+/** Time for a stopped source's connection to close at the provider before the retry. */
+const FREED_PAUSE_MS = 150;
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -156,6 +165,14 @@ export class HttpSource {
       }
       this.errorCount++;
       if (outcome.reason !== 'manual') this.opts.telemetry?.upstreamError(outcome.reason);
+      // Refused while our own idle sources to the same provider linger: free them, retry now.
+      if (outcome.reason === 'http_error' && isRefusal(outcome.statusCode) && this.opts.onRefused?.(this.currentUrl)) {
+        this.opts.logger.info('upstream refused; stopped idle sources to the same host, retrying', {
+          stream_id: this.opts.def.id, status: outcome.statusCode,
+        });
+        await sleep(FREED_PAUSE_MS, this.stopper.signal);
+        continue;
+      }
       if (outcome.healthy) {
         retries = 0;
         since = Date.now();

@@ -14,7 +14,9 @@ export type RelayEnd =
   /** The owner is not the owner (any more): resolve again. */
   | 'not_owner'
   /** The connection failed or dropped (owner died?): try the lease, then relay again. */
-  | 'lost';
+  | 'lost'
+  /** The owner refused our relay secret (one of us holds a stale one): read it again. */
+  | 'forbidden';
 
 export interface RelaySourceOptions {
   /** The session key `{pool_key}:{slot}` (safe characters only). */
@@ -57,7 +59,8 @@ export class RelaySource {
       }
       if (res.statusCode !== 200) {
         res.resume();
-        return this.finish(res.statusCode === 409 ? 'not_owner' : 'lost', `relay answered HTTP ${res.statusCode}`);
+        const how = res.statusCode === 409 ? 'not_owner' : res.statusCode === 403 ? 'forbidden' : 'lost';
+        return this.finish(how, `relay answered HTTP ${res.statusCode}`);
       }
       // The owner's channel type (raw sources keep their upstream's type across workers).
       channel.sourceContentType = res.headers['content-type'] ?? null;
