@@ -20,6 +20,7 @@ import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import type { ProgramInfo } from './mpegts/media-info.js';
 import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
 import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
@@ -84,6 +85,9 @@ export interface StreamRuntime {
   isOwner: boolean;
   sourcePid: number | null;
   transcode: TranscodeRuntime | null;
+  /** The programme of this worker's channel for the stream, and its average input rate. */
+  program: ProgramInfo | null;
+  channelKbps: number | null;
 }
 
 interface StreamTotals {
@@ -477,6 +481,8 @@ export class StreamEngine {
       isOwner: owned !== undefined,
       sourcePid: owned?.sourcePid ?? null,
       transcode: transcodeRuntime(owned?.ownedSource ?? null),
+      program: session?.channel.program ?? null,
+      channelKbps: session ? channelKbps(session) : null,
     };
   }
 
@@ -751,6 +757,12 @@ export class StreamEngine {
 function splitKey(key: string): [string, number] {
   const i = key.lastIndexOf(':');
   return [key.slice(0, i), Number(key.slice(i + 1)) || 1];
+}
+
+/** Average kbit/s into the session's channel since it started (null before any byte). */
+function channelKbps(session: LiveSession): number | null {
+  const seconds = (Date.now() - session.startedAt.getTime()) / 1000;
+  return session.channel.bytesIn > 0 && seconds > 0 ? (session.channel.bytesIn * 8) / 1000 / seconds : null;
 }
 
 function transcodeRuntime(source: OwnedSource | null): TranscodeRuntime | null {

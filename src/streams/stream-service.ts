@@ -5,6 +5,8 @@ import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
 import { streamNotFound } from '../errors.js';
 import type { StopReason as EventStopReason, StreamEvents } from './events/stream-events.js';
 import type { StreamEngine, TranscodeRuntime } from './stream-engine.js';
+import type { MediaInfo, OutputMediaInfo } from './mpegts/media-info.js';
+import { mediaReport } from './media-report.js';
 import { entryStreamType, kindFromUrl, streamIdForUrl, type StreamDefinition, type TranscodeSpec } from './stream-definition.js';
 
 /** What a client gives for a stream; the rest of the definition is derived or kept. */
@@ -49,6 +51,9 @@ export interface StreamEntry {
   pool_key: string;
   clients_by_worker: Record<string, number>;
   transcode: TranscodeRuntime | null;
+  /** Upstream 0.4.x's shapes (API.md §9); `{}` when unknown (see media-report.ts). */
+  media_info: MediaInfo;
+  output_media_info: OutputMediaInfo;
 }
 
 export interface ClientJson {
@@ -183,6 +188,7 @@ export class StreamService {
       pool_key: this.deps.engine.poolKeyOf(def),
       clients_by_worker: byWorker,
       transcode: rt.transcode,
+      ...mediaReport(def.kind, rt),
     };
   }
 

@@ -3,6 +3,7 @@
 // Every viewer reads the same Buffer objects; nothing is copied per viewer.
 import { sniff } from '../mpegts/sniff.js';
 import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from '../mpegts/ts-packets.js';
+import type { ProgramInfo } from '../mpegts/media-info.js';
 
 export interface ChannelOptions {
   maxBytes: number;
@@ -72,6 +73,11 @@ export class Channel {
 
   get isEnded(): boolean {
     return this.ended;
+  }
+
+  /** What the TS's PMT and streams told so far (media_info); null for raw passthrough. */
+  get program(): ProgramInfo | null {
+    return this.packetizer?.program ?? null;
   }
 
   get bufferedBytes(): number {
