@@ -214,7 +214,7 @@ export class WorkerMetrics {
         f.upstream += s.ownedSource?.bytesIn ?? 0;
         f.rate += s.inRate;
         f.cc += s.channel.ccErrors;
-        f.reconnects += s.httpSource?.errorCount ?? 0;
+        f.reconnects += s.failoverPlan?.errorCount ?? 0;
       } else if (s.isRelaying) {
         f.relay = true;
       }

@@ -9,7 +9,7 @@ import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { RELAY_FROM_HEADER } from '../sources/relay-source.js';
 import type { RelayTarget } from '../live/live-session.js';
-import { md5, sha256, type StreamDefinition } from '../stream-definition.js';
+import { md5, type StreamDefinition } from '../stream-definition.js';
 import type { StreamEngine, ViewerIdentity } from '../stream-engine.js';
 import { HlsSession, type HlsOwnedPart } from './hls-session.js';
 import { HlsTranscodeOutput } from './hls-transcode-output.js';
@@ -382,7 +382,7 @@ export class HlsEngine {
     const { transcodingPooling, sharingStrategy } = this.deps.config;
     if (!def.transcode) return `h${def.id}:1`;
     if (!transcodingPooling || sharingStrategy === 'disabled') return `v${md5(`${def.id}|${clientId}`).slice(0, 24)}:1`;
-    return sharingStrategy === 'url_only' ? `u${md5(def.url)}:1` : `p${sha256(def.transcode.argv.join('\0')).slice(0, 32)}:1`;
+    return `${this.deps.engine.poolKeyOf(def)}:1`;
   }
 
   private createSession(def: StreamDefinition, key: string): HlsSession {
@@ -410,7 +410,7 @@ export class HlsEngine {
     }
     return HlsTranscodeOutput.start({
       outputs: this.outputs, root: config.hlsTempDir, key, streamId: def.id,
-      argv: def.transcode.argv, ffmpegPath: config.ffmpegPath, logger,
+      argv: engine.ffmpegArgv(def), ffmpegPath: config.ffmpegPath, logger,
       killAfterMs: FFMPEG_KILL_AFTER_MS,
       onPid: (pid, running) => engine.trackPid(pid, running),
       fail,
