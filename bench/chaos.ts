@@ -120,7 +120,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '1500', HEARTBEAT_INTERVAL: '0.5', CLEANUP_INTERVAL: '1', DRAIN_TIMEOUT: '3',
       STREAM_RETRY_DELAY: '0.2', STREAM_TOTAL_TIMEOUT: '10', LIVE_CHUNK_TIMEOUT_SECONDS: '5', VIEWER_STALL_TIMEOUT: '4',
     });
-    [a, b] = await Promise.all([startCluster(env('chaosA', redis.url), 90_000), startCluster(env('chaosB', proxy.url('redis')), 90_000)]);
+    [a, b] = await Promise.all([startCluster(env('chaosA', redis.url), 240_000), startCluster(env('chaosB', proxy.url('redis')), 240_000)]);
     const hosts = { A: a, B: b };
     const api = (c: TestCluster, p: string, body: unknown) => c.api<{ stream_id: string }>(p, { method: 'POST', body: JSON.stringify(body) });
     const ids: Record<string, string> = {};
