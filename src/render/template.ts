@@ -175,7 +175,8 @@ function optionBase(token: string): string {
   return token.slice(1).split(':')[0]!;
 }
 
-function isFlag(base: string): boolean {
+/** Whether an option (base name, e.g. `sn`) takes no value, as FFmpeg parses its argv. */
+export function isFlag(base: string): boolean {
   return FLAG_OPTIONS.has(base) || (base.startsWith('no') && FLAG_OPTIONS.has(base.slice(2)));
 }
 
