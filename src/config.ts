@@ -78,6 +78,10 @@ export interface Config {
   readonly hlsGcAgeMs: number;
   readonly profilesDir: string;
   readonly ffmpegPath: string;
+  /** Stream resolvers (POST /streams or /transcode with `resolver`): binaries and time limit. */
+  readonly streamlinkPath: string;
+  readonly ytdlpPath: string;
+  readonly resolverTimeoutMs: number;
   readonly hwAccel: HwAccel;
   readonly renderThreads: number;
   /** Comma-separated FFmpeg options / filters templates may use beyond the built-in allow-list (issue 13). */
@@ -425,6 +429,9 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     hlsGcAgeMs: r.ms('HLS_GC_AGE_THRESHOLD', 3600, { maxMs: Number.MAX_SAFE_INTEGER }),
     profilesDir: path.resolve(r.str('PROFILES_DIR', 'profiles')),
     ffmpegPath: r.str('FFMPEG_PATH', 'ffmpeg'),
+    streamlinkPath: r.str('STREAMLINK_PATH', 'streamlink'),
+    ytdlpPath: r.str('YTDLP_PATH', 'yt-dlp'),
+    resolverTimeoutMs: r.ms('RESOLVER_TIMEOUT', 30),
     hwAccel: r.oneOf('HW_ACCEL', HW_ACCELS, 'auto'),
     renderThreads: r.int('RENDER_THREADS', 2, 1),
     templateAllowedOptions: readNameList(r, 'TEMPLATE_ALLOWED_OPTIONS'),

@@ -6,7 +6,7 @@ import { createCoordinator } from './coordination/create-coordinator.js';
 import { createLogger } from './logger.js';
 import { answerCollects, scrapeThroughPrimary } from './metrics/cluster-scrape.js';
 import { Primary } from './primary/primary.js';
-import { startWorker, type RunningWorker } from './worker.js';
+import { startWorker, type AdoptedSession, type RunningWorker } from './worker.js';
 
 let config: Config;
 try {
@@ -23,16 +23,19 @@ if (cluster.isPrimary) {
   const stop = (signal: string): void => void primary.stop(signal).then(() => process.exit(0));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void primary.rollingRestart());
 } else {
   const index = Number(process.env.WORKER_INDEX ?? '1');
-  const workerId = `${config.workerId}-${index}`;
+  // The primary names it (a replacement during a rolling restart has its own id).
+  const workerId = process.env.WORKER_NAME ?? `${config.workerId}-${index}`;
+  const relayIndex = Number(process.env.WORKER_RELAY_INDEX ?? index);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId });
   const coordinator = createCoordinator(config, logger, 'worker');
   // Answered from the start (empty until the worker is up), so no scrape waits on a starting worker.
   let running: RunningWorker | null = null;
   answerCollects(async () => (running ? running.metrics.json() : []));
   const worker = await startWorker({
-    config, logger, coordinator, workerId, index, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
+    config, logger, coordinator, workerId, index: relayIndex, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
   });
   running = worker;
   process.send?.({ t: 'worker:ready', port: worker.port });
@@ -44,12 +47,25 @@ if (cluster.isPrimary) {
     await coordinator.close().catch(() => undefined);
     process.exit(0);
   };
-  process.on('message', (msg: { t?: string; drainMs?: number }) => {
+  // Rolling restart: stop accepting, give the sources to the replacement (through the
+  // primary), report, then drain like a shutdown.
+  const handOver = async (drainMs: number): Promise<void> => {
+    if (stopping) return;
+    const sessions = worker.handOver();
+    process.send?.({ t: 'worker:handover', sessions });
+    worker.releaseSources();
+    process.send?.({ t: 'worker:handed-over' });
+    await stop(drainMs);
+  };
+  process.on('message', (msg: { t?: string; drainMs?: number; sessions?: unknown }) => {
     if (msg?.t === 'shutdown') void stop(msg.drainMs ?? 0);
+    if (msg?.t === 'handover') void handOver(msg.drainMs ?? 0);
+    if (msg?.t === 'adopt' && Array.isArray(msg.sessions)) worker.adopt(msg.sessions as AdoptedSession[]);
   });
-  // The primary decides when workers stop: a terminal's Ctrl-C reaches every process.
+  // The primary decides when workers stop or restart: a terminal's signals reach every process.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);
+  process.on('SIGHUP', () => undefined);
   // The primary is gone (killed): nothing will coordinate this worker any more.
   process.on('disconnect', () => void stop(0));
 }

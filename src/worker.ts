@@ -12,6 +12,7 @@ import { setUpstreamTlsVerify } from './streams/sources/upstream.js';
 import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
 import type { Logger } from './logger.js';
+import type { StreamDefinition } from './streams/stream-definition.js';
 import { renderAggregate } from './metrics/aggregate.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
 import { BroadcastManager } from './streams/broadcast/broadcast-manager.js';
@@ -42,6 +43,12 @@ export interface WorkerDeps {
   scrapeMetrics?: (own: WorkerMetrics) => Promise<string>;
 }
 
+/** A source handed over in a rolling restart: its key and stream definition. */
+export interface AdoptedSession {
+  key: string;
+  def: StreamDefinition;
+}
+
 export interface RunningWorker {
   server: http.Server;
   relayServer: http.Server;
@@ -54,6 +61,12 @@ export interface RunningWorker {
   heartbeat: Heartbeat;
   /** Stops accepting, lets viewers finish up to `drainMs`, then stops everything. */
   close(drainMs?: number): Promise<void>;
+  /** Rolling restart, old side: stops accepting; the sources it owns, for its replacement. */
+  handOver(): AdoptedSession[];
+  /** Rolling restart, old side: stops its sources and frees their leases (viewers stay, relayed). */
+  releaseSources(): void;
+  /** Rolling restart, new side: takes over the sources the old worker gives up. */
+  adopt(sessions: AdoptedSession[]): void;
 }
 
 const once = <T>(fn: () => Promise<T>): (() => Promise<T>) => {
@@ -107,7 +120,8 @@ export function buildWorker(deps: WorkerDeps) {
     if (signerFor?.secret !== s) signerFor = { secret: s, signer: new UrlSigner(s, config.signedUrlTtlMs) };
     return signerFor.signer;
   };
-  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config.ffmpegPath));
+  const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config));
+  void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator, hls });
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
@@ -116,6 +130,7 @@ export function buildWorker(deps: WorkerDeps) {
     config, logger,
     render: (input) => transcoder.renderBroadcast(input),
     onPids: report('broadcasts'),
+    metrics: metrics.broadcastHooks,
     isRegistered: async (id) => (broadcasts ? broadcasts.isRegistered(id) : false),
   });
   void broadcastManager.init();
@@ -205,6 +220,18 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
 
   return {
     server, relayServer, engine, app, metrics, port, relayAddress, heartbeat,
+    handOver() {
+      server.close();
+      return engine.ownedSessions();
+    },
+    releaseSources() {
+      engine.handOver();
+    },
+    adopt(sessions) {
+      for (const s of sessions) {
+        if (typeof s?.key === 'string' && typeof s.def?.id === 'string') engine.adopt(s.def, s.key);
+      }
+    },
     async close(drainMs = 0) {
       offReset();
       server.close();

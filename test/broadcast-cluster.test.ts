@@ -436,4 +436,17 @@ describe('broadcasts (/broadcast/*) across two workers', function () {
     await utimes(old, past, past);
     await until('GC to remove broadcast_old', 15_000, async () => !existsSync(old));
   });
+
+  it('metrics: segments written, callbacks by event and result (timeouts: the editor answered after starting), no broadcast left running', async () => {
+    const res = await fetch(cluster.url('/metrics'), { headers: { 'X-API-Token': TOKEN } });
+    expect(res.status).to.equal(200);
+    const text = await res.text();
+    const value = (re: RegExp): number => text.split('\n').filter((l) => re.test(l)).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    expect(value(/^m3u_proxy_broadcast_segments_total /)).to.be.greaterThan(5);
+    const sent = editor.callbacks.filter((c) => c.body.event === 'programme_ended').length;
+    expect(value(/^m3u_proxy_broadcast_callbacks_total\{.*event="programme_ended"/)).to.equal(sent);
+    // The n1 callback's handler started B before answering, which takes longer than BROADCAST_CALLBACK_TIMEOUT.
+    expect(value(/^m3u_proxy_broadcast_callbacks_total\{.*event="programme_ended".*result="timeout"/)).to.be.at.least(1);
+    expect(value(/^m3u_proxy_broadcasts_running\{/)).to.equal(0);
+  });
 });

@@ -143,6 +143,11 @@ function transcoding(): Dashboard {
       { expr: 'sum by (instance, worker) (m3u_proxy_render_pool_queued_tasks)', legend: 'queued {{instance}} w{{worker}}' },
       { expr: p95('m3u_proxy_render_task_duration_seconds_bucket', 'instance'), legend: 'task p95 (s) {{instance}}' },
     ], 'Profile templates are rendered to an FFmpeg argv off the event loop'))
+    .withPanel(timeseries('Broadcasts (Networks)', 'short', [
+      { expr: 'sum(m3u_proxy_broadcasts_running)', legend: 'running' },
+      { expr: `sum(increase(m3u_proxy_broadcast_segments_total[${RATE}]))`, legend: 'segments written' },
+      { expr: `sum by (event, result) (increase(m3u_proxy_broadcast_callbacks_total[${RATE}]))`, legend: 'callback {{event}}: {{result}}' },
+    ], 'FFmpeg runs of m3u-editor Networks; a callback timeout is normal (the editor starts the next programme inside its handler)'))
     .build();
 }
 

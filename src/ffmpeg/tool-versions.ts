@@ -1,4 +1,5 @@
 // Versions of the external tools, asked once (argv, never a shell); null when not installed.
+// streamlink and yt-dlp are Python programs: their start can take seconds on a loaded box.
 import { execFile } from 'node:child_process';
 
 export interface ToolVersions {
@@ -9,17 +10,24 @@ export interface ToolVersions {
 
 function firstLine(cmd: string, args: string[]): Promise<string | null> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 5000 }, (err, stdout) => {
+    execFile(cmd, args, { timeout: 30_000 }, (err, stdout) => {
       resolve(err ? null : (stdout.split('\n')[0]?.trim() || null));
     });
   });
 }
 
-export async function detectToolVersions(ffmpegPath: string): Promise<ToolVersions> {
+/** The binaries to ask (names on PATH or full paths). */
+export interface ToolPaths {
+  ffmpegPath: string;
+  streamlinkPath: string;
+  ytdlpPath: string;
+}
+
+export async function detectToolVersions(paths: ToolPaths): Promise<ToolVersions> {
   const [ffmpeg, streamlink, ytdlp] = await Promise.all([
-    firstLine(ffmpegPath, ['-hide_banner', '-version']),
-    firstLine('streamlink', ['--version']),
-    firstLine('yt-dlp', ['--version']),
+    firstLine(paths.ffmpegPath, ['-hide_banner', '-version']),
+    firstLine(paths.streamlinkPath, ['--version']),
+    firstLine(paths.ytdlpPath, ['--version']),
   ]);
   return {
     // The whole first line, as the Python proxy reports it (`ffmpeg version 5.1.6-… Copyright …`).

@@ -20,6 +20,10 @@ import { statusRoutes } from './routes/status-routes.js';
 import { streamsRoutes } from './routes/streams-routes.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { transcodeRoutes } from './routes/transcode-routes.js';
+import { cookiesRoutes } from './routes/cookies-routes.js';
+import { docsRoutes } from './routes/docs-routes.js';
+import { mountedRoutes, openApiDocument } from './openapi.js';
+import swaggerUi from 'swagger-ui-express';
 import type { UrlSigner } from './url-signer.js';
 import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
 import { webhooksRoutes } from './routes/webhooks-routes.js';
@@ -95,12 +99,16 @@ export function createApp(deps: AppDeps): express.Express {
   }
   routes.use(playerRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
   routes.use(hlsRoutes({ ...deps, apiToken: config.apiToken, rootPath: config.rootPath }));
+  // Swagger UI's own scripts and styles (no data of ours): public, so the page can load them.
+  routes.use('/docs/assets', swaggerUi.serveWithOptions({ index: false }));
   // Before the token gate: its playlist and segments are public, the rest checks the token itself.
   if (deps.broadcasts) routes.use(broadcastRoutes({ broadcasts: deps.broadcasts, apiToken: config.apiToken }));
   routes.use(auth);
   routes.use(streamsRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
   routes.use(statusRoutes(deps));
   routes.use(transcodeRoutes({ ...deps, defaultUserAgent: config.defaultUserAgent }));
+  routes.use(cookiesRoutes());
+  routes.use(docsRoutes(() => openApiDocument(mountedRoutes(routes, auth), config.rootPath)));
   routes.use(webhooksRoutes(deps));
 
   // Both base paths serve the same routes (API.md §1).

@@ -62,6 +62,12 @@ export const createStreamSchema = z.object(
     silence_check_interval: optional(z.number().positive()),
     silence_failover_threshold: optional(z.number().int().nonnegative()),
     silence_monitoring_grace_period: optional(z.number().nonnegative()),
+    // Stream resolvers (API.md §9): the editor sends resolver_args as a string, maybe empty.
+    resolver: optional(z.enum(['streamlink', 'ytdlp', ''], { error: 'must be "streamlink" or "ytdlp"' })),
+    resolver_args: optional(z.union([z.string().max(4096), z.array(z.string().max(1024)).max(64)], {
+      error: 'must be a string (split like a shell would) or an array of strings',
+    })),
+    cookies_path: optional(z.string().max(4096)),
   },
   { error: 'the body must be a JSON object' },
 );

@@ -31,6 +31,8 @@ export const FAILOVER_REASONS = [...UPSTREAM_ERROR_REASONS, 'manual'] as const;
 export const FFMPEG_EXIT_REASONS = ['stopped', 'ended', 'input_error', 'output_error', 'error'] as const;
 export const STREAM_STATES = ['owner', 'relay', 'starting', 'vod'] as const;
 export const START_KINDS = ['warm', 'cold'] as const;
+export const BROADCAST_CALLBACK_EVENTS = ['programme_ended', 'broadcast_failed'] as const;
+export const BROADCAST_CALLBACK_RESULTS = ['ok', 'http_error', 'timeout', 'error'] as const;
 
 /** Metrics every worker exports (aggregated by the primary: same labels from two workers are summed). */
 export const WORKER_METRICS = {
@@ -69,6 +71,9 @@ export const WORKER_METRICS = {
   httpRequestDuration: def('histogram', 'http_request_duration_seconds', 'Time to answer an API request (byte-stream routes are counted, not timed)', ['route', 'method'],
     [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]),
   coordinatorUp: def('gauge', 'coordinator_up', '1 when the coordinator answered a ping during this scrape, else 0', ['worker', 'backend']),
+  broadcastsRunning: def('gauge', 'broadcasts_running', 'Broadcast (Network) FFmpeg processes running on the worker that owns them', ['worker']),
+  broadcastSegments: def('counter', 'broadcast_segments_total', 'HLS segments broadcasts wrote (counted when finished)'),
+  broadcastCallbacks: def('counter', 'broadcast_callbacks_total', 'Broadcast callbacks sent to the editor, by event and result (timeout is usual: the editor starts the next programme inside its handler; never retried)', ['event', 'result']),
 } as const;
 
 /** Metrics of the host as a whole (the cluster primary, or the one process of start:single). */

@@ -6,11 +6,13 @@ import { performance } from 'node:perf_hooks';
 import type { NextFunction, Request, Response } from 'express';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Coordinator } from '../coordination/coordinator.js';
+import type { BroadcastMetricsHooks } from '../streams/broadcast/broadcast-manager.js';
 import type { StreamEngine } from '../streams/stream-engine.js';
 import type { StreamTelemetry } from '../streams/stream-telemetry.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { registryJson, type MetricsJson } from './aggregate.js';
 import {
+  BROADCAST_CALLBACK_EVENTS, BROADCAST_CALLBACK_RESULTS,
   FAILOVER_REASONS, FFMPEG_EXIT_REASONS, START_KINDS, STREAM_STATES, STREAMING_ROUTES, UPSTREAM_ERROR_REASONS,
   VIEWER_END_REASONS, WORKER_METRICS as M,
 } from './definitions.js';
@@ -76,6 +78,9 @@ function createMetrics(r: Registry) {
     httpRequests: counter(M.httpRequests, r),
     httpRequestDuration: histogram(M.httpRequestDuration, r),
     coordinatorUp: gauge(M.coordinatorUp, r),
+    broadcastsRunning: gauge(M.broadcastsRunning, r),
+    broadcastSegments: counter(M.broadcastSegments, r),
+    broadcastCallbacks: counter(M.broadcastCallbacks, r),
   };
 }
 
@@ -105,6 +110,14 @@ export class WorkerMetrics {
     m.leaseLosses.inc(0);
     for (const start of START_KINDS) m.timeToFirstByte.zero({ start });
     m.renderTaskDuration.zero({});
+    m.broadcastsRunning.set({ worker: opts.worker }, 0);
+    m.broadcastSegments.inc(0);
+    for (const event of BROADCAST_CALLBACK_EVENTS) zeroes(m.broadcastCallbacks, 'result', BROADCAST_CALLBACK_RESULTS, { event });
+    this.broadcastHooks = {
+      running: (delta) => m.broadcastsRunning.inc({ worker: opts.worker }, delta),
+      segmentWritten: () => m.broadcastSegments.inc(),
+      callback: (event, result) => m.broadcastCallbacks.inc({ event, result }),
+    };
 
     this.telemetry = {
       viewerJoined: () => m.viewerJoins.inc(),
@@ -124,6 +137,9 @@ export class WorkerMetrics {
     };
     this.httpMiddleware = this.makeHttpMiddleware(opts.rootPath);
   }
+
+  /** Counters the broadcast manager feeds (runs, segments, callbacks). */
+  readonly broadcastHooks: BroadcastMetricsHooks;
 
   /** Counts every request by route template, method and status; times all but byte streams. */
   readonly httpMiddleware: (req: Request, res: Response, next: NextFunction) => void;

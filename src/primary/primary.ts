@@ -1,6 +1,7 @@
 // The cluster primary: forks WORKERS workers on PORT, restarts crashed ones with back-off,
 // frees a dead worker's leases at once (so takeover does not wait for the TTL), hosts the
-// embedded coordinator when Redis is off, and drains everything on SIGTERM.
+// embedded coordinator when Redis is off, drains everything on SIGTERM, and replaces its
+// workers one at a time on SIGHUP (a rolling restart: new code from dist/, no viewer cut).
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
 import type { Coordinator } from '../coordination/coordinator.js';
@@ -19,13 +20,15 @@ export interface PrimaryDeps {
 
 interface Slot {
   index: number;
+  /** The id of the slot's current worker: `{WORKER_ID}-{index}`, `…r{n}` after n rolling restarts. */
   workerId: string;
   worker: Worker | null;
+  /** Rolling restarts of this slot: the replacement and the old worker live side by side, so
+   *  they need two ids (and, with RELAY_PORT set, two relay ports). */
+  generation: number;
   startedAt: number;
   crashes: number;
   restarts: number;
-  /** FFmpeg pids the worker reported: killed if the worker dies (no ghost FFmpeg). */
-  pids: number[];
 }
 
 const BACKOFF_MIN_MS = 250;
@@ -33,11 +36,23 @@ const BACKOFF_MAX_MS = 30_000;
 /** A worker that lived this long is healthy again: its back-off starts over. */
 const HEALTHY_AFTER_MS = 30_000;
 const KILL_AFTER_DRAIN_MS = 5000;
+/** How long a replacement worker may take to listen, and an old one to hand its sources over. */
+const REPLACE_READY_MS = 60_000;
+const HANDOVER_MS = 15_000;
+
+/** One worker process: its id and the FFmpeg pids it reported (killed if it dies: no ghost FFmpeg). */
+interface Incarnation {
+  slot: Slot;
+  workerId: string;
+  pids: number[];
+}
 
 export class Primary {
   private readonly slots: Slot[] = [];
   private readonly ipc: IpcHost | null;
   private stopping = false;
+  private rolling = false;
+  private readonly incarnations = new Map<Worker, Incarnation>();
   private readyLogged = false;
   private readonly listening = new Set<number>();
   /** Answers workers' `/metrics` with every worker's registry and the host's. */
@@ -59,7 +74,7 @@ export class Primary {
   start(): void {
     const { config } = this.deps;
     for (let i = 1; i <= config.workers; i++) {
-      const slot: Slot = { index: i, workerId: `${config.workerId}-${i}`, worker: null, startedAt: 0, crashes: 0, restarts: 0, pids: [] };
+      const slot: Slot = { index: i, workerId: `${config.workerId}-${i}`, worker: null, generation: 0, startedAt: 0, crashes: 0, restarts: 0 };
       this.slots.push(slot);
       this.fork(slot);
     }
@@ -71,7 +86,8 @@ export class Primary {
     this.stopping = true;
     const { config, logger, coordinator } = this.deps;
     logger.info('primary stopping', { signal, drain_ms: config.drainTimeoutMs });
-    const alive = this.slots.flatMap((s) => (s.worker && !s.worker.isDead() ? [s.worker] : []));
+    // Old workers still draining after a rolling restart stop with the others.
+    const alive = [...this.incarnations.keys()].filter((w) => !w.isDead());
     const exits = alive.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
     for (const w of alive) {
       if (w.isConnected()) w.send({ t: 'shutdown', drainMs: config.drainTimeoutMs });
@@ -86,29 +102,102 @@ export class Primary {
     logger.info('primary stopped');
   }
 
-  private fork(slot: Slot): void {
-    const worker = cluster.fork({ WORKER_INDEX: String(slot.index) });
+  /**
+   * SIGHUP: replaces the workers one at a time. The replacement is forked (running whatever
+   * dist/ holds now) and listens before the old worker stops accepting; the old worker then
+   * hands its sources over (the replacement adopts them: it takes each lease the old one
+   * releases, and the old one relays from it) and keeps its viewers until they leave or
+   * DRAIN_TIMEOUT passes. No viewer is cut and no source runs twice (the lease moves only
+   * after the old source stopped).
+   */
+  async rollingRestart(): Promise<void> {
+    if (this.rolling || this.stopping) return;
+    this.rolling = true;
+    const { logger, config } = this.deps;
+    logger.info('rolling restart', { workers: this.slots.length });
+    try {
+      for (const slot of this.slots) {
+        if (this.stopping) break;
+        const old = slot.worker;
+        slot.generation++;
+        const fresh = this.fork(slot);
+        if (!(await this.message(fresh, 'worker:ready', REPLACE_READY_MS))) {
+          logger.error('replacement worker did not start: the old one stays', { worker_id: slot.workerId });
+          slot.worker = old;
+          if (!fresh.isDead()) fresh.process.kill('SIGKILL');
+          continue;
+        }
+        if (!old || old.isDead() || !old.isConnected()) continue;
+        old.send({ t: 'handover', drainMs: config.drainTimeoutMs });
+        await this.message(old, 'worker:handed-over', HANDOVER_MS);
+        const kill = setTimeout(() => {
+          if (!old.isDead()) old.process.kill('SIGKILL');
+        }, config.drainTimeoutMs + KILL_AFTER_DRAIN_MS);
+        old.once('exit', () => clearTimeout(kill));
+      }
+    } finally {
+      this.rolling = false;
+    }
+    logger.info('rolling restart done', { workers: this.slots.map((s) => s.workerId) });
+  }
+
+  /** Resolves true when `worker` sends a message of type `t`, false on exit or timeout. */
+  private message(worker: Worker, t: string, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        resolve(ok);
+      };
+      const onMessage = (msg: { t?: string }): void => {
+        if (msg?.t === t) done(true);
+      };
+      const onExit = (): void => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+    });
+  }
+
+  private fork(slot: Slot): Worker {
+    const { config } = this.deps;
+    const g = slot.generation;
+    slot.workerId = g === 0 ? `${config.workerId}-${slot.index}` : `${config.workerId}-${slot.index}r${g}`;
+    const worker = cluster.fork({
+      WORKER_INDEX: String(slot.index),
+      WORKER_NAME: slot.workerId,
+      // With RELAY_PORT set, a replacement binds the other half of 2 × WORKERS ports.
+      WORKER_RELAY_INDEX: String(slot.index + (g % 2) * config.workers),
+    });
+    const inc: Incarnation = { slot, workerId: slot.workerId, pids: [] };
+    this.incarnations.set(worker, inc);
     slot.worker = worker;
     slot.startedAt = Date.now();
     this.ipc?.attach(worker);
     this.metrics.attach(worker);
-    worker.on('message', (msg: { t?: string; port?: number; pids?: number[] }) => {
-      if (msg?.t === 'worker:ready' && typeof msg.port === 'number') this.onListening(slot, msg.port);
-      if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) slot.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);
+    worker.on('message', (msg: { t?: string; port?: number; pids?: number[]; sessions?: unknown }) => {
+      if (msg?.t === 'worker:ready' && typeof msg.port === 'number' && slot.worker === worker) this.onListening(slot, msg.port);
+      if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) inc.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);
+      // An old worker's sources go to its replacement, which takes each lease once released.
+      if (msg?.t === 'worker:handover' && slot.worker && slot.worker !== worker && slot.worker.isConnected()) {
+        slot.worker.send({ t: 'adopt', sessions: msg.sessions });
+      }
     });
     worker.once('exit', (code, signal) => void this.onExit(slot, worker, code, signal));
+    return worker;
   }
 
-  private killOrphans(slot: Slot): void {
-    for (const pid of slot.pids) {
+  private killOrphans(inc: Incarnation): void {
+    for (const pid of inc.pids) {
       try {
         process.kill(pid, 'SIGKILL');
-        this.deps.logger.warn('killed an FFmpeg left by a dead worker', { worker_id: slot.workerId, pid });
+        this.deps.logger.warn('killed an FFmpeg left by a dead worker', { worker_id: inc.workerId, pid });
       } catch {
         // already gone (its pipe broke when the worker died)
       }
     }
-    slot.pids = [];
+    inc.pids = [];
   }
 
   private onListening(slot: Slot, port: number): void {
@@ -122,11 +211,13 @@ export class Primary {
 
   private async onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): Promise<void> {
     const { logger, coordinator } = this.deps;
-    this.listening.delete(slot.index);
-    this.killOrphans(slot);
+    const inc = this.incarnations.get(worker) ?? { slot, workerId: slot.workerId, pids: [] };
+    this.incarnations.delete(worker);
+    if (slot.worker === worker) this.listening.delete(slot.index);
+    this.killOrphans(inc);
     // Its leases go now: viewers on other workers take over without waiting for the TTL.
-    await forgetWorker(coordinator, slot.workerId).catch((err: unknown) =>
-      logger.warn('could not clean up after a worker', { worker_id: slot.workerId, error: String(err) }));
+    await forgetWorker(coordinator, inc.workerId).catch((err: unknown) =>
+      logger.warn('could not clean up after a worker', { worker_id: inc.workerId, error: String(err) }));
     if (this.stopping || slot.worker !== worker) return;
     const lived = Date.now() - slot.startedAt;
     slot.crashes = lived > HEALTHY_AFTER_MS ? 1 : slot.crashes + 1;

@@ -14,6 +14,17 @@ export interface TranscodeSpec {
   outputFormat: 'mpegts' | 'hls';
 }
 
+/**
+ * A stream resolver (streamlink or yt-dlp) that turns the page URL into media: its checked
+ * options (see resolvers/resolver-args.ts), streamlink's stream quality and a cookie file.
+ */
+export interface ResolverSpec {
+  name: 'streamlink' | 'ytdlp';
+  options: string[];
+  quality: string | null;
+  cookiesPath: string | null;
+}
+
 export interface StreamDefinition {
   id: string;
   url: string;
@@ -29,6 +40,8 @@ export interface StreamDefinition {
   options: Record<string, string | number | boolean>;
   createdAt: string;
   transcode?: TranscodeSpec | null;
+  /** Set: the URL is a page a resolver turns into media (a live stream, never VOD or HLS). */
+  resolver?: ResolverSpec | null;
 }
 
 export const md5 = (s: string): string => createHash('md5').update(s).digest('hex');

@@ -20,6 +20,8 @@ import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
+import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
+import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
 import { stopIdleSourcesToHost } from './live/idle-sources.js';
 import { tlsVerifyFor } from './sources/upstream.js';
@@ -92,6 +94,8 @@ interface StreamTotals {
 const FFMPEG_KILL_AFTER_MS = 3000;
 /** How often sessions are checked against the stream registry (missed deletion events). */
 const RECONCILE_MS = 5000;
+/** How long an adopted session waits for the old worker's relay before it idles. */
+const ADOPT_WAIT_MS = 10_000;
 /** Client records are refreshed (bytes served, TTL) at most this often. */
 const CLIENT_REFRESH_MIN_MS = 120_000;
 
@@ -125,6 +129,8 @@ export class StreamEngine {
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
   private closing = false;
+  /** Rolling restart, old side: sessions never take a lease again. */
+  private handingOver = false;
   private readonly telemetry: StreamTelemetry;
   /** Refuses new viewers while this worker is not keeping up with those it has. */
   readonly admission: Admission;
@@ -415,6 +421,28 @@ export class StreamEngine {
     return this.session(id)?.failover() ?? false;
   }
 
+  /** Rolling restart: the sessions whose source this worker owns (key and definition). */
+  ownedSessions(): Array<{ key: string; def: StreamDefinition }> {
+    return [...this.sessions.values()].filter((s) => s.isOwner).map((s) => ({ key: s.key, def: s.definition }));
+  }
+
+  /** Rolling restart, old side: every session gives its source up and relays from now on. */
+  handOver(): void {
+    this.handingOver = true;
+    for (const s of this.sessions.values()) s.handOver();
+  }
+
+  /**
+   * Rolling restart, new side: a session for a source the old worker gives up. It takes the
+   * lease once released; the old worker's relay to it is its interest (else it idles).
+   */
+  adopt(def: StreamDefinition, key: string): void {
+    if (this.closing || this.sessions.has(key)) return;
+    const session = this.createSession(def, key);
+    this.sessions.set(key, session);
+    session.idleUnlessWatched(ADOPT_WAIT_MS);
+  }
+
   /** Sources this worker owns now. */
   ownedSources(): OwnedSourceInfo[] {
     const out: OwnedSourceInfo[] = [];
@@ -487,7 +515,7 @@ export class StreamEngine {
   private createSession(def: StreamDefinition, key: string): LiveSession {
     const { config, coordinator, logger, workerId } = this.deps;
     const individual = def.kind === 'transcode' && !this.pooling;
-    return new LiveSession({
+    const session = new LiveSession({
       def, key, coordinator, logger, workerId,
       createSource: (channel) => this.createSource(def, key, channel),
       connectTimeoutMs: config.connectionTimeoutMs,
@@ -507,6 +535,8 @@ export class StreamEngine {
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
       onLeaseEvent: (event) => this.telemetry.lease(event),
     });
+    if (this.handingOver) session.handOver();
+    return session;
   }
 
   private createSource(def: StreamDefinition, key: string, channel: Channel): OwnedSource {
@@ -514,13 +544,22 @@ export class StreamEngine {
     if (def.transcode) {
       return new FfmpegSource({
         ffmpegPath: config.ffmpegPath,
-        argv: this.transcodeArgv(def),
+        // With a resolver, FFmpeg opens the media URL it prints (run when the source starts).
+        argv: def.resolver
+          ? async (signal) => this.transcodeArgv(def, await resolveMediaUrl(def, this.resolverEnv, signal))
+          : this.transcodeArgv(def),
         channel, logger,
         streamId: def.id,
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
         onPid: (pid, running) => this.trackPid(pid, running),
         telemetry: this.telemetry,
+      });
+    }
+    if (def.resolver) {
+      return new ResolverSource({
+        def, channel, logger, env: this.resolverEnv, killAfterMs: FFMPEG_KILL_AFTER_MS,
+        onPid: (pid, running) => this.trackPid(pid, running),
       });
     }
     return new HttpSource({
@@ -554,13 +593,22 @@ export class StreamEngine {
   }
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
-  private transcodeArgv(def: StreamDefinition): string[] {
+  private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,
+      ...(inputUrl ? { inputUrl } : {}),
       userAgent: def.userAgent ?? this.deps.config.defaultUserAgent,
       headers: def.headers,
     });
     return confineInput(argv, { tlsVerify: tlsVerifyFor(def, this.deps.config) });
+  }
+
+  private get resolverEnv(): ResolverEnv {
+    const { config } = this.deps;
+    return {
+      streamlinkPath: config.streamlinkPath, ytdlpPath: config.ytdlpPath,
+      defaultUserAgent: config.defaultUserAgent, timeoutMs: config.resolverTimeoutMs,
+    };
   }
 
   private get pooling(): boolean {

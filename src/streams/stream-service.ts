@@ -97,8 +97,10 @@ export class StreamService {
     const def: StreamDefinition = {
       id,
       url: input.url,
-      kind: transcode ? 'transcode' : kindFromUrl(input.url),
+      // A resolver's output is a continuous stream, whatever the page URL looks like.
+      kind: transcode ? 'transcode' : input.resolver ? 'live' : kindFromUrl(input.url),
       transcode: transcode?.spec ?? null,
+      resolver: input.resolver ?? null,
       failoverUrls: input.failoverUrls,
       failoverResolverUrl: input.failoverResolverUrl,
       userAgent: input.userAgent,

@@ -4,12 +4,16 @@ import { AppError } from '../../errors.js';
 import { entryStreamType, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StopReason, StreamService } from '../../streams/stream-service.js';
 import { clientJson } from '../../streams/stream-service.js';
+import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
+import type { ResolverName } from '../../streams/resolvers/resolver-args.js';
+import { resolverSpecFrom } from '../../streams/resolvers/resolver-spec.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
 import { streamIdParam } from '../request-values.js';
 import { createStreamSchema, parseBody, queryBool, queryString, type CreateStreamBody } from '../schemas.js';
 
 export interface StreamsRoutesDeps {
   service: StreamService;
+  versions: () => Promise<ToolVersions>;
   engine: StreamEngine;
   defaultUserAgent: string;
 }
@@ -23,7 +27,16 @@ const SILENCE_FIELDS = [
 const stringify = (m: Record<string, string | number | boolean> | null | undefined): Record<string, string> =>
   Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, String(v)]));
 
-export function toStreamInput(body: CreateStreamBody) {
+/** Whether a resolver's binary answered `--version` at start. */
+export const resolverInstalled = (versions: () => Promise<ToolVersions>) => async (name: ResolverName): Promise<boolean> =>
+  (await versions())[name] !== null;
+
+/** The stream input of a create body; 422/503 for resolver fields (resolver-spec.ts). */
+export async function toStreamInput(body: CreateStreamBody, versions: () => Promise<ToolVersions>) {
+  return { ...baseInput(body), resolver: await resolverSpecFrom(body, resolverInstalled(versions)) };
+}
+
+function baseInput(body: CreateStreamBody) {
   const options: Record<string, string | number | boolean> = {};
   for (const f of SILENCE_FIELDS) {
     const v = body[f];
@@ -47,12 +60,12 @@ export function endpointOf(def: StreamDefinition): string {
   return def.kind === 'hls' ? `/hls/${def.id}/playlist.m3u8` : `/stream/${def.id}`;
 }
 
-export function streamsRoutes({ service, engine, defaultUserAgent }: StreamsRoutesDeps): Router {
+export function streamsRoutes({ service, engine, defaultUserAgent, versions }: StreamsRoutesDeps): Router {
   const r = Router();
 
   r.post('/streams', async (req, res) => {
     const body = parseBody(createStreamSchema, req.body);
-    const def = await service.upsert(toStreamInput(body));
+    const def = await service.upsert(await toStreamInput(body, versions));
     const endpoint = endpointOf(def);
     res.json({
       stream_id: def.id,

@@ -8,21 +8,20 @@ import type { StreamService } from '../../streams/stream-service.js';
 import type { Transcoder } from '../../streams/transcode/transcoder.js';
 import { createStreamSchema, parseBody } from '../schemas.js';
 import { toStreamInput } from './streams-routes.js';
+import type { ToolVersions } from '../../ffmpeg/tool-versions.js';
 
 export interface TranscodeRoutesDeps {
   service: StreamService;
+  versions: () => Promise<ToolVersions>;
   transcoder: Transcoder;
   defaultUserAgent: string;
 }
 
-const transcodeSchema = createStreamSchema.extend({
+export const transcodeSchema = createStreamSchema.extend({
   profile: z.string().trim().min(1).max(8192).default('default'),
   profile_variables: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).nullish(),
   output_format: z.string().max(32).nullish(),
-  resolver: z.enum(['streamlink', 'ytdlp']).nullish(),
-  resolver_args: z.array(z.string()).nullish(),
   cookies: z.string().nullish(),
-  cookies_path: z.string().nullish(),
 });
 
 export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
@@ -40,7 +39,7 @@ export function transcodeRoutes(deps: TranscodeRoutesDeps): Router {
       argv: rendered.argv,
       outputFormat: rendered.outputFormat,
     };
-    const input = toStreamInput(body);
+    const input = await toStreamInput(body, deps.versions);
     const profileLabel = spec.profile ?? 'custom';
     input.metadata = {
       ...input.metadata,

@@ -14,7 +14,7 @@ export interface WebhooksRoutesDeps {
   workerId: string;
 }
 
-const webhookSchema = z.object(
+export const webhookSchema = z.object(
   {
     url: httpUrl,
     events: z.array(z.enum(EVENT_TYPES, { error: `must be one of ${EVENT_TYPES.join(', ')}` })).max(EVENT_TYPES.length * 2).nullish(),

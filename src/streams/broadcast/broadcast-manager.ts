@@ -108,7 +108,6 @@ interface PendingCallback {
 const KILL_AFTER_MS = 5000;
 const ORPHAN_AGE_MS = 60_000;
 const BYTE_POLL_MS = 1000;
-const MAP_RETRY_WINDOW_MS = 1500;
 const MAP_RETRIES = 3;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -237,23 +236,40 @@ export class BroadcastManager {
       discontinuity = true;
     }
 
-    // 4. Spawn (with the language-map recovery).
-    let run: Run;
-    try {
-      run = await this.spawn(id, programme, { startNumber, discontinuity, dvr, dir }, true);
-    } catch (err) {
-      this.countFailure(id);
-      if (err instanceof AppError && err.status < 500) throw err;
-      throw new AppError(500, 'INTERNAL', `Failed to start broadcast: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    // 4. Spawn.
+    const at = { startNumber, discontinuity, dvr, dir };
+    const spawnOrFail = async (p: Programme): Promise<Run> => {
+      try {
+        return await this.spawn(id, p, at);
+      } catch (err) {
+        this.unregister(id);
+        this.countFailure(id);
+        if (err instanceof AppError && err.status < 500) throw err;
+        throw new AppError(500, 'INTERNAL', `Failed to start broadcast: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    let current = programme;
+    let run = await spawnOrFail(current);
     const entry: Entry = {
       id, dir, dvr, metadata: body.metadata ?? {}, status: 'running', run,
       next: this.parseNext(id, body), errorMessage: null, bytesWritten: 0,
     };
     this.entries.set(id, entry);
 
-    // 5. Grace: a start that dies at once is a failed start (every start takes ≥ grace).
-    await Promise.race([run.exited, sleep(config.broadcastStartFailureGraceMs)]);
+    // 5. Grace: a start that dies at once is a failed start (every start takes ≥ grace). A run
+    // that died because a requested track does not exist is respawned without that choice, at
+    // most 3 times (§3.1's language-map recovery; judged on the exit, not on a 1.5 s window,
+    // which a loaded host can miss).
+    for (let attempt = 0; ; attempt++) {
+      await Promise.race([run.exited, sleep(config.broadcastStartFailureGraceMs)]);
+      const adjusted = run.exit && attempt < MAP_RETRIES ? recoverFrom(run.exit, current) : null;
+      if (!adjusted) break;
+      logger.warn('broadcast track choice not available, starting without it', { network_id: id, error: run.exit?.lastError });
+      run.intentional = true; // its exit is handled here: no callback
+      current = adjusted;
+      run = await spawnOrFail(current);
+      entry.run = run;
+    }
     if (run.exit && exitCodeOf(run.exit) !== 0) {
       this.unregister(id);
       this.countFailure(id);
@@ -283,35 +299,7 @@ export class BroadcastManager {
     });
   }
 
-  /**
-   * Spawns FFmpeg for a programme. With `recover`, a run that exits within 1.5 s because a
-   * language map matched nothing (or subtitles cannot become WebVTT) is respawned without
-   * that choice, at most 3 times (§3.1).
-   */
   private async spawn(
-    id: string,
-    programme: Programme,
-    at: { startNumber: number; discontinuity: boolean; dvr: boolean; dir: string },
-    recover: boolean,
-  ): Promise<Run> {
-    let current = programme;
-    for (let attempt = 0; ; attempt++) {
-      const run = await this.spawnOnce(id, current, at);
-      const needsRecovery = recover && attempt < MAP_RETRIES &&
-        (current.preferredAudioLanguage !== null || current.subtitlesEnabled);
-      if (!needsRecovery) return run;
-      await Promise.race([run.exited, sleep(MAP_RETRY_WINDOW_MS)]);
-      const adjusted = run.exit ? recoverFrom(run.exit, current) : null;
-      if (!adjusted) return run;
-      this.deps.logger.warn('broadcast track choice not available, starting without it', {
-        network_id: id, error: run.exit?.lastError,
-      });
-      run.intentional = true; // this run's exit is ours to handle: no callback
-      current = adjusted;
-    }
-  }
-
-  private async spawnOnce(
     id: string,
     programme: Programme,
     at: { startNumber: number; discontinuity: boolean; dvr: boolean; dir: string },
@@ -415,7 +403,7 @@ export class BroadcastManager {
     current.next = null;
     let newPid: number | null = null;
     try {
-      const nextRun = await this.spawn(id, next, { startNumber: final + 1, discontinuity: true, dvr: current.dvr, dir: current.dir }, false);
+      const nextRun = await this.spawn(id, next, { startNumber: final + 1, discontinuity: true, dvr: current.dvr, dir: current.dir });
       Object.assign(current, { run: nextRun, status: 'running', errorMessage: null, bytesWritten: 0 });
       newPid = nextRun.process.pid;
       await sweepOrphans(current.dir, 0);

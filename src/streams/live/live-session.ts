@@ -93,6 +93,8 @@ export class LiveSession implements ChannelReader {
   private readonly tick: NodeJS.Timeout;
   private closed = false;
   private deleted = false;
+  /** Rolling restart, old side: this session only relays from now on. */
+  private handingOver = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void; since: number }> = [];
   private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
@@ -127,6 +129,31 @@ export class LiveSession implements ChannelReader {
 
   get definition(): StreamDefinition {
     return this.opts.def;
+  }
+
+  /**
+   * Rolling restart, old side: the source stops and the lease is released for the replacement
+   * (which adopted this key); viewers stay and are fed by a relay from the new owner. Never
+   * takes the lease again.
+   */
+  handOver(): void {
+    this.handingOver = true;
+    if (this.closed || !this.source) return;
+    this.opts.logger.info('handing the source over', { stream_id: this.id, source: this.key });
+    this.source.stop();
+    this.source = null;
+    this.opts.onOwnership?.();
+    void this.lease.release();
+    // Workers relaying from here look for the new owner.
+    for (const v of [...this.relayViewers]) v.close('closed');
+    this.retryDelay = RETRY_MIN_MS;
+    this.retrySoon();
+  }
+
+  /** A session made without a viewer (adopted) idles after `ms` unless someone watches. */
+  idleUnlessWatched(ms: number): void {
+    const t = setTimeout(() => this.maybeIdle(), ms);
+    t.unref();
   }
 
   /**
@@ -338,7 +365,7 @@ export class LiveSession implements ChannelReader {
 
   private async own(): Promise<void> {
     const { def, logger, coordinator } = this.opts;
-    if (await this.lease.acquire()) {
+    if (!this.handingOver && (await this.lease.acquire())) {
       if (this.closed) return void (await this.lease.release());
       this.retryDelay = RETRY_MIN_MS;
       this.source = this.opts.createSource(this.channel);

@@ -1,7 +1,8 @@
 // The owner side of a transcode: one FFmpeg process whose MPEG-TS stdout feeds the Channel.
-// It knows nothing of leases or requests; the session starts and stops it.
+// It knows nothing of leases or requests; the session starts and stops it. With a stream
+// resolver, the argv is known only once the resolver has printed the media URL.
 import { FfmpegProcess, type FfmpegExit } from '../../ffmpeg/ffmpeg-process.js';
-import type { FfmpegProgress } from '../../ffmpeg/progress-parser.js';
+import { emptyProgress, type FfmpegProgress } from '../../ffmpeg/progress-parser.js';
 import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
 import type { OwnedSource } from '../live/live-session.js';
@@ -9,7 +10,8 @@ import type { FfmpegExitReason, StreamTelemetry } from '../stream-telemetry.js';
 
 export interface FfmpegSourceOptions {
   ffmpegPath: string;
-  argv: string[];
+  /** The argv, or a step that finds it (a resolver run); its rejection ends the channel with it. */
+  argv: string[] | ((signal: AbortSignal) => Promise<string[]>);
   channel: Channel;
   logger: Logger;
   streamId: string;
@@ -28,15 +30,47 @@ function exitReason(exit: FfmpegExit): FfmpegExitReason {
 }
 
 export class FfmpegSource implements OwnedSource {
-  private readonly proc: FfmpegProcess;
+  private proc: FfmpegProcess | null = null;
   private knownPid: number | null = null;
+  private stopped = false;
+  private readonly preparing = new AbortController();
   /** Bytes of FFmpeg's output (the channel's input). */
   bytesIn = 0;
 
-  constructor(private readonly opts: FfmpegSourceOptions) {
+  constructor(private readonly opts: FfmpegSourceOptions) {}
+
+  get pid(): number | null {
+    return this.proc?.pid ?? null;
+  }
+
+  get progress(): FfmpegProgress {
+    return this.proc?.progress ?? emptyProgress();
+  }
+
+  start(): void {
+    const { argv } = this.opts;
+    if (Array.isArray(argv)) return this.spawn(argv);
+    argv(this.preparing.signal).then(
+      (resolved) => {
+        if (!this.stopped) this.spawn(resolved);
+      },
+      (err: unknown) => {
+        if (!this.stopped) this.opts.channel.end(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.preparing.abort();
+    if (this.proc) void this.proc.stop();
+  }
+
+  private spawn(args: string[]): void {
+    const { opts } = this;
     this.proc = new FfmpegProcess({
       ffmpegPath: opts.ffmpegPath,
-      args: opts.argv,
+      args,
       logger: opts.logger,
       logMeta: { stream_id: opts.streamId, source: opts.sourceKey },
       killAfterMs: opts.killAfterMs,
@@ -53,24 +87,9 @@ export class FfmpegSource implements OwnedSource {
         opts.channel.end(new Error(`ffmpeg ${exit.errorClass ?? 'other'} error: ${why}`));
       },
     });
-  }
-
-  get pid(): number | null {
-    return this.proc.pid;
-  }
-
-  get progress(): FfmpegProgress {
-    return this.proc.progress;
-  }
-
-  start(): void {
     this.proc.start();
-    this.opts.telemetry?.ffmpegStarted();
+    opts.telemetry?.ffmpegStarted();
     this.knownPid = this.proc.pid;
-    this.opts.onPid(this.knownPid, true);
-  }
-
-  stop(): void {
-    void this.proc.stop();
+    opts.onPid(this.knownPid, true);
   }
 }
