@@ -196,7 +196,7 @@ describe('property tests (issue 13)', function () {
           expect(plain, tpl).to.not.match(/(^|[:=,;])(filename|file|f|textfile|fontfile)=/);
         }
         if (base === 'hls_segment_filename') expect(value.startsWith(`${HLS_DIR}/`) && !value.includes('..'), `${tpl}: ${value}`).to.equal(true);
-        if (/^x26[45]-params$/.test(base)) expect(value, tpl).to.not.match(/stats|csv|file/);
+        if (/^x26[45]-params$/.test(base)) expect(value, tpl).to.not.match(/(^|:)(stats|csv|qpfile|analysis-save)=|[/\\\\]/);
       }
     }), { numRuns: RUNS.template });
     report('property: template render runs', runs);
