@@ -11,9 +11,6 @@ COPY tsconfig.json ./
 COPY src ./src
 # The image runs dist/src only; test/ and bench/ are not in the build context.
 RUN npx tsc -p tsconfig.json
-# grafana/ is optional in the context; the last stage copies it from here either way.
-COPY . /context
-RUN mkdir -p /context/grafana
 
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
@@ -45,7 +42,7 @@ COPY --from=build /app/dist/src ./dist/src
 COPY package.json ./
 COPY src/coordination/lua ./src/coordination/lua
 COPY profiles ./profiles
-COPY --from=build /context/grafana ./grafana
+COPY grafana ./grafana
 USER node
 EXPOSE 8085
 # /health with X-API-Token when API_TOKEN is set (env or .env); PORT/HOST as configured.

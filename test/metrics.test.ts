@@ -201,6 +201,34 @@ describe('metrics: /metrics of a two-worker cluster', function () {
   });
 });
 
+describe('metrics: a worker killed while Prometheus scrapes', function () {
+  this.timeout(120_000);
+  let cluster: TestCluster;
+  before(async function () {
+    this.timeout(90_000);
+    cluster = await startCluster({ WORKERS: '2', API_TOKEN: TOKEN }, 60_000);
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('the scrape still answers (the dead worker left out), then counts the restart and both workers again', async () => {
+    const [victim] = cluster.workerPids();
+    process.kill(victim!, 'SIGKILL');
+    const t0 = Date.now();
+    const res = await fetch(cluster.url('/metrics'), { headers: AUTH });
+    expect(res.status).to.equal(200);
+    expect(Date.now() - t0, 'answered without waiting for the dead worker').to.be.below(10_000);
+    let samples: Sample[] = [];
+    await waitFor(async () => {
+      samples = parseSamples(await (await fetch(cluster.url('/metrics'), { headers: AUTH })).text());
+      return sumOf(samples, 'm3u_proxy_worker_restarts_total') === 1 && sumOf(samples, 'm3u_proxy_workers_running') === 2;
+    }, 30_000, 'the restart to be counted and the worker back');
+    const workers = new Set(samples.filter((x) => x.name === 'process_resident_memory_bytes').map((x) => x.labels.worker));
+    expect([...workers].sort()).to.deep.equal(['1', '2', 'primary']);
+  });
+});
+
 describe('metrics: one-process mode with METRICS_PUBLIC=true', function () {
   this.timeout(60_000);
   let single: TestCluster;

@@ -3,6 +3,7 @@
 // Every viewer reads the same Buffer objects; nothing is copied per viewer.
 import { sniff } from '../mpegts/sniff.js';
 import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from '../mpegts/ts-packets.js';
+import type { ProgramInfo } from '../mpegts/media-info.js';
 
 export interface ChannelOptions {
   maxBytes: number;
@@ -74,6 +75,11 @@ export class Channel {
     return this.ended;
   }
 
+  /** What the TS's PMT and streams told so far (media_info); null for raw passthrough. */
+  get program(): ProgramInfo | null {
+    return this.packetizer?.program ?? null;
+  }
+
   get bufferedBytes(): number {
     return this.bytes;
   }
@@ -142,6 +148,14 @@ export class Channel {
     this.lastDataAt = this.now();
     this.evict();
     for (const r of this.readers) r.wake();
+  }
+
+  /**
+   * A new upstream connection (or FFmpeg run) starts: the partial packet carried from the old
+   * one is dropped so it is never glued to the new bytes.
+   */
+  restartInput(): void {
+    if (this.packetizer) this.packetizer = new TsPacketizer();
   }
 
   /** Null packets for readers while the source reconnects; not a join point. */

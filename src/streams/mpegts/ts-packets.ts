@@ -3,6 +3,8 @@
 // indicator, or an H.264/H.265 IDR/IRAP NAL at the start of a video PES).
 // Done once per channel, never per viewer.
 
+import { adtsChannels, esInfo, findH264Sps, h264SpsSize, type EsInfo, type ProgramInfo } from './media-info.js';
+
 export const TS_PACKET_SIZE = 188;
 export const TS_SYNC_BYTE = 0x47;
 const NULL_PID = 0x1fff;
@@ -49,6 +51,12 @@ export interface PacketMarks {
 export class TsInspector {
   private readonly pmtPids = new Set<number>();
   private readonly videoPids = new Map<number, number>(); // pid -> stream type
+  /** The last PMT section read (bytes in its packet): the PMT is parsed again only when it changes. */
+  private lastPmt: Buffer | null = null;
+  /** Codecs, picture size and audio channels learned from the PMT and the streams (media_info). */
+  program: ProgramInfo | null = null;
+  private sizePid = -1;
+  private aacPid = -1;
   /** The last continuity counter seen per PID; -1 before the first packet. */
   private readonly lastCc = new Int8Array(8192).fill(-1);
   /**
@@ -76,6 +84,8 @@ export class TsInspector {
       } else if (payloadStart(buf, off)) {
         const type = this.videoPids.get(pid);
         if (type !== undefined && this.isKeyframe(buf, off, type)) marks.keyframes.push(i);
+        // Until known (once per PMT change): the SPS's picture size, the ADTS channel count.
+        if (pid === this.sizePid || pid === this.aacPid) this.learn(buf, off, pid);
       }
     }
     return marks;
@@ -116,13 +126,42 @@ export class TsInspector {
   private readPmt(buf: Buffer, off: number): void {
     const s = this.section(buf, off);
     if (!s || buf[s.at] !== 0x02) return;
+    const bytes = buf.subarray(s.at, s.end);
+    if (this.lastPmt?.equals(bytes)) return; // sent every ~100 ms, it rarely changes
+    this.lastPmt = Buffer.from(bytes);
+    const streams: EsInfo[] = [];
     const infoLength = ((buf[s.at + 10]! & 0x0f) << 8) | buf[s.at + 11]!;
     for (let p = s.at + 12 + infoLength; p + 5 <= s.end; ) {
       const type = buf[p]!;
       const pid = ((buf[p + 1]! & 0x1f) << 8) | buf[p + 2]!;
-      const esInfo = ((buf[p + 3]! & 0x0f) << 8) | buf[p + 4]!;
+      const esLength = ((buf[p + 3]! & 0x0f) << 8) | buf[p + 4]!;
       if (VIDEO_STREAM_TYPES.has(type)) this.videoPids.set(pid, type);
-      p += 5 + esInfo;
+      streams.push(esInfo(pid, type, buf.subarray(p + 5, Math.min(p + 5 + esLength, s.end))));
+      p += 5 + esLength;
+    }
+    this.program = { streams, width: null, height: null, audioChannels: null };
+    this.sizePid = streams.find((e) => e.kind === 'video' && e.type === H264)?.pid ?? -1;
+    this.aacPid = streams.find((e) => e.kind === 'audio' && e.type === 0x0f)?.pid ?? -1;
+  }
+
+  private learn(buf: Buffer, off: number, pid: number): void {
+    const p = payloadOffset(buf, off);
+    if (p < 0 || !this.program) return;
+    const data = buf.subarray(p, off + TS_PACKET_SIZE);
+    if (pid === this.sizePid) {
+      const sps = findH264Sps(data);
+      const size = sps ? h264SpsSize(sps) : null;
+      if (size) {
+        this.program.width = size.width;
+        this.program.height = size.height;
+        this.sizePid = -1;
+      }
+    } else {
+      const channels = adtsChannels(data);
+      if (channels) {
+        this.program.audioChannels = channels;
+        this.aacPid = -1;
+      }
     }
   }
 
@@ -167,6 +206,11 @@ export class TsPacketizer {
   private readonly inspector = new TsInspector();
   /** Bytes thrown away while looking for sync. */
   droppedBytes = 0;
+
+  /** What the PMT and the streams told so far (media_info). */
+  get program(): ProgramInfo | null {
+    return this.inspector.program;
+  }
 
   /** Continuity-counter errors so far (see TsInspector.ccErrors). */
   get ccErrors(): number {
