@@ -113,6 +113,7 @@ export function buildWorker(deps: WorkerDeps) {
     config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
     resolveRelay: (holder) => engine.resolveRelay(holder),
   });
+  engine.hlsTsSource = (def, channel) => hls.tsSource(def, channel);
   // One signer per secret value: a value re-agreed after the coordinator lost it takes effect.
   let signerFor: { secret: string; signer: UrlSigner } | null = null;
   const signer = async (): Promise<UrlSigner> => {
@@ -123,7 +124,7 @@ export function buildWorker(deps: WorkerDeps) {
   const versions: () => Promise<ToolVersions> = once(() => detectToolVersions(config));
   void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger, telemetry });
-  metrics.attach({ engine, transcoder, coordinator, hls });
+  metrics.attach({ engine, transcoder, coordinator, hls, webhooks: dispatcher });
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   let broadcasts: BroadcastService | null = null;
   const broadcastManager = new BroadcastManager({

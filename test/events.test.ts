@@ -138,7 +138,7 @@ describe('events once per cluster (WORKERS=2)', function () {
   before(async () => {
     origin = await startOrigin();
     sink = await startSink();
-    cluster = await startCluster({ WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000' });
+    cluster = await startCluster({ WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000' }, 60_000); // a loaded box starts workers slowly
     const reg = await cluster.api('/webhooks', {
       method: 'POST', body: JSON.stringify({ url: hook(), events: EDITOR_EVENTS, timeout: 5, retry_attempts: 2 }),
     });

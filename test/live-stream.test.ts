@@ -272,7 +272,10 @@ describe('live MPEG-TS through the proxy', function () {
     await v.closed;
     // STREAM_RETRY_ATTEMPTS=1: the first connection and one retry, each delivered in full.
     expect(origin.totalRequests(path)).to.equal(2);
-    expect(v.bytes()).to.equal(2 * 188 * packets);
+    // The retry joins at its first PAT (a new connection starts at a sync point; issue 16), so
+    // the packets before it in the file (SDT) are not repeated.
+    expect(v.bytes()).to.be.within(2 * 188 * packets - 188 * 8, 2 * 188 * packets);
+    expect(v.bytes() % 188).to.equal(0);
     expect(v.misaligned()).to.equal(0);
   });
 });

@@ -105,7 +105,10 @@ describe('media_info from the MPEG-TS (PMT, SPS, ADTS)', function () {
       const v = openViewer(proxy.url(`/stream/${id}`));
       try {
         expect(await v.status).to.equal(200);
-        await waitFor(async () => (await entryOf(id)).media_info.resolution !== undefined, 20_000, 'the resolution');
+        await waitFor(async () => {
+          const m = (await entryOf(id)).media_info;
+          return m.resolution !== undefined && m.audio_channels !== undefined;
+        }, 20_000, 'the resolution and the audio channels');
         const e = await entryOf(id);
         expect(e.media_info).to.deep.include({ container: 'mpegts', video_codec: 'h264', resolution: '320x240', audio_codec: 'aac', audio_channels: 1 });
         expect(e.media_info.bitrate_kbps).to.be.a('number').greaterThan(100);

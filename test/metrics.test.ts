@@ -199,6 +199,21 @@ describe('metrics: /metrics of a two-worker cluster', function () {
     expect(ALL_DEFINITIONS.map((d) => d.name).filter((n) => !exported.has(n)), 'defined but not exported').to.deep.equal([]);
     for (const x of viewers.splice(0)) x.close();
   });
+
+  it('the scrape still answers (the dead worker left out), then counts the restart and both workers again', async () => {
+    const [victim] = cluster.workerPids();
+    process.kill(victim!, 'SIGKILL');
+    // (A connection the primary handed to the dying worker may reset: ask again.)
+    await waitFor(async () => (await fetch(cluster.url('/metrics'), { headers: AUTH }).catch(() => null))?.status === 200,
+      10_000, 'a scrape to answer while a worker is dead');
+    let samples: Sample[] = [];
+    await waitFor(async () => {
+      samples = parseSamples(await (await fetch(cluster.url('/metrics'), { headers: AUTH })).text());
+      return sumOf(samples, 'm3u_proxy_worker_restarts_total') === 1 && sumOf(samples, 'm3u_proxy_workers_running') === 2;
+    }, 30_000, 'the restart to be counted and the worker back');
+    const workers = new Set(samples.filter((x) => x.name === 'process_resident_memory_bytes').map((x) => x.labels.worker));
+    expect([...workers].sort()).to.deep.equal(['1', '2', 'primary']);
+  });
 });
 
 describe('metrics: one-process mode with METRICS_PUBLIC=true', function () {

@@ -67,10 +67,12 @@ describe('stream resolvers (streamlink, yt-dlp)', function () {
     }
   });
 
-  it('streamlink pipes a direct stream (httpstream://): three viewers, one resolver, one upstream connection', async () => {
+  it('streamlink pipes a direct stream (httpstream://): three viewers, one resolver, one upstream connection, the matching cookies sent', async () => {
     const marker = '/live/streamlink-direct.ts';
+    const jar = path.join(dir, 'streamlink-cookies.txt');
+    await writeFile(jar, '# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsl\tabc\nother.example\tTRUE\t/\tFALSE\t0\tnope\tx\n');
     const created = await api<{ stream_id: string }>('/streams', {
-      method: 'POST', body: { url: origin.url(marker), resolver: 'streamlink', resolver_args: 'best --stream-timeout 20' },
+      method: 'POST', body: { url: origin.url(marker), resolver: 'streamlink', resolver_args: 'best --stream-timeout 20', cookies_path: jar },
     });
     expect(created.status, JSON.stringify(created.body)).to.equal(200);
     const viewers = [1, 2, 3].map(() => openViewer(proxy.url(`/stream/${created.body.stream_id}`)));
@@ -79,6 +81,7 @@ describe('stream resolvers (streamlink, yt-dlp)', function () {
       await waitFor(() => viewers.every((v) => v.bytes() > 188 * 50), 60_000, 'every viewer to get bytes');
       expect(resolverPids(marker)).to.have.length(1);
       expect(origin.openConnections(marker)).to.equal(1);
+      expect(origin.lastHeaders(marker)!.cookie).to.equal('sl=abc');
       const entry = await api<{ stream: { stream_type: string } }>(`/streams/${created.body.stream_id}`);
       expect(entry.body.stream.stream_type).to.equal('Live Continuous');
     } finally {

@@ -82,6 +82,11 @@ function overview(): Dashboard {
     .withPanel(timeseries('Failovers by reason', 'short', [
       { expr: sumRate('m3u_proxy_failovers_total', 'reason'), legend: '{{reason}}' },
     ]))
+    .withPanel(timeseries('Webhook deliveries', 'short', [
+      { expr: sumRate('m3u_proxy_webhook_deliveries_total', 'result'), legend: '{{result}}/s' },
+      { expr: sumRate('m3u_proxy_webhook_retries_total'), legend: 'retries/s' },
+      { expr: 'sum by (state) (m3u_proxy_webhook_queue_deliveries)', legend: '{{state}}' },
+    ]))
     .withPanel(timeseries('HTTP requests by status', 'reqps', [
       { expr: sumRate('m3u_proxy_http_requests_total', 'status'), legend: '{{status}}' },
     ]))

@@ -22,6 +22,8 @@ export interface WorkerMetricsParts {
   engine: StreamEngine;
   transcoder: Transcoder;
   coordinator: Coordinator;
+  /** Webhook delivery figures (plain counters in the dispatcher). */
+  webhooks?: { stats(): { queued: number; in_flight: number; delivered: number; failed: number; dropped: number; retries: number } };
   /** HLS sessions (viewers poll; no bytes per chunk here): viewers and owner/relay state. */
   hls?: { allSessions(): Iterable<{ id: string; key: string; viewers: { size: number }; isOwner: boolean }> };
 }
@@ -77,6 +79,9 @@ function createMetrics(r: Registry) {
     renderTaskDuration: histogram(M.renderTaskDuration, r),
     httpRequests: counter(M.httpRequests, r),
     httpRequestDuration: histogram(M.httpRequestDuration, r),
+    webhookDeliveries: counter(M.webhookDeliveries, r),
+    webhookRetries: counter(M.webhookRetries, r),
+    webhookQueue: gauge(M.webhookQueue, r),
     coordinatorUp: gauge(M.coordinatorUp, r),
     broadcastsRunning: gauge(M.broadcastsRunning, r),
     broadcastSegments: counter(M.broadcastSegments, r),
@@ -209,7 +214,7 @@ export class WorkerMetrics {
         f.upstream += s.ownedSource?.bytesIn ?? 0;
         f.rate += s.inRate;
         f.cc += s.channel.ccErrors;
-        f.reconnects += s.httpSource?.errorCount ?? 0;
+        f.reconnects += s.failoverPlan?.errorCount ?? 0;
       } else if (s.isRelaying) {
         f.relay = true;
       }
@@ -262,6 +267,13 @@ export class WorkerMetrics {
     m.renderPoolUtilization.set(w, pool?.utilization ?? 0);
     m.renderPoolThreads.set(w, pool?.threads ?? 0);
     m.renderPoolQueue.set(w, pool?.queued ?? 0);
+    const hooks = parts.webhooks?.stats() ?? { queued: 0, in_flight: 0, delivered: 0, failed: 0, dropped: 0, retries: 0 };
+    m.webhookDeliveries.reset();
+    m.webhookRetries.reset();
+    for (const result of ['delivered', 'failed', 'dropped'] as const) m.webhookDeliveries.inc({ result }, hooks[result]);
+    m.webhookRetries.inc(hooks.retries);
+    m.webhookQueue.set({ state: 'queued' }, hooks.queued);
+    m.webhookQueue.set({ state: 'in_flight' }, hooks.in_flight);
     const up = await within(coordinator.ping(), PING_TIMEOUT_MS, false);
     m.coordinatorUp.reset();
     m.coordinatorUp.set({ worker, backend: coordinator.backend }, up ? 1 : 0);

@@ -15,7 +15,9 @@ import { FfmpegSource } from './sources/ffmpeg-source.js';
 import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
 import { Admission, LAG_MS, type LoadSample } from './live/admission.js';
 import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
-import { md5, sha256, type StreamDefinition } from './stream-definition.js';
+import { kindFromUrl, md5, sha256, type StreamDefinition } from './stream-definition.js';
+import { FailoverControl, type FailoverAnswer } from './live/failover-control.js';
+import type { SourceState } from './sources/failover-plan.js';
 import type { ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
@@ -132,6 +134,7 @@ export class StreamEngine {
   private missing = new Set<string>();
   private readonly clientTtlMs: number;
   private readonly unsubscribe: () => void;
+  private readonly failovers: FailoverControl;
   private closing = false;
   /** Rolling restart, old side: sessions never take a lease again. */
   private handingOver = false;
@@ -160,6 +163,11 @@ export class StreamEngine {
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
       if (e.type === 'stream_deleted' && e.streamId) this.stopStream(e.streamId);
+      if (e.type === 'stream_updated' && e.streamId) void this.definitionChanged(e.streamId);
+    });
+    this.failovers = new FailoverControl({
+      coordinator: deps.coordinator, logger: deps.logger,
+      ownerOf: (id) => this.sessionsOf(id).find((s) => s.isOwner),
     });
     // Pub/sub is at-most-once: a worker whose subscriber was down when stream_deleted went
     // out learns of the deletion from the registry itself.
@@ -421,8 +429,22 @@ export class StreamEngine {
     return sessions.length > 0;
   }
 
-  failover(id: string): boolean {
-    return this.session(id)?.failover() ?? false;
+  /** Manual failover, acted on by the owner wherever it runs (API.md §3.4). */
+  failover(id: string): Promise<FailoverAnswer> {
+    return this.failovers.request(id);
+  }
+
+  /** The owner's source figures (current URL, index, attempts, errors), from any worker. */
+  sourceState(id: string): Promise<SourceState | null> {
+    return this.failovers.state(id);
+  }
+
+  /** A re-POSTed definition reaches the source this worker runs for it. */
+  private async definitionChanged(id: string): Promise<void> {
+    const sessions = this.sessionsOf(id).filter((s) => s.isOwner);
+    if (sessions.length === 0) return;
+    const def = await this.deps.coordinator.getStream(id).catch(() => null);
+    if (def) for (const s of sessions) s.updateDefinition(def);
   }
 
   /** Rolling restart: the sessions whose source this worker owns (key and definition). */
@@ -465,7 +487,7 @@ export class StreamEngine {
     const sessions = this.sessionsOf(id);
     const session = sessions[0];
     const owned = sessions.find((s) => s.isOwner);
-    const src = session?.httpSource ?? null;
+    const src = owned?.failoverPlan ?? null;
     const totals = this.totals.get(id);
     let clientCount = 0;
     for (const c of this.clients.values()) if (c.streamId === id) clientCount++;
@@ -492,6 +514,7 @@ export class StreamEngine {
   }
 
   forget(id: string): void {
+    this.failovers.forget(id);
     this.totals.delete(id);
     this.vodBytes.delete(id);
   }
@@ -510,6 +533,7 @@ export class StreamEngine {
     clearInterval(this.reconcileTimer);
     this.admission.close();
     this.unsubscribe();
+    this.failovers.close();
     for (const s of [...this.sessions.values()]) s.stop();
     await Promise.all([...this.clients.values()].map((c) => this.clientGone(c.streamId, c.clientId, 'closed')));
   }
@@ -523,7 +547,7 @@ export class StreamEngine {
     const individual = def.kind === 'transcode' && !this.pooling;
     const session = new LiveSession({
       def, key, coordinator, logger, workerId,
-      createSource: (channel) => this.createSource(def, key, channel),
+      createSource: (channel, session) => this.createSource(def, key, channel, session),
       connectTimeoutMs: config.connectionTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
       // A viewer's own FFmpeg has nobody to wait for, and its lease key is used once.
@@ -545,21 +569,37 @@ export class StreamEngine {
     return session;
   }
 
-  private createSource(def: StreamDefinition, key: string, channel: Channel): OwnedSource {
+  /** Set by the worker: how an HLS source becomes a TS source (src/streams/hls/). */
+  hlsTsSource: ((def: StreamDefinition, channel: Channel) => OwnedSource) | null = null;
+
+  private createSource(def: StreamDefinition, key: string, channel: Channel, session: LiveSession): OwnedSource {
     const { config, logger } = this.deps;
+    const common = {
+      def, channel, logger,
+      maxFailoverAttempts: config.maxFailoverAttempts,
+      retryAttempts: config.streamRetryAttempts,
+      retryDelayMs: config.streamRetryDelayMs,
+      hasViewers: () => session.hasInterest,
+      onFailover: (info: FailoverInfo) => void this.publishFailover(def, info),
+      onFailed: (error: SourceError) => this.publishFailed(def, error),
+      onState: (state: SourceState) => this.failovers.saveState(def.id, state),
+      telemetry: this.telemetry,
+    };
+    if (def.kind === 'hls' && this.hlsTsSource) return this.hlsTsSource(def, channel);
     if (def.transcode) {
       return new FfmpegSource({
+        ...common,
         ffmpegPath: config.ffmpegPath,
-        // With a resolver, FFmpeg opens the media URL it prints (run when the source starts).
-        argv: def.resolver
-          ? async (signal) => this.transcodeArgv(def, await resolveMediaUrl(def, this.resolverEnv, signal))
-          : this.transcodeArgv(def),
-        channel, logger,
+        // With a resolver, FFmpeg opens the media URL it prints for the primary (run when the
+        // source starts); failover inputs are opened as they are.
+        argvFor: (d, inputUrl, signal) => d.resolver && inputUrl === d.url
+          ? resolveMediaUrl(d, this.resolverEnv, signal).then((media) => this.transcodeArgv(d, media))
+          : this.transcodeArgv(d, inputUrl),
         streamId: def.id,
         sourceKey: key,
         killAfterMs: FFMPEG_KILL_AFTER_MS,
+        live: kindFromUrl(def.url) !== 'vod',
         onPid: (pid, running) => this.trackPid(pid, running),
-        telemetry: this.telemetry,
       });
     }
     if (def.resolver) {
@@ -569,19 +609,23 @@ export class StreamEngine {
       });
     }
     return new HttpSource({
-      def, channel, logger,
+      ...common,
       defaultUserAgent: config.defaultUserAgent,
       connectTimeoutMs: config.connectionTimeoutMs,
       chunkTimeoutMs: config.liveChunkTimeoutMs,
-      retryAttempts: config.streamRetryAttempts,
-      retryDelayMs: config.streamRetryDelayMs,
       exponentialBackoff: config.streamRetryExponentialBackoff,
       totalTimeoutMs: config.streamTotalTimeoutMs,
-      maxFailoverAttempts: config.maxFailoverAttempts,
-      onFailover: (info) => void this.publishFailover(def, info),
+      // An extensionless URL that answers a playlist is played as HLS (API.md §3.1).
+      onPlaylist: this.hlsTsSource ? () => this.hlsTsSource!({ ...def, kind: 'hls' }, channel) : undefined,
       onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
-      telemetry: this.telemetry,
-      onFailed: (error) => this.publishFailed(def, error),
+      bitrate: config.bitrateMonitoring
+        ? {
+          minBytesPerSecond: config.minBitrateThreshold,
+          checkIntervalMs: config.bitrateCheckIntervalMs,
+          failoverThreshold: config.bitrateFailoverThreshold,
+          graceMs: config.bitrateMonitoringGraceMs,
+        }
+        : null,
     });
   }
 
@@ -599,6 +643,11 @@ export class StreamEngine {
   }
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
+  /** The argv an FFmpeg of this transcode runs (HLS output: with the managed-directory pattern). */
+  ffmpegArgv(def: StreamDefinition): string[] {
+    return this.transcodeArgv(def);
+  }
+
   private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,

@@ -43,6 +43,8 @@ export interface StreamEntry {
   current_failover_index: number;
   failover_attempts: number;
   last_failover_time: string | null;
+  /** Ours: the §5.2 reason of the latest switch. */
+  last_failover_reason: string | null;
   created_at: string;
   last_access: string;
   metadata: Record<string, string>;
@@ -116,7 +118,10 @@ export class StreamService {
       options: { ...old?.options, ...input.options },
       createdAt: old?.createdAt ?? new Date().toISOString(),
     };
-    return coordinator.putStream(def);
+    const stored = await coordinator.putStream(def);
+    // A running source picks up the new failover list, resolver and headers (issue 16).
+    if (old) await coordinator.publish({ type: 'stream_updated', streamId: id });
+    return stored;
   }
 
   async get(id: string): Promise<StreamDefinition> {
@@ -159,27 +164,31 @@ export class StreamService {
     const s = snap ?? (await this.snapshot());
     const clients = s.byStream.get(def.id) ?? [];
     const rt = this.deps.engine.runtime(def.id);
-    const status = await this.deps.coordinator.getStreamStatus(def.id);
+    const [status, source] = await Promise.all([
+      this.deps.coordinator.getStreamStatus(def.id),
+      this.deps.engine.sourceState(def.id), // the owner's figures, whichever worker answers
+    ]);
     const running = status?.status === 'running';
     const byWorker: Record<string, number> = {};
     for (const c of clients) byWorker[c.workerId] = (byWorker[c.workerId] ?? 0) + 1;
     return {
       stream_id: def.id,
       original_url: def.url,
-      current_url: rt.currentUrl ?? def.url,
+      current_url: source?.currentUrl ?? def.url,
       user_agent: def.userAgent ?? this.deps.config.defaultUserAgent,
       stream_type: entryStreamType(def.kind),
       client_count: clients.length,
       is_active: clients.length > 0,
       total_bytes_served: rt.bytesServed,
       total_segments_served: 0,
-      error_count: rt.errorCount,
+      error_count: source?.errorCount ?? 0,
       has_failover: def.failoverUrls.length > 0 || def.failoverResolverUrl !== null,
       failover_urls: def.failoverUrls,
       failover_resolver_url: def.failoverResolverUrl,
-      current_failover_index: rt.failoverIndex,
-      failover_attempts: rt.failoverAttempts,
-      last_failover_time: rt.lastFailoverTime,
+      current_failover_index: source?.failoverIndex ?? -1,
+      failover_attempts: source?.failoverAttempts ?? 0,
+      last_failover_time: source?.lastFailoverTime ?? null,
+      last_failover_reason: source?.lastFailoverReason ?? null,
       created_at: def.createdAt,
       last_access: latest(rt.lastAccess, ...clients.map((c) => c.lastAccess)) ?? def.createdAt,
       metadata: def.metadata,

@@ -20,6 +20,12 @@ export interface Origin {
   url(path: string): string;
   /** Requests to `path` (query ignored) whose response has not closed yet. */
   openConnections(path: string): number;
+  /**
+   * Open requests to `path` whose client is still reading: not held back by a full socket
+   * for 1 s or more. A frozen (SIGSTOPped) process keeps its connection open but reads
+   * nothing; this tells a live source from such a husk. Meant to be sampled often.
+   */
+  consumingConnections(path: string): number;
   /** Requests ever received for `path` (query ignored). */
   totalRequests(path: string): number;
   /** Request headers of the latest request for `path` (query ignored). */
@@ -53,6 +59,7 @@ export interface OriginOptions {
 
 interface PathStats {
   open: number;
+  responses: Set<http.ServerResponse>;
   total: number;
   lastHeaders?: http.IncomingHttpHeaders;
 }
@@ -96,7 +103,17 @@ function sendText(res: http.ServerResponse, status: number, body: string, extra:
  * the 188-aligned bytes due since the start. Under backpressure it waits for 'drain'; debt
  * beyond 1 s is dropped (skipping content, like a real live feed) rather than burst.
  */
-function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1, type = 'video/mp2t'): void {
+/** How a live response misbehaves after a while (providers do both). */
+interface LiveFault {
+  /** A clean end of the response after this many ms (a provider rotating connections). */
+  closeMs?: number;
+  /** No more bytes after this many ms, the connection left open (a frozen provider). */
+  stallMs?: number;
+}
+
+function streamLive(
+  req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1, fault: LiveFault = {}, type = 'video/mp2t',
+): void {
   res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-cache' });
   if (req.method === 'HEAD') {
     res.end();
@@ -110,6 +127,9 @@ function streamLive(req: http.IncomingMessage, res: http.ServerResponse, src: Li
   let waitingForDrain = false;
   const tick = (): void => {
     if (waitingForDrain || res.destroyed || res.writableEnded) return;
+    const elapsed = performance.now() - start;
+    if (fault.closeMs !== undefined && elapsed >= fault.closeMs) return void res.end();
+    if (fault.stallMs !== undefined && elapsed >= fault.stallMs) return;
     const due = floorToPacket(((performance.now() - start) / 1000) * rate);
     if (due - sent > maxBurst) sent = due - maxBurst;
     const n = due - sent;
@@ -224,11 +244,12 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   }
 
   const stats = new Map<string, PathStats>();
+  const blockedSince = new WeakMap<http.ServerResponse, number>();
   let singleOpen = 0;
   const statsFor = (p: string): PathStats => {
     let s = stats.get(p);
     if (!s) {
-      s = { open: 0, total: 0 };
+      s = { open: 0, responses: new Set(), total: 0 };
       stats.set(p, s);
     }
     return s;
@@ -241,9 +262,21 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     }
     if (pathname === '/live.ts' || pathname.startsWith('/live/')) {
       // `?speed=N` paces at N times the real rate (fills a stalled client's buffers sooner).
+      // `?close_ms=N` ends the response cleanly after N ms; `?stall_ms=N` stops sending after N ms.
       const speed = Number(query.get('speed') ?? '1');
       // `?type=text/html`: good MPEG-TS under a wrong label, as some providers send it.
-      return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1, query.get('type') ?? 'video/mp2t');
+      const ms = (name: string): number | undefined => {
+        const v = Number(query.get(name) ?? NaN);
+        return Number.isFinite(v) && v >= 0 ? v : undefined;
+      };
+      return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1, {
+        ...(ms('close_ms') !== undefined ? { closeMs: ms('close_ms') } : {}),
+        ...(ms('stall_ms') !== undefined ? { stallMs: ms('stall_ms') } : {}),
+      }, query.get('type') ?? 'video/mp2t');
+    }
+    // A provider's error page with a 200 (a non-media answer).
+    if (pathname === '/html.ts') {
+      return sendText(res, 200, '<!DOCTYPE html><html><body>Subscription expired</body></html>\n', { 'Content-Type': 'text/html; charset=utf-8' });
     }
     // A provider that allows one connection per account: a second one, to any channel under
     // `/single/`, is refused with 458 (Xtream's "max connections") while the first is open.
@@ -299,9 +332,11 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     s.open += 1;
     s.total += 1;
     s.lastHeaders = req.headers;
+    s.responses.add(res);
     // 'close' fires both when the response finishes and when the client goes away early.
     res.once('close', () => {
       s.open -= 1;
+      s.responses.delete(res);
     });
     try {
       route(req, res, pathname, query);
@@ -344,6 +379,21 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     port,
     url: (path) => `http://127.0.0.1:${port}${path}`,
     openConnections: (path) => stats.get(stripQuery(path))?.open ?? 0,
+    consumingConnections: (path) => {
+      const now = performance.now();
+      let n = 0;
+      for (const res of stats.get(stripQuery(path))?.responses ?? []) {
+        if (!res.writableNeedDrain) {
+          blockedSince.delete(res);
+          n++;
+          continue;
+        }
+        const since = blockedSince.get(res) ?? now;
+        blockedSince.set(res, since);
+        if (now - since < 1000) n++;
+      }
+      return n;
+    },
     totalRequests: (path) => stats.get(stripQuery(path))?.total ?? 0,
     lastHeaders: (path) => stats.get(stripQuery(path))?.lastHeaders,
     waitForOpen: (path, n, timeoutMs) => waitUntil(path, n, timeoutMs),

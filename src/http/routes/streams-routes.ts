@@ -183,14 +183,17 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
     if (def.failoverUrls.length === 0 && !def.failoverResolverUrl) {
       throw new AppError(400, 'NO_FAILOVER', `Stream ${def.id} has no failover URLs or resolver`);
     }
-    const switched = engine.failover(def.id);
-    const rt = engine.runtime(def.id);
+    // Acted on by the worker that owns the source, whichever worker answers (issue 16).
+    const answer = await engine.failover(def.id);
+    const clients = (await service.snapshot()).byStream.get(def.id)?.length ?? 0;
     res.json({
-      message: switched ? 'Failover triggered' : 'No further failover source, or the stream is not running here',
-      new_url: rt.currentUrl ?? def.url,
-      failover_index: rt.failoverIndex,
-      failover_attempts: rt.failoverAttempts,
-      active_clients: rt.clientCount,
+      message: answer.switched
+        ? 'Failover triggered'
+        : answer.running ? 'No further failover source' : 'The stream is not running: nothing to switch',
+      new_url: answer.state?.currentUrl ?? def.url,
+      failover_index: answer.state?.failoverIndex ?? -1,
+      failover_attempts: answer.state?.failoverAttempts ?? 0,
+      active_clients: clients,
       stream_type: entryStreamType(def.kind), // the words of /streams
     });
   });

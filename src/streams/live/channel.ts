@@ -150,6 +150,14 @@ export class Channel {
     for (const r of this.readers) r.wake();
   }
 
+  /**
+   * A new upstream connection (or FFmpeg run) starts: the partial packet carried from the old
+   * one is dropped so it is never glued to the new bytes.
+   */
+  restartInput(): void {
+    if (this.packetizer) this.packetizer = new TsPacketizer();
+  }
+
   /** Null packets for readers while the source reconnects; not a join point. */
   keepAlive(): void {
     // Null TS packets would corrupt a raw (non-TS) stream.

@@ -27,7 +27,7 @@ export function stopIdleSourcesToHost(sessions: Iterable<LiveSession>, url: stri
   if (host === null) return 0;
   let stopped = 0;
   for (const s of [...sessions]) {
-    const src = s.httpSource;
+    const src = s.failoverPlan; // an idle HTTP source or FFmpeg input holds a provider connection alike
     if (s.key === exceptKey || !s.isIdle || !src || hostOf(src.currentUrl) !== host) continue;
     s.stop();
     stopped++;

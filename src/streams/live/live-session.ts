@@ -7,7 +7,7 @@ import { LeaseKeeper, type LeaseEvent } from '../../coordination/lease-keeper.js
 import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
-import { HttpSource } from '../sources/http-source.js';
+import type { FailoverPlan, FailoverReason } from '../sources/failover-plan.js';
 import { RelaySource, type RelayEnd } from '../sources/relay-source.js';
 import type { StreamDefinition } from '../stream-definition.js';
 import { Viewer, type ViewerEndReason } from './viewer.js';
@@ -23,6 +23,12 @@ export interface OwnedSource {
   stop(): void;
   /** The OS process of the source (FFmpeg), if it has one. */
   readonly pid: number | null;
+  /** Failover state (current URL, index, attempts), for sources that fail over. */
+  readonly plan?: FailoverPlan;
+  /** Switches to the next source now; false when there is none. */
+  switchNow?(reason: FailoverReason): Promise<boolean>;
+  /** A re-POSTed definition reaches the running source. */
+  updateDefinition?(def: StreamDefinition): void;
   /** Bytes the source delivered into the channel (metrics read it at scrape time). */
   readonly bytesIn?: number;
 }
@@ -31,7 +37,7 @@ export interface LiveSessionOptions {
   def: StreamDefinition;
   /** `{pool_key}:{slot}`: one source per key in the deployment (lease `lease:{key}`). */
   key: string;
-  createSource: (channel: Channel) => OwnedSource;
+  createSource: (channel: Channel, session: LiveSession) => OwnedSource;
   coordinator: Coordinator;
   logger: Logger;
   workerId: string;
@@ -59,11 +65,12 @@ export interface LiveSessionOptions {
   onLeaseEvent?: (event: LeaseEvent) => void;
 }
 
-const TICK_MS = 1000;
-/** Ticks in the input-rate window. */
-const BITRATE_TICKS = 5;
+const TICK_MS = 250;
+/** Ticks in the input-rate window (5 s). */
+const BITRATE_TICKS = 20;
 const VIEWER_QUEUE_BUDGET = 256 * 1024;
-const KEEPALIVE_AFTER_MS = 1000;
+// Null packets reach viewers within 1 s of the last data (players time out after a few).
+const KEEPALIVE_AFTER_MS = 500;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 1000;
 /**
@@ -198,8 +205,14 @@ export class LiveSession implements ChannelReader {
     return this.relay !== null;
   }
 
-  get httpSource(): HttpSource | null {
-    return this.source instanceof HttpSource ? this.source : null;
+  /** The failover state of the source this worker owns, if any. */
+  get failoverPlan(): FailoverPlan | null {
+    return this.source?.plan ?? null;
+  }
+
+  /** Viewers, relays or waiting requests: someone still wants the stream. */
+  get hasInterest(): boolean {
+    return this.interest > 0;
   }
 
   get bytesServed(): number {
@@ -247,8 +260,13 @@ export class LiveSession implements ChannelReader {
     this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
   }
 
-  failover(): boolean {
-    return this.httpSource?.manualFailover() ?? false;
+  /** Manual failover (owner only): advances exactly once; false when nothing is left. */
+  failover(): Promise<boolean> {
+    return this.source?.switchNow?.('manual') ?? Promise.resolve(false);
+  }
+
+  updateDefinition(def: StreamDefinition): void {
+    this.source?.updateDefinition?.(def);
   }
 
   // ChannelReader: the session watches its own channel for the first data and the end.
@@ -368,7 +386,7 @@ export class LiveSession implements ChannelReader {
     if (!this.handingOver && (await this.lease.acquire())) {
       if (this.closed) return void (await this.lease.release());
       this.retryDelay = RETRY_MIN_MS;
-      this.source = this.opts.createSource(this.channel);
+      this.source = this.opts.createSource(this.channel, this);
       logger.info('source started', { stream_id: def.id, source: this.key });
       this.source.start();
       this.opts.onOwnership?.();

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { AppError, upstreamUnavailable } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import type { ResolverSpec, StreamDefinition } from '../stream-definition.js';
+import { pointsInside } from '../sources/internal-address.js';
 import { checkCookiesFile, cookiesFor } from './cookies-file.js';
 import { RESOLVER_BINARY_NAMES } from './resolver-args.js';
 
@@ -150,6 +151,10 @@ export async function resolveMediaUrl(def: StreamDefinition, env: ResolverEnv, s
     if (error) throw upstreamUnavailable(`${resolverLabel(spec)} failed: ${resolverReason(stderr || error.message)}`);
     const url = stdout.split(/\r?\n/).map((l) => l.trim()).find((l) => /^https?:\/\//i.test(l));
     if (!url) throw upstreamUnavailable(`${resolverLabel(spec)} printed no media URL: ${resolverReason(stderr)}`);
+    // The rule of redirects (internal-address.ts): a page may not send FFmpeg into the box.
+    if ((await pointsInside(url).catch(() => false)) && !(await pointsInside(def.url).catch(() => false))) {
+      throw upstreamUnavailable(`${resolverLabel(spec)} resolved the page to a loopback or link-local address, which is refused`);
+    }
     return url;
   } finally {
     await rm(cmd.workDir, { recursive: true, force: true });
