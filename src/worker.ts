@@ -113,6 +113,7 @@ export function buildWorker(deps: WorkerDeps) {
     config, coordinator, logger, workerId, engine, relaySecret, onSourcesChanged,
     resolveRelay: (holder) => engine.resolveRelay(holder),
   });
+  engine.hlsTsSource = (def, channel) => hls.tsSource(def, channel);
   // One signer per secret value: a value re-agreed after the coordinator lost it takes effect.
   let signerFor: { secret: string; signer: UrlSigner } | null = null;
   const signer = async (): Promise<UrlSigner> => {

@@ -180,7 +180,7 @@ describe('HLS proxy', function () {
   describe('shared fetches across WORKERS=2', () => {
     let cluster: TestCluster;
     before(async () => {
-      cluster = await startCluster({ WORKERS: '2', CLIENT_TIMEOUT: '3', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000', API_TOKEN: TOKEN });
+      cluster = await startCluster({ WORKERS: '2', CLIENT_TIMEOUT: '3', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000', API_TOKEN: TOKEN }, 60_000);
     });
     after(async () => {
       await cluster?.stop();

@@ -104,9 +104,9 @@ describe('HLS output of transcodes', function () {
       origin = await startOrigin();
       hlsRoot = await mkdtemp(path.join(os.tmpdir(), 'hls-out-'));
       cluster = await startCluster({
-        WORKERS: '2', SHARED_STREAM_GRACE: '1', CLIENT_TIMEOUT: '2', LEASE_TTL_MS: '2000',
+        WORKERS: '2', SHARED_STREAM_GRACE: '1', CLIENT_TIMEOUT: '6',
         HLS_TEMP_DIR: hlsRoot, HLS_WAIT_TIME: '30',
-      });
+      }, 60_000);
     });
     after(async () => {
       await cluster?.stop();
@@ -134,7 +134,7 @@ describe('HLS output of transcodes', function () {
       report('time to the first playlist of an HLS transcode (editor default profile)', `${firstMs} ms`);
 
       const procs = ffmpegOf(marker);
-      expect(procs).to.have.length(1);
+      expect(procs, execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(marker)).join('\n')).to.have.length(1);
       const workers = (await cluster.api<{ workers: Array<{ worker_id: string; pid: number }> }>('/workers')).body.workers;
       const owner = workers.find((w) => w.pid === procs[0]!.ppid)!.worker_id;
 
@@ -166,13 +166,14 @@ describe('HLS output of transcodes', function () {
       expect([...new Set(stdout.split('\n').filter(Boolean))].sort()).to.deep.equal(['audio', 'video']);
 
       // One HLS viewer counted while it polls.
+      expect((await httpRequest(cluster.url(`/hls/${id}/playlist.m3u8?client_id=v1`))).status).to.equal(200);
       const clients = (await cluster.api<{ clients: Array<{ client_id: string; stream_id: string }> }>('/clients')).body.clients.filter((c) => c.stream_id === id);
       expect(clients.map((c) => c.client_id).sort()).to.include('v1');
       const dirs = await readdir(path.join(hlsRoot, MANAGED_SUBDIR));
       expect(dirs).to.have.length(1);
 
       // The viewer stops polling: it leaves after CLIENT_TIMEOUT, FFmpeg stops after the grace, the directory goes.
-      await waitFor(() => ffmpegOf(marker).length === 0, 30_000, 'the FFmpeg to stop');
+      await waitFor(() => ffmpegOf(marker).length === 0, 40_000, 'the FFmpeg to stop');
       await waitFor(async () => (await readdir(path.join(hlsRoot, MANAGED_SUBDIR))).length === 0, 10_000, 'the directory to be removed');
       const after = (await cluster.api<{ clients: Array<{ stream_id: string }> }>('/clients')).body.clients.filter((c) => c.stream_id === id);
       expect(after).to.deep.equal([]);

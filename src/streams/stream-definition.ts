@@ -52,6 +52,15 @@ export const streamIdForUrl = (url: string): string => md5(url);
 const VOD_EXTENSIONS = /\.(mp4|mkv|webm|avi|mov|m4v)$/i;
 const VOD_PATHS = /\/(movie|series|timeshift)\//i;
 
+/** Whether a URL's path is under /movie/, /series/ or /timeshift/ (query stripped). */
+export function isVodPath(url: string): boolean {
+  try {
+    return VOD_PATHS.test(new URL(url).pathname);
+  } catch {
+    return false;
+  }
+}
+
 /** The kind a URL's path tells (query stripped); HLS is told by `.m3u8`. */
 export function kindFromUrl(url: string): Exclude<StreamKind, 'transcode'> {
   let path: string;

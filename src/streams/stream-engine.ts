@@ -569,6 +569,9 @@ export class StreamEngine {
     return session;
   }
 
+  /** Set by the worker: how an HLS source becomes a TS source (src/streams/hls/). */
+  hlsTsSource: ((def: StreamDefinition, channel: Channel) => OwnedSource) | null = null;
+
   private createSource(def: StreamDefinition, key: string, channel: Channel, session: LiveSession): OwnedSource {
     const { config, logger } = this.deps;
     const common = {
@@ -582,6 +585,7 @@ export class StreamEngine {
       onState: (state: SourceState) => this.failovers.saveState(def.id, state),
       telemetry: this.telemetry,
     };
+    if (def.kind === 'hls' && this.hlsTsSource) return this.hlsTsSource(def, channel);
     if (def.transcode) {
       return new FfmpegSource({
         ...common,
@@ -611,6 +615,8 @@ export class StreamEngine {
       chunkTimeoutMs: config.liveChunkTimeoutMs,
       exponentialBackoff: config.streamRetryExponentialBackoff,
       totalTimeoutMs: config.streamTotalTimeoutMs,
+      // An extensionless URL that answers a playlist is played as HLS (API.md §3.1).
+      onPlaylist: this.hlsTsSource ? () => this.hlsTsSource!({ ...def, kind: 'hls' }, channel) : undefined,
       onRefused: (url) => stopIdleSourcesToHost(this.sessions.values(), url, key) > 0,
       bitrate: config.bitrateMonitoring
         ? {
@@ -637,6 +643,11 @@ export class StreamEngine {
   }
 
   /** The argv a transcode's FFmpeg runs: the rendered one plus the stream's UA and headers. */
+  /** The argv an FFmpeg of this transcode runs (HLS output: with the managed-directory pattern). */
+  ffmpegArgv(def: StreamDefinition): string[] {
+    return this.transcodeArgv(def);
+  }
+
   private transcodeArgv(def: StreamDefinition, inputUrl?: string): string[] {
     const argv = withInputOptions(def.transcode!.argv, {
       renderedUrl: def.url,

@@ -2,10 +2,11 @@
 // only for a token holder or a signed URI, so the proxy is never an open proxy.
 import { performance } from 'node:perf_hooks';
 import { Router, type Request, type Response } from 'express';
+import type { HlsEngine } from '../../streams/hls/hls-engine.js';
 import { AppError, streamNotFound, validationError } from '../../errors.js';
 import type { StreamEngine, ViewerIdentity } from '../../streams/stream-engine.js';
 import { clientIdFor } from '../../streams/client-identity.js';
-import { streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
+import { isVodPath, streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
 import { authError, tokenState } from '../auth.js';
 import { clientIp } from '../client-ip.js';
@@ -19,15 +20,29 @@ export interface PlayerRoutesDeps {
   signer: () => Promise<UrlSigner>;
   apiToken: string | undefined;
   rootPath: string;
+  hls: HlsEngine;
 }
 
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
   const r = Router();
   const play = async (req: Request, res: Response): Promise<void> => {
     const requestedAt = performance.now(); // time to first byte counts from here
-    const def = await resolveStream(req, deps);
+    let def = await resolveStream(req, deps);
     const who = viewerIdentity(req);
-    if (def.kind === 'hls') throw new AppError(501, 'NOT_IMPLEMENTED', 'Playing HLS sources is not built yet');
+    if (def.kind === 'hls' && isVodPath(def.url)) {
+      // A .m3u8 episode or film (upstream m3u-proxy 0.4.30): the HLS route when it really is a
+      // playlist, keeping who asks; anything else plays as plain VOD.
+      if (await deps.hls.probePlaylist(def)) {
+        const keep = new URLSearchParams();
+        for (const k of ['username', 'client_id']) {
+          const v = queryString(req.query, k);
+          if (v !== undefined) keep.set(k, v);
+        }
+        const q = keep.toString();
+        return res.redirect(302, `${deps.rootPath}/hls/${def.id}/playlist.m3u8${q ? `?${q}` : ''}`);
+      }
+      def = { ...def, kind: 'vod' };
+    }
     if (def.transcode?.outputFormat === 'hls') {
       // Its output is a playlist, not a byte stream: send the player there.
       const q = new URLSearchParams(req.query as Record<string, string>).toString();

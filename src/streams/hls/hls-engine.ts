@@ -9,7 +9,7 @@ import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { RELAY_FROM_HEADER } from '../sources/relay-source.js';
 import type { RelayTarget } from '../live/live-session.js';
-import { md5, sha256, type StreamDefinition } from '../stream-definition.js';
+import { md5, type StreamDefinition } from '../stream-definition.js';
 import type { StreamEngine, ViewerIdentity } from '../stream-engine.js';
 import { HlsSession, type HlsOwnedPart } from './hls-session.js';
 import { HlsTranscodeOutput } from './hls-transcode-output.js';
@@ -17,6 +17,9 @@ import { FILES_ROUTE, fileFromOwner, ManagedOutputs, SAFE_NAME } from './managed
 import { askOwner, readBody } from './owner-request.js';
 import { rewritePlaylist } from './playlist-rewrite.js';
 import { SharedFetcher, type FetchedPlaylist } from './shared-fetcher.js';
+import { HlsTsSource } from './hls-ts-source.js';
+import type { Channel } from '../live/channel.js';
+import { openUpstream, tlsVerifyFor } from '../sources/upstream.js';
 
 /** How the HTTP layer writes proxy URIs into playlists (signed, with ROOT_PATH and client_id). */
 export interface HlsLinks {
@@ -176,6 +179,37 @@ export class HlsEngine {
     session.touchRemote(String(req.headers[RELAY_FROM_HEADER] ?? 'unknown'));
     await session.hold(() => this.outputs.serve(key, name, res, name.endsWith('.m3u8') ? this.deps.config.hlsWaitTimeMs : 0));
     return true;
+  }
+
+  /** An HLS source read as one MPEG-TS (for /stream/{id}); fetches go through the owner. */
+  tsSource(def: StreamDefinition, channel: Channel): HlsTsSource {
+    const { config, logger, workerId } = this.deps;
+    const reader = `ts:${workerId}`;
+    return new HlsTsSource({
+      def, channel, logger, reader,
+      playlist: (url) => this.playlistFor(def, reader, url),
+      resource: (url) => this.resourceFor(def, reader, url),
+      retryAttempts: config.streamRetryAttempts,
+      retryDelayMs: config.streamRetryDelayMs,
+    });
+  }
+
+  /** Whether the stream's URL answers a playlist (its bytes start `#EXTM3U`; labels are not trusted); one GET, cut short. */
+  async probePlaylist(def: StreamDefinition): Promise<boolean> {
+    const { config } = this.deps;
+    const ac = new AbortController();
+    try {
+      const { res } = await openUpstream({
+        url: def.url, signal: ac.signal, timeoutMs: config.connectionTimeoutMs, tlsVerify: tlsVerifyFor(def),
+        headers: { 'User-Agent': def.userAgent ?? config.defaultUserAgent, ...def.headers },
+      });
+      for await (const chunk of res as AsyncIterable<Buffer>) return chunk.subarray(0, 32).toString('latin1').trimStart().startsWith('#EXTM3U');
+      return false;
+    } catch {
+      return false;
+    } finally {
+      ac.abort();
+    }
   }
 
   /** Every HLS session of this worker (metrics read their viewers at scrape time). */
@@ -348,7 +382,7 @@ export class HlsEngine {
     const { transcodingPooling, sharingStrategy } = this.deps.config;
     if (!def.transcode) return `h${def.id}:1`;
     if (!transcodingPooling || sharingStrategy === 'disabled') return `v${md5(`${def.id}|${clientId}`).slice(0, 24)}:1`;
-    return sharingStrategy === 'url_only' ? `u${md5(def.url)}:1` : `p${sha256(def.transcode.argv.join('\0')).slice(0, 32)}:1`;
+    return `${this.deps.engine.poolKeyOf(def)}:1`;
   }
 
   private createSession(def: StreamDefinition, key: string): HlsSession {
@@ -376,7 +410,7 @@ export class HlsEngine {
     }
     return HlsTranscodeOutput.start({
       outputs: this.outputs, root: config.hlsTempDir, key, streamId: def.id,
-      argv: def.transcode.argv, ffmpegPath: config.ffmpegPath, logger,
+      argv: engine.ffmpegArgv(def), ffmpegPath: config.ffmpegPath, logger,
       killAfterMs: FFMPEG_KILL_AFTER_MS,
       onPid: (pid, running) => engine.trackPid(pid, running),
       fail,

@@ -40,7 +40,12 @@ export interface PlaylistFacts {
   /** #EXT-X-ENDLIST present. */
   ended: boolean;
   /** Segments in order: absolute URI (resolved against `base`), media sequence, discontinuity, duration. */
-  segments: Array<{ uri: string; sequence: number; discontinuity: boolean; durationS: number; key: string | null; map: string | null }>;
+  segments: Array<{
+    uri: string; sequence: number; discontinuity: boolean; durationS: number;
+    /** EXT-X-KEY URI (resolved), its METHOD and IV (16 bytes) when given. */
+    key: string | null; keyMethod: string | null; keyIv: Buffer | null;
+    map: string | null;
+  }>;
   /** Variant URIs of a master playlist (resolved), highest bandwidth first. */
   variants: string[];
 }
@@ -79,7 +84,9 @@ export function playlistFacts(text: string, base: string): PlaylistFacts {
       sequence: s.mediaSequenceNumber,
       discontinuity: s.discontinuity === true,
       durationS: s.duration,
-      key: s.key?.uri ? abs(s.key.uri) : null,
+      key: s.key?.uri && s.key.method !== 'NONE' ? abs(s.key.uri) : null,
+      keyMethod: s.key?.method ?? null,
+      keyIv: s.key?.iv ? Buffer.from(s.key.iv) : null,
       map: s.map?.uri ? abs(s.map.uri) : null,
     })),
   };

@@ -53,6 +53,12 @@ export interface HttpSourceOptions {
   hasViewers?: () => boolean;
   onFailover?: (info: FailoverInfo) => void;
   /**
+   * The primary URL answered an HLS playlist (its bytes start `#EXTM3U`): this source
+   * stops and starts the source this returns instead (the HLS reader, feeding the same
+   * channel), as API.md §3.1 asks. Unset: a playlist is `not_media`.
+   */
+  onPlaylist?: () => { start(): void; stop(): void };
+  /**
    * The upstream refused (403, 429, 458, 503, …): stop this worker's idle sources to the same
    * host; true when one was stopped (then the request is retried at once).
    */
@@ -129,6 +135,7 @@ export class HttpSource {
   /** A switch requested from outside (manual, a monitor) while a connection runs. */
   private trigger: { reason: FailoverReason; done: (switched: boolean) => void } | null = null;
   private connections = 0;
+  private replacement: { start(): void; stop(): void } | null = null;
   /** An upstream GET has no process of its own. */
   readonly pid = null;
   /** Body bytes received from upstreams (all URLs, all connections). */
@@ -175,6 +182,7 @@ export class HttpSource {
   stop(): void {
     this.stopper.abort();
     this.current?.abort();
+    this.replacement?.stop();
     this.trigger?.done(false);
     this.trigger = null;
   }
@@ -358,6 +366,13 @@ export class HttpSource {
           const found = sniff(held);
           if (found.kind === 'need_more') return;
           this.opts.telemetry?.upstreamConnected(found.kind !== 'document');
+          if (found.kind === 'document' && found.what === 'a playlist' && this.opts.onPlaylist && this.failoverIndex < 0) {
+            finish('not_media', 'upstream answered an HLS playlist');
+            this.stop();
+            // The HLS reader feeds the same channel from now on; stop() stops it too.
+            this.replacement = this.opts.onPlaylist();
+            return this.replacement.start();
+          }
           if (found.kind === 'document') return finish('not_media', `upstream answered ${found.what}, not media`);
           chunk = held;
           held = null;
