@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { makeProgrammes, startFakeEditor, type FakeEditor, type ProgrammeMedia } from './support/broadcast-editor.js';
+import { apiCall } from './support/api-call.js';
+import { makeProgrammes, startFakeEditor, until, type FakeEditor, type ProgrammeMedia } from './support/broadcast-editor.js';
 import { isAlive, startCluster, type TestCluster } from './support/cluster.js';
 import { startOrigin, type Origin } from './support/origin.js';
 
@@ -34,16 +35,6 @@ function playlistNumbers(text: unknown): number[] {
 function mediaSequence(text: unknown): number {
   if (typeof text !== 'string') return NaN;
   return Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(text)?.[1] ?? NaN);
-}
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }
 
 /**
@@ -81,25 +72,11 @@ async function pinnedTo(cluster: TestCluster, avoid: () => string) {
 }
 
 /** One GET on its own connection (the cluster hands each new connection to the next worker). */
-function getOnce(url: string, headers: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    http.get(url, { agent: false, headers }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          // a playlist
-        }
-        const h = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
-        resolve({ status: res.statusCode ?? 0, worker: h.get('x-worker-id'), body: body as Record<string, unknown>, headers: h });
-      });
-    }).on('error', reject);
-  });
+async function getOnce(base: string, p: string, token: string): Promise<Answer> {
+  const a = await apiCall(base, p, { token });
+  const h = new Headers();
+  for (const [k, v] of Object.entries(a.headers)) if (typeof v === 'string') h.set(k, v);
+  return { status: a.status, worker: h.get('x-worker-id'), body: a.body, headers: h };
 }
 
 describe('broadcasts (/broadcast/*) across two workers', function () {
@@ -137,7 +114,7 @@ describe('broadcasts (/broadcast/*) across two workers', function () {
   const fromBothWorkers = async (p: string): Promise<Map<string, Answer>> => {
     const seen = new Map<string, Answer>();
     for (let i = 0; i < 40 && seen.size < 2; i++) {
-      const a = await getOnce(cluster.url(p), { 'X-API-Token': TOKEN });
+      const a = await getOnce(cluster.url(''), p, TOKEN);
       seen.set(a.worker ?? '?', a);
     }
     return seen;

@@ -8,22 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { makeProgrammes, startFakeEditor, type FakeEditor, type ProgrammeMedia } from './support/broadcast-editor.js';
+import { makeProgrammes, startFakeEditor, until, type FakeEditor, type ProgrammeMedia } from './support/broadcast-editor.js';
 import { startCluster, type TestCluster } from './support/cluster.js';
 import { startOrigin, type Origin } from './support/origin.js';
 
 const exec = promisify(execFile);
 const TOKEN = 't';
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('broadcasts: failures, tracks, subtitles, transcode, GC switch', function () {
   this.timeout(90_000);

@@ -199,26 +199,13 @@ describe('metrics: /metrics of a two-worker cluster', function () {
     expect(ALL_DEFINITIONS.map((d) => d.name).filter((n) => !exported.has(n)), 'defined but not exported').to.deep.equal([]);
     for (const x of viewers.splice(0)) x.close();
   });
-});
-
-describe('metrics: a worker killed while Prometheus scrapes', function () {
-  this.timeout(120_000);
-  let cluster: TestCluster;
-  before(async function () {
-    this.timeout(90_000);
-    cluster = await startCluster({ WORKERS: '2', API_TOKEN: TOKEN }, 60_000);
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
 
   it('the scrape still answers (the dead worker left out), then counts the restart and both workers again', async () => {
     const [victim] = cluster.workerPids();
     process.kill(victim!, 'SIGKILL');
-    const t0 = Date.now();
-    const res = await fetch(cluster.url('/metrics'), { headers: AUTH });
-    expect(res.status).to.equal(200);
-    expect(Date.now() - t0, 'answered without waiting for the dead worker').to.be.below(10_000);
+    // (A connection the primary handed to the dying worker may reset: ask again.)
+    await waitFor(async () => (await fetch(cluster.url('/metrics'), { headers: AUTH }).catch(() => null))?.status === 200,
+      10_000, 'a scrape to answer while a worker is dead');
     let samples: Sample[] = [];
     await waitFor(async () => {
       samples = parseSamples(await (await fetch(cluster.url('/metrics'), { headers: AUTH })).text());

@@ -12,6 +12,17 @@ import { promisify } from 'node:util';
 
 const exec = promisify(execFile);
 
+/** Polls `fn` until it gives a value (every 150 ms); throws after `timeoutMs`. */
+export async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | null | undefined | false>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
 export interface ProgrammeMedia {
   dir: string;
   A: string;

@@ -20,6 +20,12 @@ export interface Origin {
   url(path: string): string;
   /** Requests to `path` (query ignored) whose response has not closed yet. */
   openConnections(path: string): number;
+  /**
+   * Open requests to `path` whose client is still reading: not held back by a full socket
+   * for 1 s or more. A frozen (SIGSTOPped) process keeps its connection open but reads
+   * nothing; this tells a live source from such a husk. Meant to be sampled often.
+   */
+  consumingConnections(path: string): number;
   /** Requests ever received for `path` (query ignored). */
   totalRequests(path: string): number;
   /** Request headers of the latest request for `path` (query ignored). */
@@ -53,6 +59,7 @@ export interface OriginOptions {
 
 interface PathStats {
   open: number;
+  responses: Set<http.ServerResponse>;
   total: number;
   lastHeaders?: http.IncomingHttpHeaders;
 }
@@ -237,11 +244,12 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   }
 
   const stats = new Map<string, PathStats>();
+  const blockedSince = new WeakMap<http.ServerResponse, number>();
   let singleOpen = 0;
   const statsFor = (p: string): PathStats => {
     let s = stats.get(p);
     if (!s) {
-      s = { open: 0, total: 0 };
+      s = { open: 0, responses: new Set(), total: 0 };
       stats.set(p, s);
     }
     return s;
@@ -324,9 +332,11 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     s.open += 1;
     s.total += 1;
     s.lastHeaders = req.headers;
+    s.responses.add(res);
     // 'close' fires both when the response finishes and when the client goes away early.
     res.once('close', () => {
       s.open -= 1;
+      s.responses.delete(res);
     });
     try {
       route(req, res, pathname, query);
@@ -369,6 +379,21 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     port,
     url: (path) => `http://127.0.0.1:${port}${path}`,
     openConnections: (path) => stats.get(stripQuery(path))?.open ?? 0,
+    consumingConnections: (path) => {
+      const now = performance.now();
+      let n = 0;
+      for (const res of stats.get(stripQuery(path))?.responses ?? []) {
+        if (!res.writableNeedDrain) {
+          blockedSince.delete(res);
+          n++;
+          continue;
+        }
+        const since = blockedSince.get(res) ?? now;
+        blockedSince.set(res, since);
+        if (now - since < 1000) n++;
+      }
+      return n;
+    },
     totalRequests: (path) => stats.get(stripQuery(path))?.total ?? 0,
     lastHeaders: (path) => stats.get(stripQuery(path))?.lastHeaders,
     waitForOpen: (path, n, timeoutMs) => waitUntil(path, n, timeoutMs),

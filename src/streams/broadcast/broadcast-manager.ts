@@ -79,6 +79,17 @@ interface Run {
   exited: Promise<FfmpegExit>;
   /** Segment numbers already counted in bytes_written / the segments metric. */
   counted: Set<number>;
+  /** Where it writes (kept for a respawn without a missing track). */
+  at: RunPlacement;
+  /** Respawns so far without a requested track that does not exist (§3.1, at most 3). */
+  recoveries: number;
+}
+
+interface RunPlacement {
+  startNumber: number;
+  discontinuity: boolean;
+  dvr: boolean;
+  dir: string;
 }
 
 interface Entry {
@@ -260,14 +271,16 @@ export class BroadcastManager {
     // that died because a requested track does not exist is respawned without that choice, at
     // most 3 times (§3.1's language-map recovery; judged on the exit, not on a 1.5 s window,
     // which a loaded host can miss).
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
       await Promise.race([run.exited, sleep(config.broadcastStartFailureGraceMs)]);
-      const adjusted = run.exit && attempt < MAP_RETRIES ? recoverFrom(run.exit, current) : null;
+      const adjusted = run.exit && run.recoveries < MAP_RETRIES ? recoverFrom(run.exit, current) : null;
       if (!adjusted) break;
       logger.warn('broadcast track choice not available, starting without it', { network_id: id, error: run.exit?.lastError });
       run.intentional = true; // its exit is handled here: no callback
       current = adjusted;
+      const recoveries = run.recoveries + 1;
       run = await spawnOrFail(current);
+      run.recoveries = recoveries;
       entry.run = run;
     }
     if (run.exit && exitCodeOf(run.exit) !== 0) {
@@ -302,7 +315,7 @@ export class BroadcastManager {
   private async spawn(
     id: string,
     programme: Programme,
-    at: { startNumber: number; discontinuity: boolean; dvr: boolean; dir: string },
+    at: RunPlacement,
   ): Promise<Run> {
     const { config, logger, render } = this.deps;
     const rendered = await render({
@@ -313,7 +326,7 @@ export class BroadcastManager {
     const run: Run = {
       process: null as unknown as FfmpegProcess,
       programme, startNumber: at.startNumber, startedAt: new Date(), spawnedAtMs: Date.now(),
-      intentional: false, exit: null, exited, counted: new Set(),
+      intentional: false, exit: null, exited, counted: new Set(), at, recoveries: 0,
     };
     run.process = new FfmpegProcess({
       ffmpegPath: config.ffmpegPath,
@@ -375,6 +388,20 @@ export class BroadcastManager {
     };
     this.deps.logger.info('broadcast programme exited', { network_id: id, exit_code: code, final_segment_number: final });
 
+    // A requested track that does not exist, seen after the start answered (a slow input):
+    // respawn without that choice, in place, without a callback (§3.1).
+    const adjusted = code !== 0 && current && run.recoveries < MAP_RETRIES ? recoverFrom(exit, run.programme) : null;
+    if (current && adjusted) {
+      this.deps.logger.warn('broadcast track choice not available, restarting without it', { network_id: id, error: exit.lastError });
+      try {
+        const again = await this.spawn(id, adjusted, run.at);
+        again.recoveries = run.recoveries + 1;
+        Object.assign(current, { run: again, status: 'running', errorMessage: null });
+        return;
+      } catch (err) {
+        this.deps.logger.warn('broadcast respawn failed', { network_id: id, error: String(err) });
+      }
+    }
     if (code !== 0) {
       const error = `FFmpeg exited with code ${code}`;
       if (current) {

@@ -4,18 +4,8 @@
 // than Python where the value reaches FFmpeg's argv (§7.12): codecs, presets and hwaccel are
 // `[A-Za-z0-9_.:-]`, bitrates digits, resolutions `WxH`.
 import { z } from 'zod';
-import { urlProblem } from '../../http/schemas.js';
+import { headerMap, httpUrl, urlProblem } from '../../http/schemas.js';
 import type { ProgrammeSpec } from '../../render/broadcast-argv.js';
-
-const httpUrl = z
-  .string({ error: 'must be a string' })
-  .trim()
-  .min(1, 'must not be empty')
-  .max(8192, 'must be at most 8192 characters')
-  .superRefine((v, ctx) => {
-    const problem = urlProblem(v);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
-  });
 
 const laxInt = (min: number, max: number) =>
   z.preprocess(
@@ -49,12 +39,6 @@ const argWord = z
   .regex(/^[A-Za-z0-9_.:-]*$/, 'may only contain letters, digits and _ . : -');
 
 const optional = <T extends z.ZodType>(t: T) => t.nullish();
-
-// Header names are HTTP tokens; values may not smuggle a second header (they are joined by CRLF).
-const headerMap = z.record(
-  z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a valid header name'),
-  z.string({ error: 'header values must be strings' }).regex(/^[^\r\n\0]*$/, 'must not contain line breaks'),
-);
 
 /** Every programme field: the start body and `next_stream_config` share them (§5). */
 const programmeFields = {

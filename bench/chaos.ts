@@ -1,0 +1,291 @@
+// `npm run chaos`: a bounded chaos run on loopback (issue 18). Its own redis-server, origin and
+// viewers; two hosts (two clusters on one Redis, WORKERS=2 each) serving two live channels and
+// a shared transcode to viewers on every worker, while faults are injected one after another:
+// SIGKILL and SIGSTOP of workers, Redis restarted with and without its data, host B cut off
+// from Redis, upstreams that stall, close and answer 404, slow and vanishing viewers.
+// Sampled throughout and asserted at the end:
+//   - never two upstream connections (consuming ones: a frozen process's husk is not a source)
+//     or two FFmpeg processes (of live parents) for one pool key at the same instant;
+//   - viewers on surviving workers never disconnected; their longest media gap per fault kind;
+//   - after everything stops: no client record, no lease, no process left;
+//   - every worker still serving before the stop.
+// Usage: npm run chaos [-- --seconds 180]   (exit code 1 when an assertion fails)
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { fileURLToPath } from 'node:url';
+import { isAlive, startCluster, type TestCluster } from '../test/support/cluster.js';
+import { startOrigin, type Origin } from '../test/support/origin.js';
+import { startRedis, type RedisServer } from '../test/support/redis-server.js';
+import { gapMeter, sample, type Sampler } from '../test/support/sampler.js';
+import { startTcpProxy, type TcpProxy } from '../test/support/tcp-proxy.js';
+import { openViewer, sleep, waitFor, type TsViewer } from '../test/support/ts-viewer.js';
+
+export type FaultKind =
+  | 'sigkill' | 'sigstop' | 'redis_restart_empty' | 'redis_restart_data' | 'partition'
+  | 'upstream_stall_close_404' | 'slow_and_vanishing_viewers';
+
+export interface ChaosReport {
+  seconds: number;
+  faults: Record<string, number>;
+  /** Longest media gap (ms) of a viewer on a surviving worker, per fault kind. */
+  longestGapMs: Record<string, number>;
+  /** Times two sources for one key were seen at the same instant (0 expected). */
+  duplicateSources: number;
+  maxConsumingUpstreams: Record<string, number>;
+  maxFfmpeg: number;
+  /** Viewers on workers that were not killed that lost their connection (0 expected). */
+  survivorsDisconnected: number;
+  clientRecordsLeft: number;
+  leasesLeft: number;
+  processesLeft: number;
+  workersServing: number;
+  failures: string[];
+}
+
+const PREFIX = 'chaos:';
+const COPY = '-i {input_url} -c copy {output_args}';
+const LIVE = ['/live/chaos1.ts', '/live/chaos2.ts'];
+const TX = '/live/chaos-tx.ts';
+const RECOVERY_MS = 8000;
+
+interface Watched {
+  viewer: TsViewer;
+  host: 'A' | 'B';
+  worker: string;
+  stream: string;
+}
+
+/** FFmpeg processes reading `marker` whose worker is not frozen (a frozen worker's FFmpeg
+ *  blocks on its full pipe: a husk like the frozen worker's upstream connection). */
+function ffmpegOf(marker: string): number[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' });
+  const pids: number[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\S+)/.exec(line);
+    if (!m || !/(^|\/)ffmpeg$/.test(m[3]!) || !line.includes(marker)) continue;
+    if (!stopped(Number(m[2]))) pids.push(Number(m[1]));
+  }
+  return pids;
+}
+
+function stopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+  } catch {
+    return false;
+  }
+}
+
+export async function runChaos(opts: { seconds: number; log?: (line: string) => void }): Promise<ChaosReport> {
+  const log = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const rdb = `chaos-${process.pid}.rdb`;
+  const rdbPath = path.join(os.tmpdir(), rdb);
+  const report: ChaosReport = {
+    seconds: opts.seconds, faults: {}, longestGapMs: {}, duplicateSources: 0, maxConsumingUpstreams: {}, maxFfmpeg: 0,
+    survivorsDisconnected: 0, clientRecordsLeft: -1, leasesLeft: -1, processesLeft: -1, workersServing: 0, failures: [],
+  };
+  let origin: Origin | null = null;
+  let redis: RedisServer | null = null;
+  let proxy: TcpProxy | null = null;
+  let raw: Redis | null = null;
+  let a: TestCluster | null = null;
+  let b: TestCluster | null = null;
+  const watched: Watched[] = [];
+  const extras: TsViewer[] = [];
+  const samplers: Sampler[] = [];
+  const killed = new Set<string>();
+  const allPids = new Set<number>();
+  try {
+    origin = await startOrigin();
+    redis = await startRedis({ args: ['--dbfilename', rdb] });
+    proxy = await startTcpProxy(redis.port);
+    raw = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    raw.on('error', () => undefined);
+    const env = (host: string, url: string): Record<string, string> => ({
+      WORKERS: '2', WORKER_ID: host, REDIS_ENABLED: 'true', REDIS_URL: url, REDIS_KEY_PREFIX: PREFIX,
+      SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '1500', HEARTBEAT_INTERVAL: '0.5', CLEANUP_INTERVAL: '1', DRAIN_TIMEOUT: '3',
+      STREAM_RETRY_DELAY: '0.2', STREAM_TOTAL_TIMEOUT: '10', LIVE_CHUNK_TIMEOUT_SECONDS: '5', VIEWER_STALL_TIMEOUT: '4',
+    });
+    [a, b] = await Promise.all([startCluster(env('chaosA', redis.url), 90_000), startCluster(env('chaosB', proxy.url('redis')), 90_000)]);
+    const hosts = { A: a, B: b };
+    const api = (c: TestCluster, p: string, body: unknown) => c.api<{ stream_id: string }>(p, { method: 'POST', body: JSON.stringify(body) });
+    const ids: Record<string, string> = {};
+    for (const p of LIVE) ids[p] = (await api(a, '/streams', { url: origin.url(p) })).body.stream_id;
+    ids[TX] = (await api(a, '/transcode', { url: origin.url(TX), profile: COPY })).body.stream_id;
+    log(`chaos: 2 hosts x 2 workers, streams ${Object.keys(ids).join(', ')}, ${opts.seconds} s of faults`);
+
+    const watch = async (host: 'A' | 'B', stream: string): Promise<void> => {
+      const viewer = openViewer(hosts[host].url(`/stream/${ids[stream]}`));
+      const worker = String((await viewer.headers)['x-worker-id'] ?? '');
+      watched.push({ viewer, host, worker, stream });
+    };
+    // Enough viewers that every worker has some of every stream.
+    for (const stream of Object.keys(ids)) for (const host of ['A', 'B'] as const) for (let i = 0; i < 4; i++) await watch(host, stream);
+    await waitFor(() => watched.every((w) => w.viewer.bytes() > 188 * 100), 60_000, 'every viewer to play');
+    const workersOf = new Set(watched.map((w) => w.worker));
+    log(`chaos: ${watched.length} viewers on workers ${[...workersOf].sort().join(', ')}`);
+
+    for (const p of [...LIVE, TX]) {
+      const s = sample(() => origin!.consumingConnections(p), 25);
+      samplers.push(s);
+      report.maxConsumingUpstreams[p] = 0;
+      (s as Sampler & { path?: string }).path = p;
+    }
+    const ff = sample(() => ffmpegOf(TX).length, 500);
+
+    const survivors = (): Watched[] => watched.filter((w) => !killed.has(w.worker) && !w.viewer.isClosed());
+    const alive = new Set(watched);
+    let during = 'start';
+    const noteDisconnects = (): void => {
+      for (const w of [...alive]) {
+        if (!w.viewer.isClosed()) continue;
+        alive.delete(w);
+        if (!killed.has(w.worker)) {
+          report.survivorsDisconnected++;
+          report.failures.push(`viewer of ${w.stream} on ${w.worker} (surviving) was disconnected during ${during}`);
+        }
+      }
+    };
+    const workerPid = async (host: TestCluster, owner?: string): Promise<{ pid: number; id: string } | null> => {
+      const res = await host.api<{ workers: Array<{ worker_id: string; pid: number }> }>('/workers').catch(() => null);
+      const own = (res?.body.workers ?? []).filter((w) => w.worker_id.startsWith(owner ?? ''));
+      const w = own[Math.floor(Math.random() * own.length)];
+      return w ? { pid: w.pid, id: w.worker_id } : null;
+    };
+    for (const c of [a, b]) for (const p of c.workerPids()) allPids.add(p);
+
+    const faults: Array<[FaultKind, () => Promise<void>]> = [
+      ['sigkill', async () => {
+        const host = Math.random() < 0.5 ? a! : b!;
+        const w = await workerPid(host, host === a ? 'chaosA' : 'chaosB');
+        if (!w) return;
+        killed.add(w.id);
+        process.kill(w.pid, 'SIGKILL');
+        await sleep(1000);
+        for (const p of host.workerPids()) allPids.add(p);
+      }],
+      ['sigstop', async () => {
+        const w = await workerPid(a!, 'chaosA');
+        if (!w) return;
+        process.kill(w.pid, 'SIGSTOP');
+        await sleep(6000);
+        process.kill(w.pid, 'SIGCONT');
+      }],
+      ['redis_restart_empty', async () => {
+        rmSync(rdbPath, { force: true });
+        await redis!.restart();
+      }],
+      ['redis_restart_data', async () => {
+        await raw!.save().catch(() => undefined);
+        await redis!.restart();
+      }],
+      ['partition', async () => {
+        proxy!.partition();
+        await sleep(4000);
+        proxy!.heal();
+      }],
+      ['upstream_stall_close_404', async () => {
+        for (const p of ['/stall.ts', '/close-after.ts', '/status/404']) {
+          const created = await api(a!, '/streams', { url: origin!.url(p) }).catch(() => null);
+          if (!created?.body.stream_id) continue;
+          for (const host of [a!, b!]) extras.push(openViewer(host.url(`/stream/${created.body.stream_id}`)));
+        }
+      }],
+      ['slow_and_vanishing_viewers', async () => {
+        const slow = openViewer(b!.url(`/stream/${ids[LIVE[0]!]}`));
+        slow.pause();
+        extras.push(slow);
+        for (let i = 0; i < 10; i++) {
+          const v = openViewer((i % 2 ? a! : b!).url(`/stream/${ids[LIVE[i % 2]!]}`));
+          await sleep(50 + Math.floor(Math.random() * 300));
+          v.close();
+        }
+      }],
+    ];
+
+    const end = Date.now() + opts.seconds * 1000;
+    let i = 0;
+    while (Date.now() < end || i < faults.length) {
+      const [kind, inject] = faults[i % faults.length]!;
+      i++;
+      const meters = survivors().map((w) => ({ w, m: gapMeter(() => w.viewer.bytes()) }));
+      const t0 = Date.now();
+      during = kind;
+      await inject();
+      report.faults[kind] = (report.faults[kind] ?? 0) + 1;
+      await sleep(RECOVERY_MS);
+      // Viewers of workers killed in this fault are not survivors.
+      const gap = Math.max(0, ...meters.filter(({ w }) => !killed.has(w.worker) && !w.viewer.isClosed()).map(({ m }) => m.stop()));
+      meters.forEach(({ m }) => m.stop());
+      report.longestGapMs[kind] = Math.max(report.longestGapMs[kind] ?? 0, gap);
+      noteDisconnects();
+      log(`chaos: ${kind} (#${report.faults[kind]}) longest gap ${gap} ms, ${Date.now() - t0} ms`);
+      // A killed worker's viewers re-join, as players do.
+      for (const w of watched.filter((x) => x.viewer.isClosed() && killed.has(x.worker))) {
+        watched.splice(watched.indexOf(w), 1);
+        await watch(w.host, w.stream);
+        alive.add(watched[watched.length - 1]!);
+      }
+    }
+
+    for (const s of samplers) {
+      const p = (s as Sampler & { path?: string }).path!;
+      const max = s.stop();
+      report.maxConsumingUpstreams[p] = max;
+      if (max > 1) report.duplicateSources++;
+    }
+    report.maxFfmpeg = ff.stop();
+    if (report.maxFfmpeg > 1) report.duplicateSources++;
+
+    // Every worker still serving: a fresh viewer on each host plays, and 4 workers beat.
+    const workers = await a.api<{ workers: Array<{ worker_id: string }> }>('/workers').catch(() => null);
+    report.workersServing = workers?.body.workers.length ?? 0;
+    const fresh = [openViewer(a.url(`/stream/${ids[LIVE[0]!]}`)), openViewer(b.url(`/stream/${ids[LIVE[1]!]}`))];
+    await waitFor(() => fresh.every((v) => v.bytes() > 188 * 100), 20_000, 'fresh viewers to play').catch(() => {
+      report.failures.push('a fresh viewer did not play after the run');
+    });
+    extras.push(...fresh);
+    noteDisconnects();
+
+    // Everyone leaves: nothing may stay in Redis.
+    for (const w of watched) w.viewer.close();
+    for (const v of extras) v.close();
+    await sleep(4000);
+    await waitFor(async () => (await raw!.keys(`${PREFIX}client:*`).catch(() => ['?'])).length === 0, 15_000, 'client records to go').catch(() => undefined);
+    report.clientRecordsLeft = (await raw.keys(`${PREFIX}client:*`)).length;
+    report.leasesLeft = (await raw.keys(`${PREFIX}lease:*`)).filter((k) => !k.endsWith(':epoch')).length;
+    for (const c of [a, b]) for (const p of c.workerPids()) allPids.add(p);
+  } finally {
+    for (const w of watched) w.viewer.close();
+    for (const v of extras) v.close();
+    for (const s of samplers) s.stop();
+    await Promise.all([a?.stop(30_000), b?.stop(30_000)]);
+    raw?.disconnect();
+    await proxy?.close();
+    await redis?.stop();
+    await origin?.close();
+    if (existsSync(rdbPath)) rmSync(rdbPath, { force: true });
+  }
+  await sleep(500);
+  const left = [...allPids, a?.pid ?? 0, b?.pid ?? 0].filter((p) => p > 0 && isAlive(p));
+  report.processesLeft = left.length + ffmpegOf(TX).length;
+
+  if (report.duplicateSources > 0) report.failures.push(`duplicate sources seen: ${JSON.stringify(report.maxConsumingUpstreams)}, FFmpeg ${report.maxFfmpeg}`);
+  if (report.clientRecordsLeft !== 0) report.failures.push(`client records left: ${report.clientRecordsLeft}`);
+  if (report.leasesLeft !== 0) report.failures.push(`leases left: ${report.leasesLeft}`);
+  if (report.processesLeft !== 0) report.failures.push(`processes left: ${report.processesLeft}`);
+  if (report.workersServing !== 4) report.failures.push(`workers serving: ${report.workersServing} of 4`);
+  return report;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const i = process.argv.indexOf('--seconds');
+  const seconds = i > 0 ? Number(process.argv[i + 1]) : 150;
+  const r = await runChaos({ seconds: Number.isFinite(seconds) && seconds > 0 ? seconds : 150 });
+  process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+  process.exit(r.failures.length > 0 ? 1 : 0);
+}
