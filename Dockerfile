@@ -46,7 +46,7 @@ COPY grafana ./grafana
 USER node
 EXPOSE 8085
 # /health with X-API-Token when API_TOKEN is set (env or .env); PORT/HOST as configured.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["node", "dist/src/healthcheck.js"]
 # tini is PID 1: it forwards SIGTERM (drain, DRAIN_TIMEOUT) and SIGHUP to the primary and
 # reaps orphans (an FFmpeg whose worker died), which node as PID 1 would not.

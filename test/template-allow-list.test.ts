@@ -63,7 +63,10 @@ describe('template allow-list and input confinement (issue 13: input 2)', functi
     ] as const) {
       expect(refusal(argvWith(opt, value)), opt).to.match(/not allowed|allow-list/);
     }
-    for (const params of ['pass=1:stats=/tmp/x264.log', 'csv=/tmp/x.csv', 'analysis-save=/tmp/a', 'qpfile=/tmp/q']) {
+    // Found by the property test: a repeated option must not hide its first value.
+    expect(refusal(['-i', URL_IN, '-f', 'hls', '-hls_segment_filename', '/etc/passwd', '-hls_segment_filename', `${HLS_DIR}/s%d.ts`, `${HLS_DIR}/index.m3u8`]))
+      .to.match(/inside the HLS directory/);
+    for (const params of ['pass=1:stats=/tmp/x264.log', 'deshake=filename=/tmp/x', 'csv=/tmp/x.csv', 'analysis-save=/tmp/a', 'qpfile=/tmp/q']) {
       expect(refusal(argvWith('-x265-params', params)), params).to.match(/names a file/);
       expect(refusal(argvWith('-x264-params', params)), params).to.match(/names a file/);
     }

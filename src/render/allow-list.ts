@@ -129,6 +129,8 @@ export function paramsProblem(base: string, value: string): string | null {
     const key = part.split('=')[0]!.trim();
     if (DENIED_PARAM_KEY.test(key)) return `-${base} key "${key}" names a file`;
   }
+  // Encoder parameters are numbers and names; a path separator can only be a file name.
+  if (/[/\\]/.test(value)) return `-${base} holds a path ("${value}"), which names a file`;
   return null;
 }
 

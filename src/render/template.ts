@@ -175,7 +175,8 @@ function optionBase(token: string): string {
   return token.slice(1).split(':')[0]!;
 }
 
-function isFlag(base: string): boolean {
+/** Whether an option (base name, e.g. `sn`) takes no value, as FFmpeg parses its argv. */
+export function isFlag(base: string): boolean {
   return FLAG_OPTIONS.has(base) || (base.startsWith('no') && FLAG_OPTIONS.has(base.slice(2)));
 }
 
@@ -206,7 +207,7 @@ export function validateArgv(
   let inputIndex = -1;
   let outputFormat: string | null = null; // last -f after the input
   let hlsOptions = false;
-  let segmentFilename: string | null = null;
+  const segmentFilenames: string[] = []; // every one: a repeated option must not hide one
   const positionals: number[] = [];
 
   for (const t of argv) {
@@ -258,7 +259,7 @@ export function validateArgv(
         if (inputIndex >= 0) outputFormat = value;
         break;
       case 'hls_segment_filename':
-        segmentFilename = value;
+        segmentFilenames.push(value);
         hlsOptions = true;
         break;
       case 'hls_fmp4_init_filename':
@@ -299,8 +300,9 @@ export function validateArgv(
     if (!path.isAbsolute(output) || !isInside(dir, path.resolve(output))) {
       throw invalid(`HLS output must be a file inside the HLS directory ${dir}, not "${output}"`);
     }
-    if (segmentFilename !== null && (!path.isAbsolute(segmentFilename) || !isInside(dir, path.resolve(segmentFilename)))) {
-      throw invalid(`-hls_segment_filename must be inside the HLS directory ${dir}, not "${segmentFilename}"`);
+    const outside = segmentFilenames.find((f) => !path.isAbsolute(f) || !isInside(dir, path.resolve(f)));
+    if (outside !== undefined) {
+      throw invalid(`-hls_segment_filename must be inside the HLS directory ${dir}, not "${outside}"`);
     }
     if (outputFormat !== null && outputFormat !== 'hls') {
       throw invalid(`HLS output needs -f hls, not -f ${outputFormat}`);

@@ -207,6 +207,26 @@ describe('container image (podman)', function () {
     }
   });
 
+  it('rolls its workers on SIGHUP to the container: new worker pids, same primary, still healthy', async function () {
+    const workersOf = (procs: ProcInfo[]): { primary: number; workers: number[] } => {
+      const primary = procs.find((p) => p.ppid === 1 && p.cmd === 'node dist/src/index.js')!.pid;
+      return { primary, workers: procs.filter((p) => p.ppid === primary).map((p) => p.pid) };
+    };
+    const before = workersOf(await containerProcesses());
+    expect(before.workers).to.have.length(2);
+    await podman(['kill', '--signal', 'HUP', CONTAINER]);
+    await waitFor(async () => {
+      const done = (await podman(['logs', CONTAINER])).includes('rolling restart done');
+      if (!done) await sleep(500);
+      return done;
+    }, 120_000, 'the primary logging "rolling restart done"');
+    const after = workersOf(await containerProcesses());
+    expect(after.primary).to.equal(before.primary);
+    expect(after.workers).to.have.length(2);
+    for (const pid of after.workers) expect(before.workers).to.not.include(pid);
+    expect((await httpRequest(`${base}/health`, { headers: auth })).status).to.equal(200);
+  });
+
   it('drains on SIGTERM to the container and exits 0 within DRAIN_TIMEOUT', async function () {
     const created = await httpRequest(`${base}/streams`, {
       method: 'POST',
