@@ -135,7 +135,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
     };
     // Enough viewers that every worker has some of every stream.
     for (const stream of Object.keys(ids)) for (const host of ['A', 'B'] as const) for (let i = 0; i < 4; i++) await watch(host, stream);
-    await waitFor(() => watched.every((w) => w.viewer.bytes() > 188 * 100), 60_000, 'every viewer to play');
+    await waitFor(() => watched.every((w) => w.viewer.bytes() > 188 * 100), 180_000, 'every viewer to play');
     const workersOf = new Set(watched.map((w) => w.worker));
     log(`chaos: ${watched.length} viewers on workers ${[...workersOf].sort().join(', ')}`);
 
