@@ -53,8 +53,12 @@ function exitReason(exit: FfmpegExit): FfmpegExitReason {
   return exit.code === 0 ? 'ended' : 'error';
 }
 
-/** A run that produced output this long earns the retry budget back. */
-const HEALTHY_RUN_MS = 5000;
+/**
+ * A run that produced output this long earns the retry budget back: an input that delivers
+ * and then ends (a provider rotating its connections) restarts forever, one that fails at
+ * once runs out of retries.
+ */
+const HEALTHY_RUN_MS = 2000;
 const RESTART_MAX_MS = 30_000;
 
 export class FfmpegSource implements OwnedSource {
