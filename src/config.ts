@@ -64,6 +64,13 @@ export interface Config {
   readonly bitrateCheckIntervalMs: number;
   readonly bitrateFailoverThreshold: number;
   readonly bitrateMonitoringGraceMs: number;
+  /** Silent-audio failover (a stream's `enable_silence_detection` / `silence_*` win). */
+  readonly silenceDetection: boolean;
+  readonly silenceThresholdDb: number;
+  readonly silenceDurationMs: number;
+  readonly silenceCheckIntervalMs: number;
+  readonly silenceFailoverThreshold: number;
+  readonly silenceMonitoringGraceMs: number;
 
   readonly strictLiveTs: boolean;
   readonly useStickySession: boolean;
@@ -416,6 +423,12 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     bitrateCheckIntervalMs: r.ms('BITRATE_CHECK_INTERVAL', 5),
     bitrateFailoverThreshold: r.int('BITRATE_FAILOVER_THRESHOLD', 3, 1),
     bitrateMonitoringGraceMs: r.ms('BITRATE_MONITORING_GRACE_PERIOD', 10, { allowZero: true }),
+    silenceDetection: r.bool('ENABLE_SILENCE_DETECTION', false),
+    silenceThresholdDb: r.num('SILENCE_THRESHOLD_DB', -50, -200, 0),
+    silenceDurationMs: r.ms('SILENCE_DURATION', 3),
+    silenceCheckIntervalMs: r.ms('SILENCE_CHECK_INTERVAL', 10),
+    silenceFailoverThreshold: r.int('SILENCE_FAILOVER_THRESHOLD', 3, 1),
+    silenceMonitoringGraceMs: r.ms('SILENCE_MONITORING_GRACE_PERIOD', 15, { allowZero: true }),
 
     strictLiveTs: r.bool('STRICT_LIVE_TS', false),
     useStickySession: r.bool('USE_STICKY_SESSION', false),

@@ -95,6 +95,12 @@ describe('m3u-editor compatibility details', function () {
       );
       expect(del.status).to.equal(422);
       expect(del.body.errors[0]!.field).to.equal('client_id');
+      // The same parameters as a JSON body (as the editor's HTTP client sends them).
+      const inBody = await apiCall<{ errors: Array<{ field: string }> }>(proxy.base, '/streams/by-metadata', {
+        method: 'DELETE', body: { field: 'playlist_uuid', value: 'p1', force: false, client_id: LONG_ID },
+      });
+      expect(inBody.status).to.equal(422);
+      expect(inBody.body.errors[0]!.field).to.equal('client_id');
       const play = await apiCall(proxy.base, `/stream/${id}?client_id=${LONG_ID}`);
       expect(play.status).to.equal(422);
       const prefixed = await apiCall(proxy.base, `/m3u-proxy/stream/${id}?client_id=${LONG_ID}`, { method: 'HEAD' });

@@ -90,9 +90,17 @@ describe('m3u-editor replay: one channel and one transcode, call by call', funct
       expect(clients.body.clients.find((c) => c.client_id === clientId)).to.include({ username: 'bob', stream_id: id });
 
       // 5. Stop by metadata, force=false: another viewer's id keeps it, its own id stops it.
-      const kept = await api<{ deleted_count: number; skipped_streams: Array<{ reason: string; active_clients: number }> }>(
-        `/streams/by-metadata?field=playlist_uuid&value=${PLAYLIST}&force=false&client_id=someone-else`, { method: 'DELETE' },
-      );
+      // stopStreamsByMetadata() sends its parameters as Laravel's Http::delete($url, $params)
+      // does: a JSON body (exclude_channel_id cast to a string), not a query.
+      const excluded = await api<{ deleted_count: number; skipped_streams: Array<{ reason: string }> }>('/streams/by-metadata', {
+        method: 'DELETE', body: { field: 'playlist_uuid', value: PLAYLIST, exclude_channel_id: '42' },
+      });
+      expect(excluded.status, JSON.stringify(excluded.body)).to.equal(200);
+      expect(excluded.body.deleted_count).to.equal(0);
+      expect(excluded.body.skipped_streams).to.deep.equal([{ stream_id: id, reason: 'excluded_by_channel_id' }]);
+      const kept = await api<{ deleted_count: number; skipped_streams: Array<{ reason: string; active_clients: number }> }>('/streams/by-metadata', {
+        method: 'DELETE', body: { field: 'playlist_uuid', value: PLAYLIST, force: false, client_id: 'someone-else' },
+      });
       expect(kept.body.deleted_count).to.equal(0);
       expect(kept.body.skipped_streams).to.deep.equal([{ stream_id: id, reason: 'has_active_clients', active_clients: 1 }]);
       const stopped = await api<{ deleted_count: number; deleted_streams: string[] }>(

@@ -127,6 +127,12 @@ describe('failover (single worker)', function () {
     origin = await startOrigin();
     sink = await startSink();
     rate = await tsByteRate(await makeLiveTs());
+    // The origin makes its silent and video-less variants on first use: before the proxy asks.
+    for (const path of ['/silent/warm.ts', '/novideo/warm.ts']) {
+      const v = openViewer(origin.url(path));
+      await v.firstBytes(188);
+      v.close();
+    }
     proxy = await startProxy({
       SHARED_STREAM_GRACE: '1',
       STREAM_RETRY_ATTEMPTS: '1',
@@ -201,6 +207,47 @@ describe('failover (single worker)', function () {
       }
     });
   }
+
+  const SILENCE = {
+    enable_silence_detection: true, silence_threshold_db: -50, silence_duration: 1,
+    silence_check_interval: 0.5, silence_failover_threshold: 2, silence_monitoring_grace_period: 1,
+  };
+
+  it('silent audio (FFmpeg silencedetect beside the fan-out) → one advance, reason silence; a stream with sound stays', async () => {
+    const silent = await create(origin.url('/silent/primary.ts'), { ...SILENCE, failover_urls: [origin.url('/live/after-silence.ts')] });
+    const sound = await create(origin.url('/live/with-sound.ts'), { ...SILENCE, failover_urls: [origin.url('/live/never.ts')] });
+    const a = openViewer(proxy.url(`/stream/${silent}`));
+    const b = openViewer(proxy.url(`/stream/${sound}`));
+    try {
+      expect(await a.status).to.equal(200);
+      expect(await b.status).to.equal(200);
+      await origin.waitForOpen('/live/after-silence.ts', 1, 20_000);
+      await sleep(2000); // the stream with sound had as long as the silent one, and more
+      expect(failovers(silent).map((e) => e.data.reason)).to.deep.equal(['silence']);
+      expect(failovers(sound)).to.have.length(0);
+      expect(origin.totalRequests('/live/never.ts')).to.equal(0);
+      const mark = a.bytes();
+      await waitFor(() => a.bytes() - mark > 188 * 200, 5000, 'media from the backup');
+      expect(a.misaligned()).to.equal(0);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('a programme without video → one advance, reason missing_track', async () => {
+    const id = await create(origin.url('/novideo/primary.ts'), { ...SILENCE, failover_urls: [origin.url('/live/with-video.ts')] });
+    const v = openViewer(proxy.url(`/stream/${id}`));
+    try {
+      expect(await v.status).to.equal(200);
+      await origin.waitForOpen('/live/with-video.ts', 1, 20_000);
+      await sleep(1500);
+      expect(failovers(id).map((e) => e.data.reason)).to.deep.equal(['missing_track']);
+      expect(v.isClosed()).to.equal(false);
+    } finally {
+      v.close();
+    }
+  });
 
   it('a primary that sends data then goes silent: 1 + STREAM_RETRY_ATTEMPTS connections, then the backup (silence does not reset the budget)', async () => {
     const id = await create(origin.url('/live/silent-primary.ts?stall_ms=800'), { failover_urls: [origin.url('/live/silent-backup.ts')] });

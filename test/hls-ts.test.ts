@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { findTables } from '../src/streams/hls/hls-ts-source.js';
 import { startHlsOrigin, type HlsOrigin } from './support/hls-origin.js';
 import { httpRequest } from './support/http-request.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
@@ -59,6 +60,16 @@ describe('HLS sources on /stream/{id} as MPEG-TS', function () {
     expect(res.status).to.equal(200);
     expect(res.headers['content-type']).to.equal('video/mp2t');
     expect(res.body.equals(Buffer.concat(origin.ts))).to.equal(true);
+  });
+
+  it('after a discontinuity, a segment without PAT/PMT is preceded by the last PAT/PMT again', async () => {
+    const tables = findTables(origin.ts[0]!)!;
+    expect(tables).to.have.length(376);
+    expect(origin.noTables.length).to.be.lessThan(origin.ts[1]!.length);
+    const id = await create(proxy, origin.url('/hls/disc/media.m3u8'));
+    const res = await httpRequest(proxy.url(`/stream/${id}`));
+    expect(res.status).to.equal(200);
+    expect(res.body.equals(Buffer.concat([origin.ts[0]!, tables, origin.noTables]))).to.equal(true);
   });
 
   it('AES-128 segments are decrypted', async () => {

@@ -27,6 +27,7 @@ import { resolveMediaUrl, type ResolverEnv } from './resolvers/resolver-run.js';
 import { ResolverSource } from './sources/resolver-source.js';
 import { confineInput } from './transcode/input-confinement.js';
 import { stopIdleSourcesToHost } from './live/idle-sources.js';
+import { SilenceMonitor, type SilenceSettings } from './sources/silence-monitor.js';
 import { tlsVerifyFor } from './sources/upstream.js';
 
 export interface ViewerIdentity {
@@ -608,8 +609,18 @@ export class StreamEngine {
         onPid: (pid, running) => this.trackPid(pid, running),
       });
     }
-    return new HttpSource({
+    // Silence and missing-track monitoring (per-stream fields win over SILENCE_*).
+    const silence = silenceSettings(def, config);
+    let source: HttpSource | null = null;
+    const monitor = silence
+      ? new SilenceMonitor({
+        ffmpegPath: config.ffmpegPath, settings: silence, logger, streamId: def.id,
+        onTrigger: (reason) => void source?.switchNow(reason),
+      })
+      : null;
+    source = new HttpSource({
       ...common,
+      monitor,
       defaultUserAgent: config.defaultUserAgent,
       connectTimeoutMs: config.connectionTimeoutMs,
       chunkTimeoutMs: config.liveChunkTimeoutMs,
@@ -627,6 +638,7 @@ export class StreamEngine {
         }
         : null,
     });
+    return source;
   }
 
   /**
@@ -794,6 +806,22 @@ export class StreamEngine {
       this.deps.logger.warn('coordinator write failed', { error: String(err) });
     }
   }
+}
+
+/** The silence monitor's settings for a stream, or null when it is off for it. */
+function silenceSettings(def: StreamDefinition, config: Config): SilenceSettings | null {
+  const o = def.options;
+  const num = (name: string, fallback: number, scale = 1): number =>
+    typeof o[name] === 'number' ? (o[name] as number) * scale : fallback;
+  const on = typeof o.enable_silence_detection === 'boolean' ? o.enable_silence_detection : config.silenceDetection;
+  if (!on || def.kind !== 'live') return null;
+  return {
+    thresholdDb: num('silence_threshold_db', config.silenceThresholdDb),
+    durationMs: Math.max(100, num('silence_duration', config.silenceDurationMs, 1000)),
+    checkIntervalMs: Math.max(100, num('silence_check_interval', config.silenceCheckIntervalMs, 1000)),
+    failoverThreshold: Math.max(1, num('silence_failover_threshold', config.silenceFailoverThreshold)),
+    graceMs: num('silence_monitoring_grace_period', config.silenceMonitoringGraceMs, 1000),
+  };
 }
 
 /** `{pool_key}:{slot}` → its parts. */

@@ -24,6 +24,8 @@ export interface HlsOrigin {
   readonly fmp4Init: Buffer;
   readonly fmp4: Buffer[];
   readonly key: Buffer;
+  /** seg1.ts without its PAT and PMT packets (pids 0 and 0x1000), served after a discontinuity. */
+  readonly noTables: Buffer;
   close(): Promise<void>;
 }
 
@@ -52,6 +54,10 @@ export async function startHlsOrigin(): Promise<HlsOrigin> {
     const c = createCipheriv('aes-128-cbc', key, IV);
     return Buffer.concat([c.update(s), c.final()]);
   });
+  const noTables = Buffer.concat(
+    Array.from({ length: ts[1]!.length / 188 }, (_, i) => ts[1]!.subarray(i * 188, i * 188 + 188))
+      .filter((p) => ![0, 0x1000].includes(((p[1]! & 0x1f) << 8) | p[2]!)),
+  );
   const counts = new Map<string, number>();
   const headers = new Map<string, http.IncomingHttpHeaders>();
   const started = Date.now();
@@ -111,6 +117,10 @@ export async function startHlsOrigin(): Promise<HlsOrigin> {
         return send(res, 'video/mp4', init!);
       case '/hls/enc/media.m3u8':
         return send(res, M3U8, mediaPlaylist(enc.map((_, i) => `seg${i}.ts`), { head: [`#EXT-X-KEY:METHOD=AES-128,URI="/keys/k1.key",IV=0x${IV.toString('hex')}`] }));
+      case '/hls/disc/media.m3u8':
+        return send(res, M3U8, mediaPlaylist(['/hls/v1/seg0.ts', '#EXT-X-DISCONTINUITY', 'notables.ts']));
+      case '/hls/disc/notables.ts':
+        return send(res, 'video/mp2t', noTables);
       case '/keys/k1.key':
         return send(res, 'application/octet-stream', key);
       case '/r/media.m3u8':
@@ -142,7 +152,7 @@ export async function startHlsOrigin(): Promise<HlsOrigin> {
   const port = (server.address() as AddressInfo).port;
   base = `http://127.0.0.1:${port}`;
   return {
-    port, ts, fmp4Init: init!, fmp4, key,
+    port, ts, fmp4Init: init!, fmp4, key, noTables,
     url: (p) => `${base}${p}`,
     requests: (p) => counts.get(p) ?? 0,
     requestsUnder: (prefix) => [...counts].filter(([p]) => p.startsWith(prefix)).reduce((n, [, c]) => n + c, 0),

@@ -19,6 +19,10 @@ export interface LiveTsOptions {
   seconds?: number;
   /** Total mux rate in kbit/s; the file is padded to this CBR rate. Default 1000. */
   bitrateKbps?: number;
+  /** `tone` (a 440 Hz sine, the default), `silent` (digital silence) or `none` (no audio track). */
+  audio?: 'tone' | 'silent' | 'none';
+  /** false: no video track (an audio-only programme). */
+  video?: boolean;
 }
 
 const cache = new Map<string, Promise<string>>();
@@ -81,15 +85,20 @@ export async function makeLiveTs(opts: LiveTsOptions = {}): Promise<string> {
   // Leave headroom under the mux rate for audio (64k) and TS/PES overhead, or ffmpeg
   // cannot honour -muxrate and the byte rate stops being constant.
   const videoKbps = Math.floor(bitrate * 0.6);
-  return generate(`live:${seconds}:${bitrate}`, 'live.ts', (out) => [
+  const audio = opts.audio ?? 'tone';
+  const video = opts.video ?? true;
+  const variant = audio === 'tone' && video ? '' : `:${audio}:${video ? 'v' : 'novideo'}`;
+  return generate(`live:${seconds}:${bitrate}${variant}`, 'live.ts', (out) => [
     '-hide_banner', '-nostdin', '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25',
-    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    ...(video ? ['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25'] : []),
+    ...(audio === 'none' ? [] : ['-f', 'lavfi', '-i', audio === 'silent' ? 'anullsrc=r=48000:cl=mono' : 'sine=frequency=440:sample_rate=48000']),
     '-t', String(seconds),
-    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
-    '-g', '25', '-keyint_min', '25', '-sc_threshold', '0',
-    '-b:v', `${videoKbps}k`, '-maxrate', `${videoKbps}k`, '-bufsize', `${videoKbps}k`,
-    '-c:a', 'aac', '-b:a', '64k',
+    ...(video
+      ? ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
+        '-g', '25', '-keyint_min', '25', '-sc_threshold', '0',
+        '-b:v', `${videoKbps}k`, '-maxrate', `${videoKbps}k`, '-bufsize', `${videoKbps}k`]
+      : []),
+    ...(audio === 'none' ? [] : ['-c:a', 'aac', '-b:a', '64k']),
     '-pat_period', '0.2', '-muxrate', `${bitrate}k`,
     '-f', 'mpegts', out,
   ]);

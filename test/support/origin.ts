@@ -232,6 +232,19 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     stat(mp4Path),
   ]);
   const live: LiveSource = { data: tsData.subarray(0, floorToPacket(tsData.length)), byteRate };
+  const variants = new Map<string, Promise<LiveSource>>();
+  const variantSource = (kind: 'silent' | 'novideo'): Promise<LiveSource> => {
+    let p = variants.get(kind);
+    if (!p) {
+      p = (async () => {
+        const file = await makeLiveTs(kind === 'silent' ? { audio: 'silent' } : { video: false });
+        const [data, rate] = await Promise.all([readFile(file), tsByteRate(file)]);
+        return { data: data.subarray(0, floorToPacket(data.length)), byteRate: rate };
+      })();
+      variants.set(kind, p);
+    }
+    return p;
+  };
   if (live.data.length === 0 || live.data[0] !== 0x47) {
     throw new Error(`origin: ${tsPath} is not an MPEG-TS file (first byte ${live.data[0]})`);
   }
@@ -285,6 +298,15 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       singleOpen++;
       res.once('close', () => singleOpen--);
       return streamLive(req, res, live);
+    }
+    // `/silent/*`: the live TS with digital silence for audio; `/novideo/*`: audio only.
+    // Made on first use (most tests never ask for them).
+    const variant = /^\/(silent|novideo)\//.exec(pathname)?.[1] as 'silent' | 'novideo' | undefined;
+    if (variant) {
+      void variantSource(variant).then((src) => {
+        if (!res.destroyed) streamLive(req, res, src);
+      }, (err: unknown) => sendText(res, 500, `origin error: ${String(err)}\n`));
+      return;
     }
     if (pathname === '/stall.ts') return serveStall(req, res);
     if (pathname === '/close-after' || pathname === '/close-after.ts') return serveCloseAfter(res, query, live);

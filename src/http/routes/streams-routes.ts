@@ -1,5 +1,5 @@
 // Management of stream definitions (API.md §3.2, §3.4, §3.6).
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import { AppError } from '../../errors.js';
 import { entryStreamType, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StopReason, StreamService } from '../../streams/stream-service.js';
@@ -9,6 +9,7 @@ import type { ResolverName } from '../../streams/resolvers/resolver-args.js';
 import { resolverSpecFrom } from '../../streams/resolvers/resolver-spec.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
 import { streamIdParam } from '../request-values.js';
+import { queryOrBody } from '../delete-params.js';
 import { createStreamSchema, parseBody, queryBool, queryString, type CreateStreamBody } from '../schemas.js';
 
 export interface StreamsRoutesDeps {
@@ -87,7 +88,7 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
   });
 
   r.get('/streams/by-metadata', async (req, res) => {
-    const { field, value } = fieldAndValue(req);
+    const { field, value } = fieldAndValue(req.query);
     const activeOnly = queryBool(req.query, 'active_only', true);
     const matches = await service.matching(field, value, activeOnly);
     res.json({
@@ -118,10 +119,11 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
   });
 
   r.delete('/streams/by-metadata', async (req, res) => {
-    const { field, value } = fieldAndValue(req);
-    const exclude = queryString(req.query, 'exclude_channel_id');
-    const force = queryBool(req.query, 'force', true);
-    const keepClient = queryString(req.query, 'client_id');
+    const q = queryOrBody(req); // the editor sends these as a JSON body
+    const { field, value } = fieldAndValue(q);
+    const exclude = queryString(q, 'exclude_channel_id');
+    const force = queryBool(q, 'force', true);
+    const keepClient = queryString(q, 'client_id');
     const deleted: string[] = [];
     const skipped: Array<Record<string, unknown>> = [];
     for (const { def, clients } of await service.matching(field, value, false)) {
@@ -146,8 +148,9 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
   });
 
   r.delete('/streams/oldest-by-metadata', async (req, res) => {
-    const { field, value } = fieldAndValue(req);
-    const exclude = queryString(req.query, 'exclude_channel_id');
+    const q = queryOrBody(req);
+    const { field, value } = fieldAndValue(q);
+    const exclude = queryString(q, 'exclude_channel_id');
     const candidates = (await service.matching(field, value, false))
       .filter(({ def }) => exclude === undefined || def.metadata.id !== exclude)
       .sort((a, b) => a.def.createdAt.localeCompare(b.def.createdAt));
@@ -201,6 +204,6 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
   return r;
 }
 
-function fieldAndValue(req: Request): { field: string; value: string } {
-  return { field: queryString(req.query, 'field', true), value: queryString(req.query, 'value', true) };
+function fieldAndValue(q: Record<string, unknown>): { field: string; value: string } {
+  return { field: queryString(q, 'field', true), value: queryString(q, 'value', true) };
 }

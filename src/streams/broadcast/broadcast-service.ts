@@ -12,6 +12,7 @@ import { LeaseKeeper } from '../../coordination/lease-keeper.js';
 import { AppError, isAppError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { safeEqual } from '../../safe-equal.js';
+import { askOwner, readBody } from '../hls/owner-request.js';
 import { RELAY_SECRET_HEADER } from '../sources/relay-source.js';
 import { contentTypeOf, SERVABLE_NAME_RE } from './broadcast-files.js';
 import type { BroadcastListEntry, BroadcastManager, BroadcastStatus } from './broadcast-manager.js';
@@ -46,6 +47,7 @@ const RPC_TIMEOUT_MS = 60_000; // a start holds the owner's network lock for ≥
 const LIST_TIMEOUT_MS = 2000;
 const ATTEMPTS = 5;
 const NOT_OWNER = Symbol('not_owner');
+const MAX_RPC_BODY = 4 * 1024 * 1024;
 
 export const leaseKeyOf = (id: string): string => `lease:broadcast:${id}`;
 const NO_CACHE = 'no-cache, no-store, must-revalidate';
@@ -228,7 +230,7 @@ export class BroadcastService {
       return true;
     }
     if (url === RPC_PATH && req.method === 'POST') {
-      const { op, id, body } = JSON.parse((await readBody(req)).toString('utf8')) as { op: Op; id: string; body: unknown };
+      const { op, id, body } = JSON.parse((await readBody(req, MAX_RPC_BODY)).toString('utf8')) as { op: Op; id: string; body: unknown };
       if (op !== 'list' && !this.keepers.has(id)) {
         sendJson(res, 409, { detail: 'Not the owner', code: 'NOT_OWNER' });
         return true;
@@ -319,27 +321,31 @@ export class BroadcastService {
     return answer.value as T;
   }
 
+  /** The owner's file, through the same owner request as HLS transcodes' files (issue 15). */
   private async fetchFile(target: Target, id: string, name: string): Promise<BroadcastFile | null | typeof NOT_OWNER> {
-    let res: Response;
-    try {
-      res = await fetch(`http://${target.address}${FILE_PATH}${id}/${name}`, {
-        headers: { [RELAY_SECRET_HEADER]: await this.deps.relaySecret() },
-        signal: AbortSignal.timeout(10_000),
-      });
-    } catch {
-      return NOT_OWNER;
-    }
-    if (res.status === 409) return NOT_OWNER;
-    if (res.status !== 200) {
-      await res.body?.cancel().catch(() => undefined);
+    const res = await askOwner({
+      address: target.address, secret: await this.deps.relaySecret(), from: this.deps.workerId,
+      path: `${FILE_PATH}${id}/${name}`, timeoutMs: 10_000,
+    });
+    if (res === 'not_owner') return NOT_OWNER;
+    if (res.statusCode !== 200) {
+      res.resume();
       return null;
     }
-    return {
-      data: Buffer.from(await res.arrayBuffer()),
-      contentType: res.headers.get('content-type') ?? contentTypeOf(name),
-      cacheControl: res.headers.get('cache-control') ?? NO_CACHE,
-      lastModified: res.headers.get('last-modified') ?? new Date().toUTCString(),
+    const header = (h: string): string | undefined => {
+      const v = res.headers[h];
+      return typeof v === 'string' ? v : undefined;
     };
+    try {
+      return {
+        data: await readBody(res),
+        contentType: header('content-type') ?? contentTypeOf(name),
+        cacheControl: header('cache-control') ?? NO_CACHE,
+        lastModified: header('last-modified') ?? new Date().toUTCString(),
+      };
+    } catch {
+      return NOT_OWNER; // cut mid-way: the owner went away
+    }
   }
 }
 
@@ -348,20 +354,4 @@ function sendJson(res: http.ServerResponse, status: number, body: object): void 
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
-}
-
-const MAX_RPC_BODY = 4 * 1024 * 1024;
-
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_RPC_BODY) req.destroy(new Error('relay request body too large'));
-      else parts.push(c);
-    });
-    req.once('end', () => resolve(Buffer.concat(parts)));
-    req.once('error', reject);
-  });
 }

@@ -108,8 +108,12 @@ export class HlsEngine {
           session.ownerGone();
           continue;
         }
-        await pipeAnswer(ans, res, extra);
-        return this.countServed(def.id, clientId, res);
+        const status = ans.statusCode ?? 502;
+        const headers = passedHeaders(ans);
+        res.writeHead(status, status < 300 ? { ...headers, ...extra } : headers);
+        const n = await writeBody(res, ans);
+        if (status === 200) this.deps.engine.countHlsBytes(def.id, clientId, n, 1);
+        return;
       }
       throw upstreamUnavailable('The owner of this HLS transcode could not be reached');
     });
@@ -306,9 +310,7 @@ export class HlsEngine {
         continue;
       }
       if (ans.statusCode === 502) throw upstreamUnavailable(await errorDetail(ans));
-      const headers: Record<string, string> = {};
-      for (const h of PASSED_HEADERS) if (ans.headers[h] !== undefined) headers[h] = String(ans.headers[h]);
-      return { status: ans.statusCode ?? 502, headers, body: ans };
+      return { status: ans.statusCode ?? 502, headers: passedHeaders(ans), body: ans };
     }
     throw upstreamUnavailable('The owner of this HLS stream could not be reached');
   }
@@ -430,6 +432,13 @@ const UPSTREAM_STATUS = 'x-upstream-status';
 const FINAL_URL = 'x-final-url';
 const PASSED_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'last-modified'] as const;
 
+/** The headers of an owner's answer a player gets too. */
+function passedHeaders(ans: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of PASSED_HEADERS) if (ans.headers[h] !== undefined) headers[h] = String(ans.headers[h]);
+  return headers;
+}
+
 /** An absolute http(s) URL for `uri` against `base`, or null (data:, skd:// and the like). */
 function absoluteHttp(uri: string, base: string): string | null {
   try {
@@ -476,27 +485,4 @@ export async function writeBody(res: ServerResponse, body: AsyncIterable<Buffer>
     res.destroy();
   }
   return n;
-}
-
-/** Passes an owner's answer (status, type, length, body) on to the player. */
-export async function pipeAnswer(ans: IncomingMessage, res: ServerResponse, extra: Record<string, string>): Promise<void> {
-  const status = ans.statusCode ?? 502;
-  const headers: Record<string, string> = {};
-  for (const h of ['content-type', 'content-length', 'content-range', 'accept-ranges'] as const) {
-    const v = ans.headers[h];
-    if (v !== undefined) headers[h] = String(v);
-  }
-  res.writeHead(status, status < 300 ? { ...headers, ...extra } : headers);
-  await new Promise<void>((resolve) => {
-    ans.pipe(res);
-    ans.once('end', resolve);
-    ans.once('error', () => {
-      res.destroy();
-      resolve();
-    });
-    res.once('close', () => {
-      ans.destroy();
-      resolve();
-    });
-  });
 }

@@ -67,12 +67,17 @@ export interface HttpSourceOptions {
   onFailed?: (error: SourceError) => void;
   /** The reported figures changed (current URL, index, attempts, errors). */
   onState?: (state: SourceState) => void;
-  /** Every upstream chunk as it arrives (side monitors, e.g. silence detection). */
-  onData?: (chunk: Buffer) => void;
-  /** A new upstream connection starts delivering (monitors restart their grace period). */
-  onConnected?: (url: string) => void;
+  /** Watches the content (silence, tracks): restarted per connection, fed every chunk. */
+  monitor?: ContentMonitor | null;
   /** Connects and errors are counted here (metrics). */
   telemetry?: StreamTelemetry;
+}
+
+/** A side watcher of the upstream bytes (silence-monitor.ts); it never blocks the fan-out. */
+export interface ContentMonitor {
+  restart(): void;
+  write(chunk: Buffer): void;
+  stop(): void;
 }
 
 export class SourceError extends Error {
@@ -182,6 +187,7 @@ export class HttpSource {
   stop(): void {
     this.stopper.abort();
     this.current?.abort();
+    this.opts.monitor?.stop();
     this.replacement?.stop();
     this.trigger?.done(false);
     this.trigger = null;
@@ -321,7 +327,7 @@ export class HttpSource {
     // Every connection after the first joins at a PAT with its discontinuity flagged.
     const splice = this.connections++ > 0 ? new SpliceFilter() : null;
     if (splice) channel.restartInput();
-    this.opts.onConnected?.(url);
+    this.opts.monitor?.restart();
     const bitrate = this.opts.bitrate ?? null;
     return new Promise<Outcome>((resolve) => {
       let firstAt = 0;
@@ -377,7 +383,7 @@ export class HttpSource {
           chunk = held;
           held = null;
         }
-        this.opts.onData?.(chunk);
+        this.opts.monitor?.write(chunk);
         channel.write(splice ? splice.push(chunk) : chunk);
       });
       res.once('end', () => finish('silent_close', 'upstream closed the stream'));
