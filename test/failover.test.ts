@@ -458,7 +458,7 @@ describe('failover across workers (WORKERS=2)', function () {
 });
 
 describe('failover of a live transcode', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   let origin: Origin;
   let proxy: TestProxy;
 
@@ -480,17 +480,18 @@ describe('failover of a live transcode', function () {
     return ((await res.json()) as { stream_id: string }).stream_id;
   };
 
-  it('an input that closes cleanly after 3 s: FFmpeg restarts under the same key, the viewer stays; the measured transcode gap', async () => {
-    const id = await transcode(origin.url('/live/tc-close.ts?close_ms=3000'));
+  it('an input that closes cleanly every 4 s: FFmpeg restarts under the same key again and again, the viewer stays; the measured transcode gap', async () => {
+    const id = await transcode(origin.url('/live/tc-close.ts?close_ms=4000'));
     const v = record(proxy.url(`/stream/${id}`));
     try {
       expect(await v.status).to.equal(200);
-      await waitFor(() => seams(v).length >= 1, 20_000, 'the restarted FFmpeg');
+      // More restarts than STREAM_RETRY_ATTEMPTS (1): each run that delivered earns them back.
+      await waitFor(() => seams(v).length >= 2, 80_000, 'FFmpeg restarted twice');
       const [seam] = seams(v);
       expectPatPmtAt(v.body(), seam!.start);
       report('transcode failover gap at the viewer, last packet of the old FFmpeg → first of the new (ms)', seam!.firstNewAt - seam!.lastOldAt);
       expect(v.closed()).to.equal(false);
-      expect(origin.totalRequests('/live/tc-close.ts')).to.be.at.least(2);
+      expect(origin.totalRequests('/live/tc-close.ts')).to.be.at.least(3);
       expect(proxy.worker.engine.ownedSources()).to.have.length(1);
     } finally {
       v.close();

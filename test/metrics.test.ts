@@ -204,13 +204,15 @@ describe('metrics: /metrics of a two-worker cluster', function () {
     const [victim] = cluster.workerPids();
     process.kill(victim!, 'SIGKILL');
     // (A connection the primary handed to the dying worker may reset: ask again.)
-    await waitFor(async () => (await fetch(cluster.url('/metrics'), { headers: AUTH }).catch(() => null))?.status === 200,
-      10_000, 'a scrape to answer while a worker is dead');
+    const get = (): Promise<Response | null> => fetch(cluster.url('/metrics'), { headers: AUTH, signal: AbortSignal.timeout(10_000) }).catch(() => null);
+    await waitFor(async () => (await get())?.status === 200, 20_000, 'a scrape to answer while a worker is dead');
     let samples: Sample[] = [];
     await waitFor(async () => {
-      samples = parseSamples(await (await fetch(cluster.url('/metrics'), { headers: AUTH })).text());
+      const res = await get();
+      if (res?.status !== 200) return false;
+      samples = parseSamples(await res.text());
       return sumOf(samples, 'm3u_proxy_worker_restarts_total') === 1 && sumOf(samples, 'm3u_proxy_workers_running') === 2;
-    }, 30_000, 'the restart to be counted and the worker back');
+    }, 60_000, 'the restart to be counted and the worker back');
     const workers = new Set(samples.filter((x) => x.name === 'process_resident_memory_bytes').map((x) => x.labels.worker));
     expect([...workers].sort()).to.deep.equal(['1', '2', 'primary']);
   });

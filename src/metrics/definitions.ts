@@ -40,7 +40,7 @@ export const WORKER_METRICS = {
   streams: def('gauge', 'streams', 'Streams playing on this host by how each worker feeds them: owner (runs the source or fetches the HLS origin), relay (fed by the owner), starting (no feed yet), vod; a live stream on two workers counts once as owner and once as relay', ['state']),
   sourceViewers: def('gauge', 'source_viewers', 'Viewers per source (an upstream connection or one FFmpeg); slot numbers the FFmpeg processes of one shared transcode', ['stream_id', 'slot']),
   streamEgressBytes: def('counter', 'stream_egress_bytes_total', 'Bytes sent to viewers of the stream (relays between workers excluded)', ['stream_id']),
-  streamUpstreamBytes: def('counter', 'stream_upstream_bytes_total', 'Bytes the stream\'s owner received from its source (the upstream body; a transcode: FFmpeg\'s output)', ['stream_id']),
+  streamUpstreamBytes: def('counter', 'stream_upstream_bytes_total', 'Bytes the stream\'s owner received from its source (the upstream body; a transcode: FFmpeg\'s output; a resolver: its output; an HLS source played as TS: the segments)', ['stream_id']),
   streamUpstreamRate: def('gauge', 'stream_upstream_bytes_per_second', 'Upstream bitrate of the stream in bytes/s (×8 for bit/s), over the last 5 s, on its owner', ['stream_id']),
   streamCcErrors: def('counter', 'stream_cc_errors_total', 'MPEG-TS continuity-counter errors in the stream\'s source (packets lost upstream, reconnects included); duplicates and flagged discontinuities are not errors', ['stream_id']),
   streamReconnects: def('counter', 'stream_upstream_reconnects_total', 'Upstream connections of the stream that ended and were retried or failed over', ['stream_id']),

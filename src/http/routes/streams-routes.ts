@@ -132,11 +132,12 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
         continue;
       }
       const others = clients.filter((c) => c.clientId !== keepClient).length;
-      if (!force && others > 0) {
-        skipped.push({ stream_id: def.id, reason: 'has_active_clients', active_clients: others });
+      // force=false: the check for viewers and the delete are one step in the coordinator.
+      if (!force && (others > 0 || !(await service.deleteIfIdle(def, 'metadata_filter_deletion', keepClient)))) {
+        skipped.push({ stream_id: def.id, reason: 'has_active_clients', active_clients: Math.max(others, 1) });
         continue;
       }
-      await service.delete(def, 'metadata_filter_deletion');
+      if (force) await service.delete(def, 'metadata_filter_deletion');
       deleted.push(def.id);
     }
     res.json({

@@ -6,6 +6,7 @@ import { setMaxListeners } from 'node:events';
 import type { Coordinator, WebhookRegistration } from '../../coordination/coordinator.js';
 import type { Logger } from '../../logger.js';
 import { redactUrl } from '../../redact.js';
+import { abortableSleep } from '../abortable-sleep.js';
 
 /** API.md §5.1's envelope. */
 export interface EventEnvelope {
@@ -58,15 +59,6 @@ const DEFAULT_CONCURRENCY = 4;
 const DEFAULT_CACHE_MS = 5000;
 const DROP_LOG_EVERY_MS = 10_000;
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 
 export class WebhookDispatcher {
   private readonly queues = new Map<string, HookQueue>();
@@ -195,7 +187,7 @@ export class WebhookDispatcher {
       if (this.stopper.signal.aborted) return false;
       if (attempt > 0) {
         this.counts.retries++;
-        await sleep(backoff(attempt - 1), this.stopper.signal);
+        await abortableSleep(backoff(attempt - 1), this.stopper.signal);
         if (this.stopper.signal.aborted) return false;
       }
       try {

@@ -33,6 +33,8 @@ const MIN_POLL_MS = 500;
 
 export class HlsTsSource implements OwnedSource {
   readonly pid = null;
+  /** Segment bytes delivered into the channel (metrics). */
+  bytesIn = 0;
   private stopped = false;
   private sentAny = false;
   /** The last PAT packet and its PMT packet seen, sent again after a discontinuity. */
@@ -126,6 +128,7 @@ export class HlsTsSource implements OwnedSource {
       this.opts.channel.write(this.tables);
     }
     if (tables) this.tables = tables;
+    this.bytesIn += data.length;
     this.opts.channel.write(data);
     this.sentAny = true;
   }

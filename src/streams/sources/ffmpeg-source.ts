@@ -53,8 +53,12 @@ function exitReason(exit: FfmpegExit): FfmpegExitReason {
   return exit.code === 0 ? 'ended' : 'error';
 }
 
-/** A run that produced output this long earns the retry budget back. */
-const HEALTHY_RUN_MS = 5000;
+/**
+ * A run that produced output and lasted this long earns the retry budget back: an input that
+ * delivers and then ends (a provider rotating its connections) restarts forever, one that
+ * fails at once (no output) runs out of retries.
+ */
+const HEALTHY_RUN_MS = 2000;
 const RESTART_MAX_MS = 30_000;
 
 export class FfmpegSource implements OwnedSource {
@@ -146,6 +150,7 @@ export class FfmpegSource implements OwnedSource {
   private run(args: string[]): void {
     if (this.stopped) return;
     const { opts } = this;
+    const startedAt = Date.now();
     let firstOutputAt = 0;
     let lastOutputAt = 0;
     const splice = this.runs++ > 0 ? new SpliceFilter() : null;
@@ -175,7 +180,7 @@ export class FfmpegSource implements OwnedSource {
         if (exit.stoppedByUs || this.stopped) return;
         const why = exit.lastError ?? `ffmpeg exited with ${exit.code ?? exit.signal}`;
         opts.logger.warn('ffmpeg exited', { stream_id: opts.streamId, code: exit.code, signal: exit.signal, error_class: exit.errorClass, detail: why });
-        void this.afterExit(new Error(`ffmpeg ${exit.errorClass ?? 'other'} error: ${why}`), firstOutputAt > 0 ? lastOutputAt - firstOutputAt : 0, exit.code === 0);
+        void this.afterExit(new Error(`ffmpeg ${exit.errorClass ?? 'other'} error: ${why}`), firstOutputAt > 0 ? Date.now() - startedAt : 0, exit.code === 0);
       },
     });
     this.proc = proc;
@@ -186,12 +191,13 @@ export class FfmpegSource implements OwnedSource {
   }
 
   /** FFmpeg ended on its own: restart it on the same input, the next one, or give up. */
-  private async afterExit(error: Error, outputMs: number, clean: boolean): Promise<void> {
+  /** `runMs`: how long a run that produced output lasted (0 when it produced none). */
+  private async afterExit(error: Error, runMs: number, clean: boolean): Promise<void> {
     const { opts } = this;
     if (!(opts.live ?? true) && clean) return opts.channel.end(); // a VOD input may end
     const reason: FailoverReason = 'ffmpeg_input_error';
     this.plan.failed(null);
-    if (outputMs >= HEALTHY_RUN_MS) {
+    if (runMs >= HEALTHY_RUN_MS) {
       this.failures = 0;
       this.restartDelay = 0;
     }

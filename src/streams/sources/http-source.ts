@@ -21,6 +21,7 @@ import { FailoverPlan, type FailoverInfo, type FailoverReason, type SourceState 
 import { openUpstream, tlsVerifyFor, UpstreamError } from './upstream.js';
 import { sniff } from '../mpegts/sniff.js';
 import { isRefusal } from '../live/idle-sources.js';
+import { abortableSleep } from '../abortable-sleep.js';
 
 export type { FailoverInfo, FailoverReason, SourceState } from './failover-plan.js';
 
@@ -118,20 +119,6 @@ const TELEMETRY_REASONS: ReadonlySet<FailoverReason> = new Set([
   'connect_error', 'http_error', 'not_media', 'chunk_timeout', 'silent_close',
 ]);
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    // The signal lives as long as the source: a listener left per retry would pile up.
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 
 export class HttpSource {
   readonly plan: FailoverPlan;
@@ -243,7 +230,7 @@ export class HttpSource {
       // Refused while our own idle sources to the same provider linger: free them, retry now.
       if (outcome.reason === 'http_error' && isRefusal(outcome.statusCode) && this.opts.onRefused?.(this.currentUrl)) {
         logger.info('upstream refused; stopped idle sources to the same host, retrying', { stream_id: id, status: outcome.statusCode });
-        await sleep(FREED_PAUSE_MS, this.stopper.signal);
+        await abortableSleep(FREED_PAUSE_MS, this.stopper.signal);
         continue;
       }
       if (outcome.dataMs >= STABLE_RUN_MS) {
@@ -257,7 +244,7 @@ export class HttpSource {
         failures++;
         if (failures <= retryAttempts && Date.now() - since < totalTimeoutMs) {
           logger.info('live source retrying', { stream_id: id, reason: outcome.reason, attempt: failures, detail: outcome.message });
-          await sleep(this.retryDelay(failures), this.stopper.signal);
+          await abortableSleep(this.retryDelay(failures), this.stopper.signal);
           continue;
         }
       }
@@ -273,7 +260,7 @@ export class HttpSource {
       // while the primary is tried again after a back-off.
       if (this.plan.hasAlternatives && channel.hasData && (this.opts.hasViewers?.() ?? false)) {
         logger.warn('failover exhausted, retrying the primary after a back-off', { stream_id: id, delay_ms: restartDelay });
-        await sleep(restartDelay, this.stopper.signal);
+        await abortableSleep(restartDelay, this.stopper.signal);
         if (this.stopped) return;
         restartDelay = Math.min(restartDelay * 2, RESTART_MAX_MS);
         this.opts.onFailover?.(this.plan.restart());

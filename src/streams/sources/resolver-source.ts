@@ -35,6 +35,11 @@ export class ResolverSource implements OwnedSource {
     return this.child?.pid ?? null;
   }
 
+  /** Bytes the resolver delivered (metrics). */
+  get bytesIn(): number {
+    return this.bytes;
+  }
+
   start(): void {
     void this.run();
   }
