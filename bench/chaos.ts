@@ -11,7 +11,7 @@
 //   - every worker still serving before the stop.
 // Usage: npm run chaos [-- --seconds 180]   (exit code 1 when an assertion fails)
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -38,6 +38,8 @@ export interface ChaosReport {
   maxFfmpeg: number;
   /** Viewers on workers that were not killed that lost their connection (0 expected). */
   survivorsDisconnected: number;
+  /** Viewers of a worker that was frozen (SIGSTOP) that lost their connection (reported). */
+  frozenViewersCut: number;
   clientRecordsLeft: number;
   leasesLeft: number;
   processesLeft: number;
@@ -58,15 +60,22 @@ interface Watched {
   stream: string;
 }
 
-/** FFmpeg processes reading `marker` whose worker is not frozen (a frozen worker's FFmpeg
- *  blocks on its full pipe: a husk like the frozen worker's upstream connection). */
+/** Worker pids resumed (SIGCONT) recently, by time: their FFmpeg is stopped as they wake. */
+const resumedAt = new Map<number, number>();
+const HUSK_MS = 5000;
+
+/** FFmpeg processes reading `marker` whose worker is not frozen nor just resumed (a frozen
+ *  worker's FFmpeg blocks on its full pipe, a husk like its upstream connection, and is
+ *  stopped the moment the worker runs again and finds its lease deadline passed). */
 function ffmpegOf(marker: string): number[] {
   const out = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' });
   const pids: number[] = [];
   for (const line of out.split('\n')) {
     const m = /^\s*(\d+)\s+(\d+)\s+(\S+)/.exec(line);
     if (!m || !/(^|\/)ffmpeg$/.test(m[3]!) || !line.includes(marker)) continue;
-    if (!stopped(Number(m[2]))) pids.push(Number(m[1]));
+    const parent = Number(m[2]);
+    if (stopped(parent) || Date.now() - (resumedAt.get(parent) ?? 0) < HUSK_MS) continue;
+    pids.push(Number(m[1]));
   }
   return pids;
 }
@@ -80,13 +89,13 @@ function stopped(pid: number): boolean {
   }
 }
 
-export async function runChaos(opts: { seconds: number; log?: (line: string) => void }): Promise<ChaosReport> {
+export async function runChaos(opts: { seconds: number; log?: (line: string) => void; logsTo?: string }): Promise<ChaosReport> {
   const log = opts.log ?? ((l: string) => process.stdout.write(`${l}\n`));
   const rdb = `chaos-${process.pid}.rdb`;
   const rdbPath = path.join(os.tmpdir(), rdb);
   const report: ChaosReport = {
     seconds: opts.seconds, faults: {}, longestGapMs: {}, duplicateSources: 0, maxConsumingUpstreams: {}, maxFfmpeg: 0,
-    survivorsDisconnected: 0, clientRecordsLeft: -1, leasesLeft: -1, processesLeft: -1, workersServing: 0, failures: [],
+    survivorsDisconnected: 0, frozenViewersCut: 0, clientRecordsLeft: -1, leasesLeft: -1, processesLeft: -1, workersServing: 0, failures: [],
   };
   let origin: Origin | null = null;
   let redis: RedisServer | null = null;
@@ -98,6 +107,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
   const extras: TsViewer[] = [];
   const samplers: Sampler[] = [];
   const killed = new Set<string>();
+  const frozen = new Set<string>();
   const allPids = new Set<number>();
   try {
     origin = await startOrigin();
@@ -110,7 +120,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '1500', HEARTBEAT_INTERVAL: '0.5', CLEANUP_INTERVAL: '1', DRAIN_TIMEOUT: '3',
       STREAM_RETRY_DELAY: '0.2', STREAM_TOTAL_TIMEOUT: '10', LIVE_CHUNK_TIMEOUT_SECONDS: '5', VIEWER_STALL_TIMEOUT: '4',
     });
-    [a, b] = await Promise.all([startCluster(env('chaosA', redis.url), 90_000), startCluster(env('chaosB', proxy.url('redis')), 90_000)]);
+    [a, b] = await Promise.all([startCluster(env('chaosA', redis.url), 240_000), startCluster(env('chaosB', proxy.url('redis')), 240_000)]);
     const hosts = { A: a, B: b };
     const api = (c: TestCluster, p: string, body: unknown) => c.api<{ stream_id: string }>(p, { method: 'POST', body: JSON.stringify(body) });
     const ids: Record<string, string> = {};
@@ -125,7 +135,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
     };
     // Enough viewers that every worker has some of every stream.
     for (const stream of Object.keys(ids)) for (const host of ['A', 'B'] as const) for (let i = 0; i < 4; i++) await watch(host, stream);
-    await waitFor(() => watched.every((w) => w.viewer.bytes() > 188 * 100), 60_000, 'every viewer to play');
+    await waitFor(() => watched.every((w) => w.viewer.bytes() > 188 * 100), 180_000, 'every viewer to play');
     const workersOf = new Set(watched.map((w) => w.worker));
     log(`chaos: ${watched.length} viewers on workers ${[...workersOf].sort().join(', ')}`);
 
@@ -137,14 +147,15 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
     }
     const ff = sample(() => ffmpegOf(TX).length, 500);
 
-    const survivors = (): Watched[] => watched.filter((w) => !killed.has(w.worker) && !w.viewer.isClosed());
+    const survivors = (): Watched[] => watched.filter((w) => !killed.has(w.worker) && !frozen.has(w.worker) && !w.viewer.isClosed());
     const alive = new Set(watched);
     let during = 'start';
     const noteDisconnects = (): void => {
       for (const w of [...alive]) {
         if (!w.viewer.isClosed()) continue;
         alive.delete(w);
-        if (!killed.has(w.worker)) {
+        if (frozen.has(w.worker) && !killed.has(w.worker)) report.frozenViewersCut++;
+        else if (!killed.has(w.worker)) {
           report.survivorsDisconnected++;
           report.failures.push(`viewer of ${w.stream} on ${w.worker} (surviving) was disconnected during ${during}`);
         }
@@ -171,8 +182,11 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       ['sigstop', async () => {
         const w = await workerPid(a!, 'chaosA');
         if (!w) return;
+        // The frozen worker is the faulted one: its own viewers are not survivors.
+        frozen.add(w.id);
         process.kill(w.pid, 'SIGSTOP');
         await sleep(6000);
+        resumedAt.set(w.pid, Date.now());
         process.kill(w.pid, 'SIGCONT');
       }],
       ['redis_restart_empty', async () => {
@@ -219,10 +233,11 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       report.faults[kind] = (report.faults[kind] ?? 0) + 1;
       await sleep(RECOVERY_MS);
       // Viewers of workers killed in this fault are not survivors.
-      const gap = Math.max(0, ...meters.filter(({ w }) => !killed.has(w.worker) && !w.viewer.isClosed()).map(({ m }) => m.stop()));
+      const gap = Math.max(0, ...meters.filter(({ w }) => !killed.has(w.worker) && !frozen.has(w.worker) && !w.viewer.isClosed()).map(({ m }) => m.stop()));
       meters.forEach(({ m }) => m.stop());
       report.longestGapMs[kind] = Math.max(report.longestGapMs[kind] ?? 0, gap);
       noteDisconnects();
+      frozen.clear(); // its viewers that stayed are survivors again from the next fault on
       log(`chaos: ${kind} (#${report.faults[kind]}) longest gap ${gap} ms, ${Date.now() - t0} ms`);
       // A killed worker's viewers re-join, as players do.
       for (const w of watched.filter((x) => x.viewer.isClosed() && killed.has(x.worker))) {
@@ -279,13 +294,17 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
   if (report.leasesLeft !== 0) report.failures.push(`leases left: ${report.leasesLeft}`);
   if (report.processesLeft !== 0) report.failures.push(`processes left: ${report.processesLeft}`);
   if (report.workersServing !== 4) report.failures.push(`workers serving: ${report.workersServing} of 4`);
+  if (report.failures.length > 0 && opts.logsTo) {
+    const lines = [a, b].flatMap((c) => (c?.logs ?? []).filter((l) => l.level === 'warn' || l.level === 'error').map((l) => JSON.stringify(l)));
+    writeFileSync(opts.logsTo, `${lines.join('\n')}\n`);
+  }
   return report;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const i = process.argv.indexOf('--seconds');
   const seconds = i > 0 ? Number(process.argv[i + 1]) : 150;
-  const r = await runChaos({ seconds: Number.isFinite(seconds) && seconds > 0 ? seconds : 150 });
+  const r = await runChaos({ seconds: Number.isFinite(seconds) && seconds > 0 ? seconds : 150, logsTo: path.join(os.tmpdir(), `chaos-warnings-${process.pid}.log`) });
   process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
   process.exit(r.failures.length > 0 ? 1 : 0);
 }

@@ -5,14 +5,9 @@ import { expect } from 'chai';
 import { startOrigin, type Origin } from './support/origin.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
 import { openViewer, sleep, waitFor } from './support/ts-viewer.js';
+import { createStream } from './support/create-stream.js';
 
 const GRACE_S = 8; // longer than all retries of the new channel together
-
-async function create(proxy: TestProxy, url: string): Promise<string> {
-  const res = await fetch(proxy.url('/streams'), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ url }) });
-  expect(res.status).to.equal(200);
-  return ((await res.json()) as { stream_id: string }).stream_id;
-}
 
 describe('channel switch on a one-connection provider (issue 13: input 8)', function () {
   this.timeout(60_000);
@@ -30,10 +25,10 @@ describe('channel switch on a one-connection provider (issue 13: input 8)', func
 
   it('Plex order: the new channel is requested, the old viewer leaves 100 ms later → the new one plays', async () => {
     const [one, two] = ['/single/plex-1.ts', '/single/plex-2.ts'];
-    const a = openViewer(proxy.url(`/stream/${await create(proxy, origin.url(one))}`));
+    const a = openViewer(proxy.url(`/stream/${await createStream(proxy.base, origin.url(one))}`));
     expect(await a.status).to.equal(200);
     await waitFor(() => a.bytes() > 188 * 50, 10_000, 'the first channel');
-    const idTwo = await create(proxy, origin.url(two));
+    const idTwo = await createStream(proxy.base, origin.url(two));
     const b = openViewer(proxy.url(`/stream/${idTwo}`));
     await sleep(100);
     a.close();
@@ -53,12 +48,12 @@ describe('channel switch on a one-connection provider (issue 13: input 8)', func
 
   it('old viewer gone first (its source in grace) → the new channel starts on its second request', async () => {
     const [one, two] = ['/single/zap-1.ts', '/single/zap-2.ts'];
-    const idOne = await create(proxy, origin.url(one));
+    const idOne = await createStream(proxy.base, origin.url(one));
     const a = openViewer(proxy.url(`/stream/${idOne}`));
     expect(await a.status).to.equal(200);
     a.close();
     await waitFor(() => proxy.worker.engine.sessionsOf(idOne)[0]?.isIdle === true, 5000, 'the old source to be idle');
-    const b = openViewer(proxy.url(`/stream/${await create(proxy, origin.url(two))}`));
+    const b = openViewer(proxy.url(`/stream/${await createStream(proxy.base, origin.url(two))}`));
     try {
       expect(await b.status).to.equal(200);
       // One refusal, then the idle source is stopped and the retry goes through at once.
@@ -72,10 +67,10 @@ describe('channel switch on a one-connection provider (issue 13: input 8)', func
 
   it('a refusal with no idle source of ours to that host changes nothing (a viewer is still watching)', async () => {
     const [one, two] = ['/single/busy-1.ts', '/single/busy-2.ts'];
-    const a = openViewer(proxy.url(`/stream/${await create(proxy, origin.url(one))}`));
+    const a = openViewer(proxy.url(`/stream/${await createStream(proxy.base, origin.url(one))}`));
     try {
       expect(await a.status).to.equal(200);
-      const b = openViewer(proxy.url(`/stream/${await create(proxy, origin.url(two))}`));
+      const b = openViewer(proxy.url(`/stream/${await createStream(proxy.base, origin.url(two))}`));
       expect(await b.status).to.equal(502); // retries exhausted: the provider's limit is real
       expect(a.isClosed()).to.equal(false);
       expect(origin.openConnections(one)).to.equal(1);

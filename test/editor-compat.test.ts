@@ -68,7 +68,7 @@ describe('m3u-editor compatibility details', function () {
         await waitFor(async () => {
           if (exitCode !== null) throw new Error(`the proxy exited with ${exitCode}`);
           return fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status === 200, () => false);
-        }, 20_000, 'the proxy to answer /health');
+        }, 45_000, 'the proxy to answer /health');
       } finally {
         child.kill('SIGTERM');
         await new Promise((r) => (exitCode !== null ? r(null) : child.once('exit', r)));

@@ -56,7 +56,8 @@ describe('m3u-editor replay: one channel and one transcode, call by call', funct
       body: {
         url: origin.url(marker),
         metadata: {
-          id: 42, type: 'channel', playlist_uuid: PLAYLIST, strict_live_ts: false,
+          // A custom playlist has no strict_live_ts column: the editor sends null.
+          id: 42, type: 'channel', playlist_uuid: PLAYLIST, strict_live_ts: null,
           original_channel_id: 42, original_playlist_uuid: PLAYLIST, is_failover: false, provider_profile_id: 7,
         },
         user_agent: 'VLC/3.0.20 LibVLC/3.0.20',
@@ -67,6 +68,7 @@ describe('m3u-editor replay: one channel and one transcode, call by call', funct
     const id = created.body.stream_id;
     expect(created.body.stream_endpoint).to.equal(`/stream/${id}`);
     expect(created.body.metadata).to.include({ id: '42', playlist_uuid: PLAYLIST, is_failover: 'false' });
+    expect(created.body.metadata).to.not.have.property('strict_live_ts');
 
     // 3. The player URL the editor builds (buildProxyUrl + appendProxyTraceParams).
     const viewer = openViewer(proxy.url(`/m3u-proxy/stream/${id}?username=bob`));

@@ -16,6 +16,24 @@ const TTL_MS = 1500;
 
 const workerOf = async (v: TsViewer): Promise<string> => String((await v.headers)['x-worker-id']);
 
+/** An origin, a redis-server and a black-hole-able TCP proxy in front of it, for two hosts. */
+async function startRig(): Promise<{ origin: Origin; redis: RedisServer; proxy: TcpProxy; raw: Redis }> {
+  const origin = await startOrigin();
+  const redis = await startRedis();
+  const proxy = await startTcpProxy(redis.port);
+  const raw = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  raw.on('error', () => undefined); // a test restarts the server under it
+  return { origin, redis, proxy, raw };
+}
+
+async function stopRig(clusters: Array<TestCluster | null | undefined>, rig: { origin?: Origin; redis?: RedisServer; proxy?: TcpProxy; raw?: Redis }): Promise<void> {
+  await Promise.all(clusters.map((c) => c?.stop()));
+  rig.raw?.disconnect();
+  await rig.proxy?.close();
+  await rig.redis?.stop();
+  await rig.origin?.close();
+}
+
 describe('faults: partition from Redis', function () {
   this.timeout(90_000);
   let origin: Origin;
@@ -31,19 +49,10 @@ describe('faults: partition from Redis', function () {
   });
 
   before(async () => {
-    origin = await startOrigin();
-    redis = await startRedis();
-    proxy = await startTcpProxy(redis.port);
-    raw = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    ({ origin, redis, proxy, raw } = await startRig());
     [a, b] = await Promise.all([startCluster(env('hostA', proxy.url('redis')), 60_000), startCluster(env('hostB', redis.url), 60_000)]);
   });
-  after(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-    raw?.disconnect();
-    await proxy?.close();
-    await redis?.stop();
-    await origin?.close();
-  });
+  after(() => stopRig([a, b], { origin, redis, proxy, raw }));
 
   it('an owner that cannot renew stops its source before its lease expires: never two upstreams', async () => {
     const path = '/live/partition.ts';
@@ -144,20 +153,10 @@ describe('faults: Redis restarted without its data', function () {
   });
 
   before(async () => {
-    origin = await startOrigin();
-    redis = await startRedis();
-    proxy = await startTcpProxy(redis.port);
-    raw = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-    raw.on('error', () => undefined);
+    ({ origin, redis, proxy, raw } = await startRig());
     [a, b] = await Promise.all([startCluster(env('hostA', proxy.url('redis')), 60_000), startCluster(env('hostB', proxy.url('redis')), 60_000)]);
   });
-  after(async () => {
-    await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
-    raw?.disconnect();
-    await proxy?.close();
-    await redis?.stop();
-    await origin?.close();
-  });
+  after(() => stopRig([a, b, c], { origin, redis, proxy, raw }));
 
   it('every worker publishes its workers, stream, lease, client records and secrets again at once', async () => {
     const path = '/live/restart.ts';

@@ -172,6 +172,13 @@ describe('HLS proxy', function () {
       const counts = await api<{ counts: Record<string, number> }>('/streams/counts-by-metadata?field=provider&values=p-hls&active_only=true');
       expect(counts.counts['p-hls']).to.equal(1);
       await waitFor(async () => (await api<{ clients: Array<{ stream_id: string }> }>('/clients')).clients.every((c) => c.stream_id !== id), 10_000, 'the HLS viewer to time out');
+      // DELETE /hls/{id}/clients/{client_id}: token needed, 404 for an unknown viewer, 200 and gone for a polling one.
+      await get(`/hls/${id}/playlist.m3u8?client_id=kicked`);
+      const del = (c: string, headers: Record<string, string> = { 'X-API-Token': TOKEN }) => httpRequest(proxy.url(`/hls/${id}/clients/${c}`), { method: 'DELETE', headers });
+      expect((await del('kicked', {})).status).to.equal(401);
+      expect((await del('nobody')).status).to.equal(404);
+      expect((await del('kicked')).status).to.equal(200);
+      expect((await api<{ clients: Array<{ stream_id: string }> }>('/clients')).clients.filter((c) => c.stream_id === id)).to.deep.equal([]);
       const after = await api<{ counts: Record<string, number> }>('/streams/counts-by-metadata?field=provider&values=p-hls&active_only=true');
       expect(after.counts['p-hls']).to.equal(0);
     });

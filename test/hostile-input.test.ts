@@ -10,16 +10,9 @@ import { httpRequest } from './support/http-request.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
 import { openViewer, sleep, waitFor } from './support/ts-viewer.js';
+import { createStream } from './support/create-stream.js';
 
 const GRACE_S = 1;
-
-async function createStream(proxy: TestProxy, url: string): Promise<string> {
-  const res = await fetch(proxy.url('/streams'), {
-    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ url }),
-  });
-  expect(res.status).to.equal(200);
-  return ((await res.json()) as { stream_id: string }).stream_id;
-}
 
 /** A raw request, so the test can send what Node's client would refuse to build. */
 export function rawGet(port: number, target: string, headers: string[] = []): Promise<{ status: number; type: string; body: string }> {
@@ -54,7 +47,7 @@ describe('hostile input at the edge (issue 13: client_id, percent-encoding)', fu
 
   it('refuses a client_id that cannot be a header or a key with 422 JSON, before any upstream request', async () => {
     const path = '/live/client-id.ts';
-    const id = await createStream(proxy, origin.url(path));
+    const id = await createStream(proxy.base, origin.url(path));
     const bad = ['%0A', '%0D%0ASet-Cookie:%20x=1', 'a%20b', '%00', 'x'.repeat(129), '%E2%98%83', 'a:b', '..%2F..%2Fetc'];
     for (const value of bad) {
       for (const method of ['GET', 'HEAD']) {
@@ -82,7 +75,7 @@ describe('hostile input at the edge (issue 13: client_id, percent-encoding)', fu
 
   it('refuses usernames and user agents with control characters (422), raw on the wire', async () => {
     const path = '/live/username.ts';
-    const id = await createStream(proxy, origin.url(path));
+    const id = await createStream(proxy.base, origin.url(path));
     for (const target of [`/stream/${id}?username=a%01b`, `/stream/${id}?u=%1B%5B31m`, `/stream/${id}?user=${'x'.repeat(300)}`]) {
       const res = await rawGet(proxy.worker.port, target);
       expect(res.status, target).to.equal(422);
@@ -126,7 +119,7 @@ describe('hostile input at the edge (issue 13: client_id, percent-encoding)', fu
 
   it('a response that fails after the session was touched still lets the session go idle (no source left running)', async () => {
     const path = '/live/touched.ts';
-    const id = await createStream(proxy, origin.url(path));
+    const id = await createStream(proxy.base, origin.url(path));
     const def = (await proxy.coordinator.getStream(id))!;
     const { engine } = proxy.worker;
     // The engine is asked to send a head that writeHead refuses (what an unchecked client_id did).

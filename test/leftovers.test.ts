@@ -102,7 +102,7 @@ describe('leftovers in Redis (pooling off, 2 workers)', function () {
 });
 
 describe('leftovers in the embedded store and in a source', function () {
-  this.timeout(30_000);
+  this.timeout(90_000); // the origin makes its media with FFmpeg on first use: slow on a loaded box
 
   it('an ephemeral lease keeps no epoch counter in memory', async () => {
     const c = new MemoryCoordinator();
@@ -177,5 +177,42 @@ describe('races', function () {
     expect(await hb.sweep()).to.deep.equal([]);
     expect((await inner.listWorkers()).map((w) => w.pid)).to.deep.equal([222]);
     expect(await inner.leaseHolder('lease:x:1')).to.match(/^h-1:/);
+  });
+});
+
+describe('DELETE /streams/by-metadata force=false: check and delete in one step', function () {
+  this.timeout(30_000);
+
+  it('the coordinator refuses to delete a stream that has a viewer, atomically (memory and Redis)', async () => {
+    const { RedisCoordinator } = await import('../src/coordination/redis-coordinator.js');
+    const redis = await startRedis();
+    const backends = [new MemoryCoordinator(), new RedisCoordinator({ url: redis.url, keyPrefix: 'atomic:' })];
+    try {
+      for (const c of backends) {
+        const now = new Date().toISOString();
+        const def = {
+          id: 's1', url: 'http://example.invalid/a.ts', kind: 'live', transcode: null, failoverUrls: [], failoverResolverUrl: null,
+          userAgent: null, headers: {}, metadata: { id: '7' }, strictLiveTs: false, useStickySession: false, options: {}, createdAt: now,
+        } as unknown as StreamDefinition;
+        await c.putStream(def);
+        const client = {
+          clientId: 'c1', streamId: 's1', ipAddress: '127.0.0.1', userAgent: 'x', username: null, workerId: 'w-1',
+          connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+        };
+        await c.putClient(client, 60_000);
+        expect(await c.deleteStreamIfIdle('s1'), c.backend).to.equal('busy');
+        expect(await c.getStream('s1')).to.not.equal(null);
+        // The caller's own viewer does not count.
+        await c.putClient({ ...client, clientId: 'mine' }, 60_000);
+        expect(await c.deleteStreamIfIdle('s1', 'mine'), c.backend).to.equal('busy');
+        await c.deleteClient('s1', 'c1');
+        expect(await c.deleteStreamIfIdle('s1', 'mine'), c.backend).to.equal('deleted');
+        expect(await c.getStream('s1')).to.equal(null);
+        expect(await c.deleteStreamIfIdle('s1'), c.backend).to.equal('absent');
+      }
+    } finally {
+      await Promise.all(backends.map((c) => c.close()));
+      await redis.stop();
+    }
   });
 });

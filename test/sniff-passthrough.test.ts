@@ -15,14 +15,9 @@ import { httpRequest } from './support/http-request.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
 import { openViewer, waitFor } from './support/ts-viewer.js';
+import { createStream } from './support/create-stream.js';
 
 const run = promisify(execFile);
-
-async function create(proxy: TestProxy, url: string): Promise<string> {
-  const res = await fetch(proxy.url('/streams'), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ url }) });
-  expect(res.status).to.equal(200);
-  return ((await res.json()) as { stream_id: string }).stream_id;
-}
 
 describe('content by bytes, raw passthrough (issue 13: inputs 6, 7)', function () {
   this.timeout(60_000);
@@ -88,7 +83,7 @@ describe('content by bytes, raw passthrough (issue 13: inputs 6, 7)', function (
 
   it('good MPEG-TS labelled text/html plays, with one provider request', async () => {
     const p = '/live/mislabeled.ts';
-    const id = await create(proxy, origin.url(`${p}?type=text/html`));
+    const id = await createStream(proxy.base, origin.url(`${p}?type=text/html`));
     const v = openViewer(proxy.url(`/stream/${id}`));
     try {
       expect(await v.status).to.equal(200);
@@ -110,7 +105,7 @@ describe('content by bytes, raw passthrough (issue 13: inputs 6, 7)', function (
     try {
       const base = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`;
       for (const p of ['/page.ts', '/list.m3u.ts']) {
-        const res = await httpRequest(proxy.url(`/stream/${await create(proxy, base + p)}`));
+        const res = await httpRequest(proxy.url(`/stream/${await createStream(proxy.base, base + p)}`));
         expect(res.status, p).to.equal(502);
         expect(JSON.parse(res.body.toString()).code).to.equal('UPSTREAM_UNAVAILABLE');
       }
@@ -122,7 +117,7 @@ describe('content by bytes, raw passthrough (issue 13: inputs 6, 7)', function (
   it('raw ADTS radio passes through from byte 0, labelled audio/aacp, whatever the read sizes', async () => {
     // 188+1 and 187 put stray sync-looking bytes at packet distances across reads.
     for (const chunk of [1, 189, 187, 4096, 65536]) {
-      const id = await create(proxy, `${radioBase}/stream?chunk=${chunk}`);
+      const id = await createStream(proxy.base, `${radioBase}/stream?chunk=${chunk}`);
       const v = openViewer(proxy.url(`/stream/${id}`), { keepBody: true });
       try {
         expect(await v.status).to.equal(200);
@@ -137,7 +132,7 @@ describe('content by bytes, raw passthrough (issue 13: inputs 6, 7)', function (
   });
 
   it('a second listener joins a running raw stream and gets the same bytes as the first', async () => {
-    const id = await create(proxy, `${radioBase}/stream?chunk=500&shared`);
+    const id = await createStream(proxy.base, `${radioBase}/stream?chunk=500&shared`);
     const before = radioRequests;
     const a = openViewer(proxy.url(`/stream/${id}`), { keepBody: true });
     try {

@@ -15,15 +15,9 @@ import { httpRequest } from './support/http-request.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
 import { openViewer, waitFor } from './support/ts-viewer.js';
+import { createStream } from './support/create-stream.js';
 
 const SECRET = 'SECRET-BODY-OF-A-LOOPBACK-SERVICE';
-
-async function create(proxy: TestProxy, body: Record<string, unknown>, route = '/streams'): Promise<string> {
-  const res = await fetch(proxy.url(route), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  const json = (await res.json()) as { stream_id: string };
-  expect(res.status, JSON.stringify(json)).to.equal(200);
-  return json.stream_id;
-}
 
 async function testConnection(proxy: TestProxy, body: Record<string, unknown>): Promise<{ success: boolean; error?: string; status_code?: number }> {
   const res = await fetch(proxy.url('/test-connection'), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
@@ -104,7 +98,7 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
       for (const target of inside) {
         for (const shape of ['/movie/1/2/3.mp4', '/live/1.ts']) {
           const url = `${redirector}${shape}?to=${encodeURIComponent(target)}`;
-          const id = await create(proxy, { url });
+          const id = await createStream(proxy.base, { url });
           const res = await httpRequest(proxy.url(`/stream/${id}`));
           expect(res.status, `${shape} → ${target}`).to.equal(502);
           expect(res.body.toString()).to.not.include(SECRET);
@@ -118,14 +112,14 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
 
     it('LAN and loopback upstreams named directly keep working, redirects among them included', async () => {
       // loopback → loopback: the original URL already pointed inside
-      const vod = await create(proxy, { url: origin.url('/redirect?to=/movie.mp4') });
+      const vod = await createStream(proxy.base, { url: origin.url('/redirect?to=/movie.mp4') });
       const res = await httpRequest(proxy.url(`/stream/${vod}`));
       expect(res.status).to.equal(200);
       expect(res.body.length).to.be.greaterThan(1000);
-      const direct = await create(proxy, { url: `http://127.0.0.1:${secretPort}/direct.mp4` });
+      const direct = await createStream(proxy.base, { url: `http://127.0.0.1:${secretPort}/direct.mp4` });
       expect((await httpRequest(proxy.url(`/stream/${direct}`))).body.toString()).to.equal(SECRET);
       // outside → outside (a LAN tuner's own redirect)
-      const lan = await create(proxy, { url: `${redirector}/movie/a.mp4?to=${encodeURIComponent(`${redirector}/movie/b.mp4?to=pass:/movie.mp4`)}` });
+      const lan = await createStream(proxy.base, { url: `${redirector}/movie/a.mp4?to=${encodeURIComponent(`${redirector}/movie/b.mp4?to=pass:/movie.mp4`)}` });
       const lanRes = await httpRequest(proxy.url(`/stream/${lan}`));
       expect(lanRes.status).to.equal(200);
       const tc = await testConnection(proxy, { url: origin.url('/redirect?to=/live.ts') });
@@ -154,9 +148,9 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     it('a self-signed provider fails by default on live, VOD and /test-connection', async () => {
-      const live = await create(proxy, { url: `${base}/live/tls-default.ts` });
+      const live = await createStream(proxy.base, { url: `${base}/live/tls-default.ts` });
       expect((await httpRequest(proxy.url(`/stream/${live}`))).status).to.equal(502);
-      const vod = await create(proxy, { url: `${base}/movie.mp4` });
+      const vod = await createStream(proxy.base, { url: `${base}/movie.mp4` });
       expect((await httpRequest(proxy.url(`/stream/${vod}`))).status).to.equal(502);
       const tc = await testConnection(proxy, { url: `${base}/live.ts` });
       expect(tc.success).to.equal(false);
@@ -165,7 +159,7 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
     });
 
     it('tls_verify:false on the stream (or the test) plays it: live, VOD, /test-connection', async () => {
-      const live = await create(proxy, { url: `${base}/live/tls-off.ts`, tls_verify: false });
+      const live = await createStream(proxy.base, { url: `${base}/live/tls-off.ts`, tls_verify: false });
       const v = openViewer(proxy.url(`/stream/${live}`));
       try {
         expect(await v.status).to.equal(200);
@@ -174,7 +168,7 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
       } finally {
         v.close();
       }
-      const vod = await create(proxy, { url: `${base}/movie.mp4?x=1`, tls_verify: false });
+      const vod = await createStream(proxy.base, { url: `${base}/movie.mp4?x=1`, tls_verify: false });
       const res = await httpRequest(proxy.url(`/stream/${vod}`));
       expect(res.status).to.equal(200);
       expect(res.body.length).to.be.greaterThan(1000);
@@ -184,11 +178,11 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
     it('UPSTREAM_TLS_VERIFY=false is the same for every stream without its own field', async () => {
       const insecure = await startProxy({ UPSTREAM_TLS_VERIFY: 'false', SHARED_STREAM_GRACE: '0.2' });
       try {
-        const id = await create(insecure, { url: `${base}/live/tls-env.ts` });
+        const id = await createStream(insecure.base, { url: `${base}/live/tls-env.ts` });
         const v = openViewer(insecure.url(`/stream/${id}`));
         expect(await v.status).to.equal(200);
         v.close();
-        const strict = await create(insecure, { url: `${base}/live/tls-env-strict.ts`, tls_verify: true });
+        const strict = await createStream(insecure.base, { url: `${base}/live/tls-env-strict.ts`, tls_verify: true });
         expect((await httpRequest(insecure.url(`/stream/${strict}`))).status).to.equal(502);
       } finally {
         await insecure.close();
@@ -197,9 +191,9 @@ describe('redirects into the box and TLS verification (issue 13: inputs 5, 9)', 
 
     it('FFmpeg honours the same choice: -tls_verify 1 refuses, 0 plays', async () => {
       const profile = '-i {input_url} -c copy {output_args}';
-      const strict = await create(proxy, { url: `${base}/live/tls-ff-strict.ts`, profile }, '/transcode');
+      const strict = await createStream(proxy.base, { url: `${base}/live/tls-ff-strict.ts`, profile }, '/transcode');
       expect((await httpRequest(proxy.url(`/stream/${strict}`))).status).to.equal(502);
-      const loose = await create(proxy, { url: `${base}/live/tls-ff.ts`, profile, tls_verify: false }, '/transcode');
+      const loose = await createStream(proxy.base, { url: `${base}/live/tls-ff.ts`, profile, tls_verify: false }, '/transcode');
       const v = openViewer(proxy.url(`/stream/${loose}`));
       try {
         expect(await v.status).to.equal(200);

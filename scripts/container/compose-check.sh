@@ -27,7 +27,12 @@ EOF
 fi
 
 compose() { podman-compose -p "$project" -f compose.yaml "$@"; }
-cleanup() { compose down -t 5 >/dev/null 2>&1 || true; }
+# podman-compose 1.0.3's `down` leaves the project's volume and network behind.
+cleanup() {
+  compose down -t 5 >/dev/null 2>&1 || true
+  podman volume rm "${project}_hls" >/dev/null 2>&1 || true
+  podman network rm "${project}_default" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 
 API_TOKEN=$token REDIS_ENABLED=true PORT=18085 compose up -d m3u-proxy redis

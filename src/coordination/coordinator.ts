@@ -106,6 +106,12 @@ export interface Coordinator {
   getStream(id: string): Promise<StreamDefinition | null>;
   listStreams(): Promise<StreamDefinition[]>;
   deleteStream(id: string): Promise<boolean>;
+  /**
+   * Check-and-delete in one step: deletes the stream only while it has no live client record
+   * other than `exceptClientId` (a viewer joining meanwhile either counts, or joins a stream
+   * already deleted). `DELETE /streams/by-metadata?force=false`.
+   */
+  deleteStreamIfIdle(id: string, exceptClientId?: string): Promise<'deleted' | 'busy' | 'absent'>;
 
   /** Writes status unless a newer epoch already wrote; returns whether it was written. */
   setStreamStatus(id: string, status: StreamStatus): Promise<boolean>;

@@ -32,6 +32,7 @@ export class IpcCoordinator implements Coordinator {
   getStream(id: string) { return this.call<StreamDefinition | null>('getStream', id); }
   listStreams() { return this.call<StreamDefinition[]>('listStreams'); }
   deleteStream(id: string) { return this.call<boolean>('deleteStream', id); }
+  deleteStreamIfIdle(id: string, exceptClientId?: string) { return this.call<'deleted' | 'busy' | 'absent'>('deleteStreamIfIdle', id, exceptClientId); }
   setStreamStatus(id: string, status: StreamStatus) { return this.call<boolean>('setStreamStatus', id, status); }
   getStreamStatus(id: string) { return this.call<StreamStatus | null>('getStreamStatus', id); }
   acquireLease(key: string, holder: string, ttlMs: number, ephemeral = false) { return this.call<Lease | null>('acquireLease', key, holder, ttlMs, ephemeral); }

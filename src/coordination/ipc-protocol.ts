@@ -29,7 +29,7 @@ export const isIpcMessage = (m: unknown): m is IpcMessage =>
 
 /** The Coordinator methods a worker may call (everything but subscribe/close). */
 export const CALLABLE = new Set([
-  'putStream', 'getStream', 'listStreams', 'deleteStream', 'setStreamStatus', 'getStreamStatus',
+  'putStream', 'getStream', 'listStreams', 'deleteStream', 'deleteStreamIfIdle', 'setStreamStatus', 'getStreamStatus',
   'acquireLease', 'renewLease', 'releaseLease', 'leaseHolder', 'releaseLeasesHeldBy',
   'putClient', 'deleteClient', 'listClients', 'putWorker', 'listWorkers', 'removeWorker',
   'getOrSetValue', 'publish', 'ping',

@@ -54,6 +54,16 @@ export class MemoryCoordinator implements Coordinator {
     return this.streams.delete(id);
   }
 
+  async deleteStreamIfIdle(id: string, exceptClientId?: string): Promise<'deleted' | 'busy' | 'absent'> {
+    if (!this.streams.has(id)) return 'absent';
+    for (const key of [...this.clients.keys()]) {
+      const c = this.live(this.clients, key)?.value;
+      if (c && c.streamId === id && c.clientId !== exceptClientId) return 'busy';
+    }
+    await this.deleteStream(id);
+    return 'deleted';
+  }
+
   async setStreamStatus(id: string, status: StreamStatus): Promise<boolean> {
     const old = this.statuses.get(id);
     if (old && old.epoch > status.epoch) return false;

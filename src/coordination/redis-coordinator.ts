@@ -59,6 +59,7 @@ const SCRIPT_NAMES = [
   'put-client',
   'delete-client',
   'set-client-count',
+  'delete-stream-if-idle',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 type ScriptArg = string | number;
@@ -246,6 +247,18 @@ export class RedisCoordinator implements Coordinator {
       const key = this.streamKey(id);
       const [existed] = await execPipeline(this.cmd.multi().hexists(key, 'definition').del(key));
       return existed === 1;
+    });
+  }
+
+  async deleteStreamIfIdle(id: string, exceptClientId?: string): Promise<'deleted' | 'busy' | 'absent'> {
+    return this.run(async () => {
+      // The listing rewrites the advisory client_count (expired records no longer count);
+      // from then on put-client and delete-client move it atomically, and the script reads
+      // it and deletes in one step.
+      const clients = await this.listClients(id);
+      const allowed = exceptClientId && clients.some((c) => c.clientId === exceptClientId) ? 1 : 0;
+      const r = await this.script('delete-stream-if-idle', [this.streamKey(id)], [allowed]);
+      return r === 1 ? 'deleted' : r === 0 ? 'busy' : 'absent';
     });
   }
 

@@ -113,6 +113,9 @@ const WORDS: Record<string, Words> = {
   'get /broadcast/{id}/status': { summary: 'Status of a network broadcast', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
   'get /broadcast': { summary: 'Every network broadcast', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
   'delete /broadcast/{id}': { summary: 'Stop a network broadcast and remove its files', tag: 'broadcast', ownToken: true, auth: BROADCAST_AUTH },
+  'delete /hls/{id}/clients/{client_id}': {
+    summary: 'Remove an HLS viewer', tag: 'player', ownToken: true, auth: 'needs the token when API_TOKEN is set (checked by the route)',
+  },
   'get /openapi.json': { summary: 'This document', tag: 'docs' },
   'get /docs': { summary: 'The API page (Swagger UI)', tag: 'docs' },
 };

@@ -35,10 +35,12 @@ export const headerMap = z.record(
   z.string({ error: 'header values must be strings' }).regex(/^[^\r\n\0]*$/, 'must not contain line breaks'),
 );
 
+// null is accepted and the key dropped: m3u-editor sends `strict_live_ts: null` for playlist
+// kinds that have no such column (custom, merged playlists, aliases).
 const metadataMap = z.record(
   z.string(),
-  z.union([z.string(), z.number(), z.boolean()], {
-    error: 'metadata values must be strings, numbers or booleans (no nesting)',
+  z.union([z.string(), z.number(), z.boolean(), z.null()], {
+    error: 'metadata values must be strings, numbers, booleans or null (no nesting)',
   }),
 );
 

@@ -143,20 +143,24 @@ interface FilterUse {
 
 /**
  * Splits `text` at the unquoted, unescaped characters of `seps`, as FFmpeg's graph and
- * option parsers do (`'...'` quotes, `\x` escapes); quotes and escapes are removed.
+ * option parsers do (`'...'` quotes, `\x` escapes). `keep`: the parts keep their quotes and
+ * escapes (for the next level of parsing); else they are removed.
  */
-function splitQuoted(text: string, seps: string): string[] {
+function splitQuoted(text: string, seps: string, keep = false): string[] {
   const parts: string[] = [];
   let cur = '';
   let quoted = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
-    if (c === '\\' && i + 1 < text.length) cur += text[++i];
-    else if (c === "'") quoted = !quoted;
-    else if (!quoted && seps.includes(c)) {
+    if (c === '\\' && i + 1 < text.length) {
+      cur += keep ? c + text[++i] : text[++i];
+    } else if (!quoted && seps.includes(c)) {
       parts.push(cur);
       cur = '';
-    } else cur += c;
+    } else {
+      if (c === "'") quoted = !quoted;
+      if (c !== "'" || keep) cur += c;
+    }
   }
   parts.push(cur);
   return parts;
@@ -185,7 +189,7 @@ function filterUse(part: string): FilterUse | null {
  */
 export function parseFilterGraph(graph: string): { exact: FilterUse[]; naive: FilterUse[] } {
   // Level 1: the graph's own quoting separates filters; each filter's arguments keep theirs.
-  const exact = splitQuotedKeep(graph, ',;').map(filterUse).filter((f): f is FilterUse => f !== null);
+  const exact = splitQuoted(graph, ',;', true).map(filterUse).filter((f): f is FilterUse => f !== null);
   const plain = graph.replace(/['"\\]/g, '');
   const naive = plain.split(/[,;]/).map((p) => {
     const f = filterUse(p);
@@ -193,27 +197,6 @@ export function parseFilterGraph(graph: string): { exact: FilterUse[]; naive: Fi
     return f;
   }).filter((f): f is FilterUse => f !== null);
   return { exact, naive };
-}
-
-/** Like splitQuoted, but the parts keep their quotes and escapes for the next level. */
-function splitQuotedKeep(text: string, seps: string): string[] {
-  const parts: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === '\\' && i + 1 < text.length) {
-      cur += c + text[++i];
-      continue;
-    }
-    if (c === "'") quoted = !quoted;
-    if (!quoted && seps.includes(c)) {
-      parts.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  parts.push(cur);
-  return parts;
 }
 
 // A value that reads like a path: absolute, relative with a dot or tilde, or `x/y` with a

@@ -136,9 +136,24 @@ export class StreamService {
 
   /** Deletes a stream everywhere: every worker stops its viewers and source at once. */
   async delete(def: StreamDefinition, reason: StopReason): Promise<void> {
+    await this.deps.coordinator.deleteStream(def.id);
+    await this.deleted(def, reason);
+  }
+
+  /**
+   * Deletes a stream only while nobody but `exceptClientId` watches it, checked and deleted in
+   * one step in the coordinator (a viewer joining between a check and a delete would be cut).
+   * False when it has viewers (or is gone).
+   */
+  async deleteIfIdle(def: StreamDefinition, reason: StopReason, exceptClientId?: string): Promise<boolean> {
+    if ((await this.deps.coordinator.deleteStreamIfIdle(def.id, exceptClientId)) !== 'deleted') return false;
+    await this.deleted(def, reason);
+    return true;
+  }
+
+  private async deleted(def: StreamDefinition, reason: StopReason): Promise<void> {
     const { coordinator } = this.deps;
     const bytes = this.deps.engine.runtime(def.id).bytesServed;
-    await coordinator.deleteStream(def.id);
     // The run ends before the viewers are cut, so their departures emit no second stop.
     await this.deps.events.deleted(def, reason, bytes);
     await coordinator.publish({ type: 'stream_deleted', streamId: def.id });

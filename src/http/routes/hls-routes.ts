@@ -3,13 +3,13 @@
 // only with a valid signature over it (or, for `url=`, the API token when one is configured),
 // so the proxy never fetches a URL nobody signed and never opens a path a client named.
 import { Router, type Request, type Response } from 'express';
-import { AppError, streamNotFound } from '../../errors.js';
+import { AppError, streamNotFound, validationError } from '../../errors.js';
 import type { HlsEngine, HlsLinks } from '../../streams/hls/hls-engine.js';
 import type { StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamEngine } from '../../streams/stream-engine.js';
 import { clientIdFor } from '../../streams/client-identity.js';
-import { tokenState } from '../auth.js';
-import { streamIdParam } from '../request-values.js';
+import { requireToken, tokenState } from '../auth.js';
+import { CLIENT_ID, streamIdParam } from '../request-values.js';
 import { queryString } from '../schemas.js';
 import type { UrlSigner } from '../url-signer.js';
 import { resolveStream, viewerIdentity, type PlayerRoutesDeps } from './player-routes.js';
@@ -108,5 +108,16 @@ export function hlsRoutes(deps: HlsRoutesDeps): Router {
     throw new AppError(409, 'WRONG_STREAM_TYPE', `Stream ${def.id} has no HLS form`);
   };
   for (const route of ['segment', 'segment.ts', 'segment.m4s', 'segment.mp4']) r.get(`/hls/:id/${route}`, resource);
+
+  // Management (API.md §3.5): the token is needed like on every management route.
+  r.delete('/hls/:id/clients/:client_id', requireToken(deps.apiToken), async (req: Request, res: Response) => {
+    const def = await known(req);
+    const clientId = String(req.params.client_id);
+    if (!CLIENT_ID.re.test(clientId)) throw validationError(`client_id: ${CLIENT_ID.message}`, [{ field: 'client_id', message: CLIENT_ID.message }]);
+    if (!(await deps.hls.removeViewer(def.id, clientId))) {
+      throw new AppError(404, 'CLIENT_NOT_FOUND', `Client ${clientId} not found on stream ${def.id}`);
+    }
+    res.json({ message: `Client ${clientId} removed from stream ${def.id}` });
+  });
   return r;
 }

@@ -24,9 +24,9 @@ const SILENCE_FIELDS = [
   'silence_check_interval', 'silence_failover_threshold', 'silence_monitoring_grace_period',
 ] as const;
 
-/** Metadata values are stored as strings: 42 → "42", true → "true". */
-const stringify = (m: Record<string, string | number | boolean> | null | undefined): Record<string, string> =>
-  Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, String(v)]));
+/** Metadata values are stored as strings: 42 → "42", true → "true"; a null value is left out. */
+const stringify = (m: Record<string, string | number | boolean | null> | null | undefined): Record<string, string> =>
+  Object.fromEntries(Object.entries(m ?? {}).filter(([, v]) => v !== null).map(([k, v]) => [k, String(v)]));
 
 /** Whether a resolver's binary answered `--version` at start. */
 export const resolverInstalled = (versions: () => Promise<ToolVersions>) => async (name: ResolverName): Promise<boolean> =>
@@ -132,11 +132,12 @@ export function streamsRoutes({ service, engine, defaultUserAgent, versions }: S
         continue;
       }
       const others = clients.filter((c) => c.clientId !== keepClient).length;
-      if (!force && others > 0) {
-        skipped.push({ stream_id: def.id, reason: 'has_active_clients', active_clients: others });
+      // force=false: the check for viewers and the delete are one step in the coordinator.
+      if (!force && (others > 0 || !(await service.deleteIfIdle(def, 'metadata_filter_deletion', keepClient)))) {
+        skipped.push({ stream_id: def.id, reason: 'has_active_clients', active_clients: Math.max(others, 1) });
         continue;
       }
-      await service.delete(def, 'metadata_filter_deletion');
+      if (force) await service.delete(def, 'metadata_filter_deletion');
       deleted.push(def.id);
     }
     res.json({

@@ -221,6 +221,20 @@ export class HlsEngine {
     return this.sessions.values();
   }
 
+  /**
+   * Removes an HLS viewer (API.md §3.5): forgotten by this worker's sessions and its record
+   * deleted wherever it was written; false when the stream has no such viewer. A player that
+   * keeps polling comes back as a new viewer.
+   */
+  async removeViewer(streamId: string, clientId: string): Promise<boolean> {
+    let found = false;
+    for (const s of this.sessionsOf(streamId)) found = s.forget(clientId) || found;
+    await this.deps.engine.untrackHlsClient(streamId, clientId);
+    const record = (await this.deps.coordinator.listClients(streamId)).find((c) => c.clientId === clientId);
+    if (record) await this.deps.coordinator.deleteClient(streamId, clientId);
+    return found || record !== undefined;
+  }
+
   /** Who owns what here, for /stats/pooled and the heartbeat. */
   ownedSessions(): HlsSession[] {
     return [...this.sessions.values()].filter((s) => s.isOwner);

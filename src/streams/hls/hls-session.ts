@@ -96,6 +96,13 @@ export class HlsSession<P extends HlsOwnedPart = HlsOwnedPart> {
     return isNew;
   }
 
+  /** Forgets a viewer (DELETE /hls/{id}/clients/{client_id}); true when it polled here. */
+  forget(clientId: string): boolean {
+    const had = this.viewers.delete(clientId);
+    if (had) this.maybeIdle();
+    return had;
+  }
+
   /** A request another worker forwarded to this owner. */
   touchRemote(workerId: string): void {
     this.remote.set(workerId, Date.now());
