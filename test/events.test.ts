@@ -138,7 +138,11 @@ describe('events once per cluster (WORKERS=2)', function () {
   before(async () => {
     origin = await startOrigin();
     sink = await startSink();
-    cluster = await startCluster({ WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000' }, 60_000); // a loaded box starts workers slowly
+    // Heartbeats every 2 s: on a loaded box a 0.5 s beat can miss the sweep's 3 intervals, and
+    // a swept worker's viewer records vanish (which would end the run early, rightly).
+    cluster = await startCluster({
+      WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000', HEARTBEAT_INTERVAL: '2', CLEANUP_INTERVAL: '5',
+    }, 60_000); // a loaded box starts workers slowly
     const reg = await cluster.api('/webhooks', {
       method: 'POST', body: JSON.stringify({ url: hook(), events: EDITOR_EVENTS, timeout: 5, retry_attempts: 2 }),
     });

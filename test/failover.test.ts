@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import { startCluster, type TestCluster } from './support/cluster.js';
+import { httpRequest } from './support/http-request.js';
 import { makeLiveTs, tsByteRate } from './support/media.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { startProxy, type TestProxy } from './support/proxy.js';
@@ -390,6 +391,7 @@ describe('failover across workers (WORKERS=2)', function () {
     cluster = await startCluster({
       WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000',
       STREAM_RETRY_ATTEMPTS: '1', STREAM_RETRY_DELAY: '0.1', LIVE_CHUNK_TIMEOUT_SECONDS: '1.5',
+      HEARTBEAT_INTERVAL: '2', CLEANUP_INTERVAL: '5', // no sweep of a worker slowed by the box's load
     }, 60_000); // a loaded box starts workers slowly
   });
   after(async () => {
@@ -436,8 +438,9 @@ describe('failover across workers (WORKERS=2)', function () {
       await waitFor(() => viewers.every((v) => v.bytes() > 188 * 100), 10_000, 'playback');
       const answers: Array<{ w: string; body: { new_url: string; failover_index: number; failover_attempts: number; message: string } }> = [];
       for (let i = 0; i < 3; i++) {
-        const res = await fetch(cluster.url(`/streams/${id}/failover`), { method: 'POST' });
-        answers.push({ w: String(res.headers.get('x-worker-id')), body: await res.json() as never });
+        // A fresh connection per call: the cluster hands connections to workers in turn.
+        const res = await httpRequest(cluster.url(`/streams/${id}/failover`), { method: 'POST' });
+        answers.push({ w: String(res.headers['x-worker-id']), body: JSON.parse(res.body.toString('utf8')) as never });
       }
       expect(new Set(answers.map((a) => a.w)).size, 'answered by both workers').to.equal(2);
       expect(answers.map((a) => [a.body.new_url, a.body.failover_index, a.body.failover_attempts])).to.deep.equal([

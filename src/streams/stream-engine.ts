@@ -733,6 +733,9 @@ export class StreamEngine {
     t.bytesServed += session.bytesServed;
     t.lastAccess = session.lastAccess.toISOString();
     this.totals.set(session.id, t);
+    // Viewers whose worker died leave no departure behind (their records are swept): when the
+    // session ends, the run ends too if nobody is left (a no-op when a departure ended it).
+    void this.deps.events.maybeStopped(session.definition, session.id, 'last_client_disconnected', t.bytesServed);
   }
 
   private async clientConnected(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
