@@ -176,11 +176,11 @@ describe('cluster shutdown', function () {
 });
 
 describe('one-process mode (npm run start:single)', function () {
-  this.timeout(30_000);
+  this.timeout(90_000);
 
   it('serves the API and a stream from one process, and exits 0 on SIGTERM', async () => {
     const origin = await startOrigin();
-    const single = await startCluster({ DRAIN_TIMEOUT: '1' }, 20_000, 'single');
+    const single = await startCluster({ DRAIN_TIMEOUT: '1' }, 60_000, 'single');
     try {
       expect(single.workerPids(), 'no worker processes').to.deep.equal([]);
       const id = await createOn(single, origin.url('/live/single.ts'));

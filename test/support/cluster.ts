@@ -27,6 +27,16 @@ export interface TestCluster {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
+/** Child processes of `pid` whose command is `comm` (e.g. node: cluster workers, not tool probes). */
+export function childPidsNamed(pid: number, comm: string): number[] {
+  try {
+    return execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .split('\n').map((l) => l.trim().split(/\s+/)).filter(([p, c]) => Number(p) > 0 && c === comm).map(([p]) => Number(p));
+  } catch {
+    return [];
+  }
+}
+
 export function childPids(pid: number): number[] {
   try {
     return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
@@ -53,7 +63,7 @@ process.once('exit', () => {
 /** `mode: 'single'` runs `npm run start:single`'s entry (one process, no cluster). */
 export async function startCluster(
   env: Record<string, string> = {},
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
   mode: keyof typeof ENTRIES = 'cluster',
 ): Promise<TestCluster> {
   const logs: LogLine[] = [];
@@ -104,7 +114,7 @@ export async function startCluster(
   return {
     port, child, logs, pid: child.pid!,
     url: (path) => `${base}${path}`,
-    workerPids: () => childPids(child.pid!),
+    workerPids: () => childPidsNamed(child.pid!, 'node'),
     async api<T>(path: string, init?: RequestInit) {
       const res = await fetch(`${base}${path}`, {
         ...init,
