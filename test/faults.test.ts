@@ -54,10 +54,7 @@ describe('faults: partition from Redis', function () {
   });
   after(() => stopRig([a, b], { origin, redis, proxy, raw }));
 
-  // KNOWN REGRESSION (issue 18, open): passed when issue 18 landed its fix; on the merged main
-  // of 2026-11-30 10:15 the partitioned owner logs no 'lease lost' and keeps its upstream (fails
-  // alone on a quiet box). Skipped so the rest lands; to be fixed before issue 18 closes.
-  it.skip('an owner that cannot renew stops its source before its lease expires: never two upstreams', async () => {
+  it('an owner that cannot renew stops its source before its lease expires: never two upstreams', async () => {
     const path = '/live/partition.ts';
     const id = await createOn(a, origin.url(path));
     const onA = openViewer(a.url(`/stream/${id}`));

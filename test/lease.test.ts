@@ -61,3 +61,28 @@ describe('lease', function () {
     expect((await c.getStreamStatus('fence'))!.owner).to.equal('w-b');
   });
 });
+
+describe('lease keeper deadline', () => {
+  it('a holder whose renewals never answer (a partitioned store) loses the lease before its TTL, every time', async () => {
+    const { LeaseKeeper } = await import('../src/coordination/lease-keeper.js');
+    const { MemoryCoordinator } = await import('../src/coordination/memory-coordinator.js');
+    const ttlMs = 300;
+    // 20 rounds: the deadline timer may wake a fraction of a millisecond early on libuv's
+    // whole-millisecond clock; a keeper that ignored such a wake-up never lost its lease.
+    for (let round = 0; round < 20; round++) {
+      const store = new MemoryCoordinator();
+      let partitioned = false;
+      const renewLease = store.renewLease.bind(store);
+      store.renewLease = (lease, ms) => (partitioned ? new Promise<boolean>(() => undefined) : renewLease(lease, ms));
+      let lostAt = 0;
+      const keeper = new LeaseKeeper({ coordinator: store, key: `lease:k${round}:1`, holder: 'w-1', ttlMs, onLost: () => { lostAt = Date.now(); } });
+      expect(await keeper.acquire()).to.equal(true);
+      await new Promise((r) => setTimeout(r, 150 + round));
+      const cut = Date.now();
+      partitioned = true;
+      await waitFor(() => lostAt > 0, 2000, `round ${round}: the lease to be given up`);
+      expect(lostAt - cut, `round ${round}`).to.be.lessThan(ttlMs);
+      await store.close();
+    }
+  });
+});

@@ -107,11 +107,21 @@ export class LeaseKeeper {
   private extend(sent: number): void {
     const { ttlMs } = this.opts;
     this.validUntil = sent + ttlMs - leaseMarginMs(ttlMs);
+    this.armDeadline(this.current);
+  }
+
+  /**
+   * Loses the lease at `validUntil` unless a renewal moved it. Timers run on libuv's
+   * whole-millisecond clock and may fire a fraction of a millisecond before `validUntil` as
+   * performance.now() sees it: such an early wake-up arms again instead of doing nothing.
+   */
+  private armDeadline(lease: Lease | null): void {
     if (this.deadline) clearTimeout(this.deadline);
-    const lease = this.current;
     this.deadline = setTimeout(() => {
-      if (this.current === lease && performance.now() >= this.validUntil) this.lose();
-    }, Math.max(0, this.validUntil - performance.now()));
+      if (this.current !== lease) return;
+      if (performance.now() >= this.validUntil) this.lose();
+      else this.armDeadline(lease);
+    }, Math.max(1, Math.ceil(this.validUntil - performance.now())));
     this.deadline.unref();
   }
 
