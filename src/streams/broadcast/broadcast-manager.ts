@@ -3,6 +3,7 @@
 // sent after the lock is released and never retried, auto-transition, the start retry gate,
 // GC and shutdown. Cluster-wide ownership (the lease) is the BroadcastService's job; this
 // class only ever sees networks whose lease this worker holds.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -121,7 +122,6 @@ const ORPHAN_AGE_MS = 60_000;
 const BYTE_POLL_MS = 1000;
 const MAP_RETRIES = 3;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Exit code as Python reports it: a signal kill is the negative signal number. */
 export function exitCodeOf(exit: FfmpegExit): number {

@@ -4,6 +4,7 @@
 // PAT/PMT are sent again before a segment after a discontinuity that does not start with them,
 // so a TS-only player re-reads the programme. Fetches go through the HLS layer (HlsEngine), so
 // TS viewers and HLS viewers of a stream share the same origin requests, via the owner.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createDecipheriv } from 'node:crypto';
 import type { Logger } from '../../logger.js';
 import type { Channel } from '../live/channel.js';
@@ -158,8 +159,4 @@ export function findTables(data: Buffer): Buffer | null {
     }
   }
   return null;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
