@@ -115,8 +115,15 @@ describe('container image (podman)', function () {
     expect(status).to.equal('healthy');
     // The command must have sent the token: /health itself refuses a request without it.
     expect((await httpRequest(`${base}/health`)).status).to.equal(401);
-    const health = JSON.parse((await httpRequest(`${base}/health`, { headers: auth })).body.toString());
-    expect(health.workers).to.deep.equal({ expected: 2, alive: 2 });
+    // Healthy means serving (one worker is enough); the second worker may still be starting
+    // on a loaded box, so wait for it rather than read the first answer.
+    let workers: unknown;
+    await waitFor(async () => {
+      workers = JSON.parse((await httpRequest(`${base}/health`, { headers: auth })).body.toString()).workers;
+      if ((workers as { alive: number }).alive !== 2) await sleep(500);
+      return (workers as { alive: number }).alive === 2;
+    }, 60_000, 'both workers alive');
+    expect(workers).to.deep.equal({ expected: 2, alive: 2 });
   });
 
   it('runs as a non-root user, tini as PID 1, the primary its child with 2 workers', async function () {
