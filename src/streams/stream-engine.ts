@@ -246,11 +246,7 @@ export class StreamEngine {
     for (;;) {
       const taken = (id: string): boolean => tried.has(id) || this.clients.has(`${def.id}:${id}`);
       const clientId = clientIdFor({ ...who, streamId: def.id }, taken);
-      const now = new Date().toISOString();
-      const record: ClientRecord = {
-        clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
-        workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
-      };
+      const record = this.newRecord(def.id, clientId, who);
       const key = `${def.id}:${clientId}`;
       this.clients.set(key, record);
       this.defs.set(def.id, def);
@@ -286,11 +282,7 @@ export class StreamEngine {
     const inUse = (id: string): boolean => this.clients.has(`${def.id}:${id}`) || this.claimedAs.has(`${def.id}:${id}`);
     const sentId = clientIdFor({ ...who, streamId: def.id }, inUse);
     const sentKey = `${def.id}:${sentId}`;
-    const now = new Date().toISOString();
-    const record: ClientRecord = {
-      clientId: sentId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
-      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
-    };
+    const record = this.newRecord(def.id, sentId, who);
     this.clients.set(sentKey, record);
     this.defs.set(def.id, def);
     const claim = (async (): Promise<string> => {
@@ -313,6 +305,15 @@ export class StreamEngine {
     })();
     this.claims.set(sentKey, claim);
     return sentId;
+  }
+
+  /** A client record of this worker, connected now. */
+  private newRecord(streamId: string, clientId: string, who: ViewerIdentity): ClientRecord {
+    const now = new Date().toISOString();
+    return {
+      clientId, streamId, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+    };
   }
 
   /** The id a connection's record has: its sent id, unless a warm claim moved it (awaited). */
@@ -415,11 +416,7 @@ export class StreamEngine {
   async trackHlsClient(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
     const key = `${def.id}:${clientId}`;
     if (this.clients.has(key)) return;
-    const now = new Date().toISOString();
-    const record: ClientRecord = {
-      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
-      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
-    };
+    const record = this.newRecord(def.id, clientId, who);
     this.clients.set(key, record);
     await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
     await this.clientConnected(def, clientId, who);
