@@ -45,7 +45,7 @@
 
 #define RECV_BUF (256 * 1024)
 #define HEAD_MAX 8192
-#define MAX_GROUPS 16
+#define MAX_GROUPS 1024
 #define STDIN_TAG ((uint64_t)-1)
 
 enum cstate { C_PENDING, C_CONNECTING, C_HEAD, C_BODY, C_DONE };

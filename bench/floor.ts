@@ -1,8 +1,11 @@
-// The floor: the least work a Node fan-out can do. One process, one upstream GET, and each
-// upstream chunk written to every viewer's response, nothing else (no ring, no join points,
-// no coordinator, no express). The proxy's figures are reported as ratios to this one.
+// The floor: the least work a Node fan-out can do. One process, one upstream GET per channel,
+// and each upstream chunk written to every viewer of that channel, nothing else (no ring, no
+// join points, no coordinator, no express). The proxy's figures are reported as ratios to it.
 //
 //   node dist/bench/floor.js <upstreamUrl>     prints {"port":N} once it listens
+//
+// GET /stream plays <upstreamUrl> (opened at start); GET /stream/<name> plays the sibling
+// <name>.ts of <upstreamUrl>, opened on its first viewer and kept (the many-channels run).
 //
 // It exits on SIGTERM or when its stdin closes (so it never outlives the bench).
 import http from 'node:http';
@@ -21,25 +24,41 @@ if (!upstreamUrl) {
   process.exit(2);
 }
 
-const viewers = new Set<http.ServerResponse>();
+/** Viewers per upstream URL. */
+const channels = new Map<string, Set<http.ServerResponse>>();
 
-function openUpstream(): void {
-  const req = http.get(upstreamUrl!, (up) => {
+function openUpstream(url: string, viewers: Set<http.ServerResponse>): void {
+  const req = http.get(url, (up) => {
     up.on('data', (chunk: Buffer) => {
       for (const res of viewers) {
         if (res.writableLength < MAX_BACKLOG) res.write(chunk);
       }
     });
-    up.once('close', () => setTimeout(openUpstream, 100));
+    up.once('close', () => setTimeout(() => openUpstream(url, viewers), 100));
   });
-  req.once('error', () => setTimeout(openUpstream, 100));
+  req.once('error', () => setTimeout(() => openUpstream(url, viewers), 100));
 }
 
+function channel(url: string): Set<http.ServerResponse> {
+  let viewers = channels.get(url);
+  if (!viewers) {
+    viewers = new Set();
+    channels.set(url, viewers);
+    openUpstream(url, viewers);
+  }
+  return viewers;
+}
+
+const NAME = /^\/stream\/([A-Za-z0-9_-]{1,64})$/;
+
 const server = http.createServer((req, res) => {
-  if (req.method !== 'GET' || !req.url?.startsWith('/stream')) {
+  const p = (req.url ?? '').split('?')[0]!;
+  const named = NAME.exec(p);
+  if (req.method !== 'GET' || (p !== '/stream' && !named)) {
     res.writeHead(404).end();
     return;
   }
+  const viewers = channel(named ? new URL(`${named[1]}.ts`, upstreamUrl).href : upstreamUrl!);
   res.writeHead(200, { 'Content-Type': 'video/mp2t', 'Cache-Control': 'no-cache' });
   viewers.add(res);
   res.once('close', () => viewers.delete(res));
@@ -47,12 +66,12 @@ const server = http.createServer((req, res) => {
 
 // Node's default backlog (511) admits a burst of 1,000+ connects slowly; the proxy uses 4096.
 server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
-  openUpstream();
+  channel(upstreamUrl);
   process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, pid: process.pid })}\n`);
 });
 
 const stop = (): void => {
-  for (const res of viewers) res.destroy();
+  for (const viewers of channels.values()) for (const res of viewers) res.destroy();
   server.close();
   process.exit(0);
 };

@@ -12,15 +12,21 @@
 //          --rate <bit/s>     the channel's mux rate (default 8000000)
 //          --ladder <n,n,…>   viewer counts instead of the default ladder
 //          --render <json>    rewrite the markdown section from a saved bench/results/*.json
-//          --only <a,b>       run only these sections (fanout, cold, profile, transcode);
-//                             results go to bench/results/<mode>-partial.json, not to the markdown
-import { execFileSync } from 'node:child_process';
+//          --only <a,b>       run only these sections (fanout, background, cold, profile,
+//                             transcode, memory, channels, scrape, overload); results go to
+//                             bench/results/<mode>-partial.json, not to the markdown
+//          --before <rev>     also measure the proxy as built at <rev> (WORKERS=2, interleaved
+//                             with the others at every N): a before/after in the same run
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { buildBefore, type BeforeTree } from './before.js';
+import { runChannels, runScrape, type ChannelsResult, type ScrapeResult } from './channels.js';
 import { buildClient, LoadClient, type ClientReport, type GroupReport } from './client.js';
+import { runOverload, type OverloadStep } from './overload.js';
 import { byteRateOf, makeMedia, startOrigin, type Origin } from './origin.js';
 import { runMemoryCycles, type MemoryResult } from './memory.js';
 import { busiestProfile, type ProfileSummary } from './profile.js';
@@ -41,12 +47,13 @@ interface Options {
   muxrate: number;
   only: Set<string> | null;
   ladder: number[] | null;
+  before: string | null;
 }
 
-const SECTIONS = ['fanout', 'cold', 'profile', 'transcode', 'memory'];
+const SECTIONS = ['fanout', 'background', 'cold', 'profile', 'transcode', 'memory', 'channels', 'scrape', 'overload'];
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, maxViewers: 2400, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null };
+  const o: Options = { quick: false, maxViewers: 2400, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null, before: null };
   let profileSet = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -61,6 +68,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-profile') (o.profile = false), (profileSet = true);
     else if (a === '--out') o.out = path.resolve(next());
     else if (a === '--rate') o.muxrate = Number(next());
+    else if (a === '--before') o.before = next();
     else if (a === '--ladder') o.ladder = next().split(',').map(Number).filter((n) => n > 0);
     else if (a === '--only') {
       o.only = new Set(next().split(','));
@@ -88,22 +96,36 @@ interface Plan {
   /** Memory over a lifetime: cycles of this many viewers joining and leaving a new stream. */
   memoryCycles: number;
   memoryViewers: number;
+  /** The fan-out step measured again beside a light CPU load (another process at ~30 % of a core). */
+  backgroundN: number;
+  /** Many channels: this many at `channelMuxrate`, each with `perChannel` viewers. */
+  channels: number;
+  perChannel: number;
+  channelMuxrate: number;
+  /** The /metrics scrape: this many viewers over this many streams (1 Mbit/s each). */
+  scrapeStreams: number;
+  scrapeViewers: number;
+  /** Overload: the knee's viewers plus this many times the knee in all. */
+  overloadFactors: number[];
 }
 
 function planFor(o: Options): Plan {
-  const full = [50, 100, 200, 400, 800, 1200, 1600, 2000, 2400, 3200, 4000];
+  const full = [50, 200, 400, 800, 1200, 1600, 2000, 2400, 3200];
   const quick = [50, 200, 400];
   const ladder = (o.ladder ?? (o.quick ? quick : full)).filter((n) => n <= o.maxViewers);
+  // Full runs: a 12 s warm-up (a saturated worker degrades after seconds, not at once) and a
+  // 12 s window with the warm-join probes spread over it (joins while the N play).
   return o.quick
-    ? { ladder, warmupMs: 2000, windowMs: 4000, probes: 10, coldRepeats: 3, transcodeLadder: [1, 5], transcodeWarmupMs: 2000, transcodeWindowMs: 4000, fanoutBudgetMs: 120_000, memoryCycles: 3, memoryViewers: 200 }
-    : { ladder, warmupMs: 3000, windowMs: 10_000, probes: 20, coldRepeats: 7, transcodeLadder: [1, 5, 10], transcodeWarmupMs: 5000, transcodeWindowMs: 10_000, fanoutBudgetMs: 11 * 60_000, memoryCycles: 5, memoryViewers: 1000 };
+    ? { ladder, warmupMs: 2000, windowMs: 4000, probes: 10, coldRepeats: 3, transcodeLadder: [1, 5], transcodeWarmupMs: 2000, transcodeWindowMs: 4000, fanoutBudgetMs: 180_000, memoryCycles: 3, memoryViewers: 200,
+      backgroundN: 400, channels: 20, perChannel: 3, channelMuxrate: 4_000_000, scrapeStreams: 10, scrapeViewers: 400, overloadFactors: [1.5] }
+    : { ladder, warmupMs: 12_000, windowMs: 12_000, probes: 20, coldRepeats: 7, transcodeLadder: [1, 5, 10], transcodeWarmupMs: 5000, transcodeWindowMs: 10_000, fanoutBudgetMs: 20 * 60_000, memoryCycles: 5, memoryViewers: 1000,
+      backgroundN: 1200, channels: 200, perChannel: 3, channelMuxrate: 4_000_000, scrapeStreams: 50, scrapeViewers: 2000, overloadFactors: [1.5, 2] };
 }
 
 // Viewers connect in batches: a burst of 1,000+ connects at once measures the accept queue,
 // not the fan-out.
 const BATCH = 100;
 const BATCH_INTERVAL_MS = 100;
-const PROBE_INTERVAL_MS = 50;
 /** A viewer "gets full rate" at ≥ this share of the source's byte rate over the window. */
 const FULL_RATE = 0.95;
 /** A client above this share of one core may be what limits a figure: flagged. */
@@ -113,17 +135,34 @@ const TRANSCODE_TEMPLATE = '-i {input_url} -c:v libx264 -preset ultrafast -s 640
 // ---------------------------------------------------------------------------------------
 // Measurements
 
-type ServerKey = 'proxy1' | 'proxy2' | 'floor';
+type ServerKey = 'proxy1' | 'proxy2' | 'before' | 'floor';
 
 interface Target {
   key: ServerKey;
   label: string;
   port: number;
   pid: number;
-  path: string;
-  originPath: string;
+  /** The floor's fixed channel; a proxy gets a new stream per step (created, then deleted). */
+  path?: string;
+  originPath?: string;
   proxy?: ProxyProcess;
   baselineRssKiB: number;
+}
+
+/** The stream one step plays: a new one on a proxy (deleted after), so the ladder is also several runs in one process lifetime. */
+async function stepStream(ctx: Ctx, t: Target, tag: string): Promise<{ path: string; originPath: string; done: () => Promise<void> }> {
+  if (!t.proxy) return { path: t.path!, originPath: t.originPath!, done: async () => undefined };
+  const originPath = `/live/${t.key}-${tag}.ts`;
+  const proxy = t.proxy;
+  const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: ctx.origin.url(originPath) });
+  return { path: `/stream/${id}`, originPath, done: () => proxy.api('DELETE', `/streams/${id}`).then(() => undefined) };
+}
+
+/** A light CPU load beside the servers: one process busy ~30 % of each 100 ms. */
+function startBackgroundLoad(): { stop: () => void } {
+  const script = 'const busy=()=>{const t=Date.now();while(Date.now()-t<30){}};setInterval(busy,100);process.stdin.on("end",()=>process.exit(0));process.stdin.resume();';
+  const proc = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'ignore', 'ignore'] });
+  return { stop: () => proc.kill('SIGKILL') };
 }
 
 interface Latency {
@@ -157,6 +196,10 @@ interface FanoutResult {
   cpuSPerGB: number;
   rssKiB: number;
   rssPerViewerKiB: number;
+  /** Tree RSS before this step's viewers connected (the ladder's earlier steps' streams deleted). */
+  rssIdleKiB: number;
+  /** Measured beside a light CPU load (startBackgroundLoad). */
+  background: boolean;
   machineCores: number;
   clientCores: number;
   upstreamOpen: number;
@@ -203,31 +246,41 @@ interface Ctx {
   nproc: number;
   started: number;
   log: (msg: string) => void;
+  /** `--before`: the built tree of the earlier commit. */
+  before: BeforeTree | null;
 }
 
-/** One fan-out step: N viewers on one server, a warm-up, a measured window, warm-join probes. */
-async function measureFanout(ctx: Ctx, target: Target, n: number): Promise<FanoutResult> {
+/**
+ * One fan-out step: a new stream (on a proxy), N viewers, a warm-up, a measured window with
+ * warm-join probes spread over it, then the stream deleted. `background`: beside a light CPU load.
+ */
+async function measureFanout(ctx: Ctx, target: Target, n: number, background = false): Promise<FanoutResult> {
   const { plan, origin } = ctx;
+  const rssIdleKiB = treeRssKiB(sampleTree(target.pid));
+  const stream = await stepStream(ctx, target, `${n}${background ? '-bg' : ''}-${Date.now()}`);
+  const load = background ? startBackgroundLoad() : null;
   const client = await LoadClient.start(ctx.clientBin);
   try {
-    const opened = await client.open('main', target.port, target.path, n, BATCH, BATCH_INTERVAL_MS, 15_000);
+    const opened = await client.open('main', target.port, stream.path, n, BATCH, BATCH_INTERVAL_MS, 15_000);
     await sleep(plan.warmupMs);
     const before = sampleTree(target.pid);
     const io0 = ioBytes(target.pid);
     const m0 = sampleMachine();
     const t0 = performance.now();
     await client.mark();
+    // Warm joins: one viewer at a time into the running channel, spread over the window
+    // while the N play (a join right after a quiet moment says less).
+    const probing = client.open('probe', target.port, stream.path, plan.probes, 1, Math.floor(plan.windowMs / plan.probes), 10_000);
     await sleep(plan.windowMs);
     const after = sampleTree(target.pid);
     const io1 = ioBytes(target.pid);
     const m1 = sampleMachine();
     const t1 = performance.now();
     await client.mark();
-    const upstreamOpen = origin.open(target.originPath);
+    await probing;
+    const upstreamOpen = origin.open(stream.originPath);
     const seconds = (t1 - t0) / 1000;
     const processes = roles(target, before, after, seconds, origin.port);
-    // Warm joins: one viewer at a time into the running channel, while the N keep playing.
-    await client.open('probe', target.port, target.path, plan.probes, 1, PROBE_INTERVAL_MS, 10_000);
     const report: ClientReport = await client.report();
     const main = report.groups.main!;
     const win = report.window_s;
@@ -248,6 +301,8 @@ async function measureFanout(ctx: Ctx, target: Target, n: number): Promise<Fanou
       cpuSPerGB: delivered > 0 ? d.cpuS / (delivered / 1e9) : Number.NaN,
       rssKiB: d.rssKiB,
       rssPerViewerKiB: (d.rssKiB - target.baselineRssKiB) / n,
+      rssIdleKiB,
+      background,
       machineCores: machineCores(m0, m1, ctx.nproc),
       clientCores: report.client_cpu_s / win,
       upstreamOpen,
@@ -261,11 +316,13 @@ async function measureFanout(ctx: Ctx, target: Target, n: number): Promise<Fanou
     ctx.log(
       `  ${target.label.padEnd(22)} n=${String(n).padStart(4)}  full-rate ${pct(r.share).padStart(6)}  ` +
         `server ${fmt(r.serverCores, 2)} cores  ${fmt(r.cpuSPerGB, 2)} CPU-s/GB  machine ${fmt(r.machineCores, 2)}  ` +
-        `client ${fmt(r.clientCores, 2)}  warm join p95 ${fmt(r.warmJoin.p95, 1)} ms  upstream ${upstreamOpen}`,
+        `client ${fmt(r.clientCores, 2)}  warm join p95 ${fmt(r.warmJoin.p95, 1)} ms  upstream ${upstreamOpen}${background ? '  (background load)' : ''}`,
     );
     return r;
   } finally {
     await client.quit();
+    load?.stop();
+    await stream.done().catch((err: unknown) => ctx.log(`  ${target.label}: deleting the step's stream failed: ${String(err)}`));
   }
 }
 
@@ -283,6 +340,12 @@ interface ColdResult {
   directMs: number[];
   overheadMs: number[];
   firstPat: number;
+  /**
+   * WORKERS=2 only: two first viewers of a new stream at once, which the cluster's round-robin
+   * accept gives to both workers: the slower one (the one on the worker that is not the owner
+   * and relays) over the direct GET.
+   */
+  pairOverheadMs?: number[];
 }
 
 /**
@@ -302,12 +365,21 @@ async function measureCold(ctx: Ctx, target: Target, tag: string): Promise<ColdR
       res.proxyMs.push(cold.ms);
       res.overheadMs.push(cold.ms - direct.ms);
       if (cold.firstPat) res.firstPat++;
+      if (target.key === 'proxy2') {
+        const { stream_id: pairId } = await target.proxy!.api<{ stream_id: string }>('POST', '/streams', { url: ctx.origin.url(`/live/cold-pair-${tag}-${i}.ts`) });
+        const pairDirect = await firstByte(client, `pd${i}`, ctx.origin.port, `/live/direct-pair-${tag}-${i}.ts`);
+        await client.open(`p${i}`, target.port, `/stream/${pairId}`, 2, 2, 0, 15_000);
+        const t = (await client.report()).groups[`p${i}`]!.ttfb_ms;
+        await client.close(`p${i}`);
+        (res.pairOverheadMs ??= []).push((t.length === 2 ? Math.max(...t) : Number.NaN) - pairDirect.ms);
+      }
       await sleep(200);
     }
   } finally {
     await client.quit();
   }
-  ctx.log(`  cold start ${target.label}: proxy ${fmt(median(res.proxyMs), 1)} ms, direct ${fmt(median(res.directMs), 1)} ms, overhead ${fmt(median(res.overheadMs), 1)} ms (median of ${res.proxyMs.length})`);
+  ctx.log(`  cold start ${target.label}: proxy ${fmt(median(res.proxyMs), 1)} ms, direct ${fmt(median(res.directMs), 1)} ms, overhead ${fmt(median(res.overheadMs), 1)} ms (median of ${res.proxyMs.length})` +
+    (res.pairOverheadMs ? `; two at once, the slower: overhead ${fmt(median(res.pairOverheadMs), 1)} ms` : ''));
   return res;
 }
 
@@ -401,9 +473,7 @@ async function profileProxy(ctx: Ctx, tmp: string, n: number, cleanup: Set<() =>
   cleanup.add(stop);
   try {
     await proxy.start();
-    const originPath = '/live/profiled.ts';
-    const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: ctx.origin.url(originPath) });
-    const target: Target = { key: 'proxy1', label: 'proxy (cpu-prof)', port: proxy.port, pid: proxy.pid, path: `/stream/${id}`, originPath, proxy, baselineRssKiB: treeRssKiB(sampleTree(proxy.pid)) };
+    const target: Target = { key: 'proxy1', label: 'proxy (cpu-prof)', port: proxy.port, pid: proxy.pid, proxy, baselineRssKiB: treeRssKiB(sampleTree(proxy.pid)) };
     const r = await measureFanout(ctx, target, n);
     await proxy.stop();
     return { n, summary: busiestProfile(dir), share: r.share, serverCores: r.serverCores };
@@ -426,8 +496,14 @@ interface Results {
   plan: Plan;
   command: string;
   fanout: FanoutResult[];
+  background: FanoutResult[];
   stoppedBecause: string;
   cold: ColdResult[];
+  channels?: ChannelsResult | null;
+  scrape?: ScrapeResult | null;
+  overload?: OverloadStep[];
+  /** `--before`: the commit measured as "before" (key 'before' in fanout). */
+  beforeCommit?: string | null;
   transcode: TranscodeResult[];
   profile: ProfileResult | null;
   memory?: MemoryResult | null;
@@ -458,6 +534,7 @@ type Cleanup = Set<() => Promise<void>>;
 
 interface FanoutPhase {
   fanout: FanoutResult[];
+  background: FanoutResult[];
   cold: ColdResult[];
   baselines: Record<string, number>;
   stoppedBecause: string;
@@ -468,21 +545,21 @@ interface FanoutPhase {
  * once and measured one at a time (proxy N, proxy×2 N, floor N, then the next N), so every N
  * is measured for all three within a minute of each other.
  */
-async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: boolean): Promise<FanoutPhase> {
+async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: boolean, doBackground: boolean): Promise<FanoutPhase> {
   const { plan, origin, opts, log, started } = ctx;
   const proxy1 = new ProxyProcess('WORKERS=1', ROOT, { WORKERS: '1' });
   const proxy2 = new ProxyProcess('WORKERS=2', ROOT, { WORKERS: '2' });
+  const before = ctx.before ? new ProxyProcess(`before ${ctx.before.commit}`, ctx.before.root, { WORKERS: '2' }) : null;
   const floor = new FloorProcess(ROOT);
-  const stops = [proxy1, proxy2, floor].map((s) => () => s.stop());
+  const servers = [proxy1, proxy2, ...(before ? [before] : []), floor];
+  const stops = servers.map((s) => () => s.stop());
   for (const stop of stops) cleanup.add(stop);
   try {
-    await Promise.all([proxy1.start(), proxy2.start(), floor.start(origin.url('/live/floor.ts'))]);
+    await Promise.all([proxy1.start(), proxy2.start(), before?.start(), floor.start(origin.url('/live/floor.ts'))]);
     const targets: Target[] = [];
-    for (const [key, label, proxy] of [['proxy1', 'proxy WORKERS=1', proxy1], ['proxy2', 'proxy WORKERS=2', proxy2]] as const) {
-      const originPath = `/live/${key}.ts`;
-      const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: origin.url(originPath) });
-      targets.push({ key, label, port: proxy.port, pid: proxy.pid, path: `/stream/${id}`, originPath, proxy, baselineRssKiB: 0 });
-    }
+    const proxies = [['proxy1', 'proxy WORKERS=1', proxy1], ['proxy2', 'proxy WORKERS=2', proxy2]] as Array<[ServerKey, string, ProxyProcess]>;
+    if (before) proxies.push(['before', `before ${ctx.before!.commit} W=2`, before]);
+    for (const [key, label, proxy] of proxies) targets.push({ key, label, port: proxy.port, pid: proxy.pid, proxy, baselineRssKiB: 0 });
     targets.push({ key: 'floor', label: 'floor (bare node:http)', port: floor.port, pid: floor.pid, path: '/stream', originPath: '/live/floor.ts', baselineRssKiB: 0 });
     await sleep(1500);
     // 0-viewer baselines (the floor's upstream already runs; the proxies open theirs with the first viewer).
@@ -515,6 +592,22 @@ async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: 
       }
     }
 
+    // The same step beside a light CPU load: a proxy of three processes must not lose far
+    // more than the one-process floor to a neighbour (issue 19).
+    const background: FanoutResult[] = [];
+    if (doBackground) {
+      const n = plan.backgroundN;
+      log(`fan-out, ${n} viewers, beside a light background load`);
+      for (const t of targets) {
+        try {
+          background.push(await measureFanout(ctx, t, n, true));
+        } catch (err) {
+          log(`  ${t.label}: background step ${n} failed: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        await sleep(1000);
+      }
+    }
+
     // Cold start, on a quiet box (after the ladder, so its extra channels do not skew the RSS baselines).
     const cold: ColdResult[] = [];
     if (doCold) {
@@ -522,9 +615,9 @@ async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: 
       cold.push(await measureCold(ctx, targets[0]!, 'w1'));
       cold.push(await measureCold(ctx, targets[1]!, 'w2'));
     }
-    return { fanout, cold, baselines: Object.fromEntries(targets.map((t) => [t.key, t.baselineRssKiB])), stoppedBecause };
+    return { fanout, background, cold, baselines: Object.fromEntries(targets.map((t) => [t.key, t.baselineRssKiB])), stoppedBecause };
   } finally {
-    for (const s of [proxy1, proxy2, floor]) await s.stop();
+    for (const s of servers) await s.stop();
     for (const stop of stops) cleanup.delete(stop);
   }
 }
@@ -588,12 +681,18 @@ async function main(): Promise<void> {
     const origin = await startOrigin(mediaFile, byteRate);
     cleanup.add(() => origin.close());
     log(`origin: ${fmt((byteRate * 8) / 1e6, 2)} Mbit/s live TS (H.264 720p25 + AAC, ${seconds} s looped) on port ${origin.port}`);
-    const ctx: Ctx = { opts, plan, origin, clientBin, nproc: m.nproc, started, log };
     const want = (section: string): boolean => (opts.only ? opts.only.has(section) : section !== 'profile' || opts.profile);
+    let before: BeforeTree | null = null;
+    if (opts.before && (want('fanout') || want('background'))) {
+      log(`building ${opts.before} for the before/after`);
+      before = await buildBefore(ROOT, tmp, opts.before);
+      cleanup.add(() => before!.remove());
+    }
+    const ctx: Ctx = { opts, plan, origin, clientBin, nproc: m.nproc, started, log, before };
 
-    const phase: FanoutPhase = want('fanout') || want('cold')
-      ? await runFanout(ctx, cleanup, want('fanout'), want('cold'))
-      : { fanout: [], cold: [], baselines: {}, stoppedBecause: 'fan-out not run' };
+    const phase: FanoutPhase = want('fanout') || want('cold') || want('background')
+      ? await runFanout(ctx, cleanup, want('fanout'), want('cold'), want('background'))
+      : { fanout: [], background: [], cold: [], baselines: {}, stoppedBecause: 'fan-out not run' };
 
     // A CPU profile of a loaded worker: at the first N where one worker fell below full rate.
     let profile: ProfileResult | null = null;
@@ -616,6 +715,26 @@ async function main(): Promise<void> {
       memory = await runMemoryCycles({ root: ROOT, tmp, origin, clientBin, viewers: plan.memoryViewers, cycles: plan.memoryCycles, workers: 2, playMs: 5000, log }, cleanup);
     }
 
+    let channels: ChannelsResult | null = null;
+    if (want('channels')) {
+      log(`many channels: ${plan.channels} at ${fmt(plan.channelMuxrate / 1e6, 0)} Mbit/s × ${plan.perChannel} viewers (WORKERS=2), against the floor with as many upstreams`);
+      channels = await runChannels({ root: ROOT, tmp, clientBin, nproc: m.nproc, channels: plan.channels, perChannel: plan.perChannel, muxrate: plan.channelMuxrate, workers: 2, warmupMs: plan.warmupMs, windowMs: plan.windowMs, log }, cleanup);
+    }
+
+    let scrape: ScrapeResult | null = null;
+    if (want('scrape')) {
+      log(`/metrics scrape: ${plan.scrapeViewers} viewers on ${plan.scrapeStreams} streams at 1 Mbit/s (WORKERS=2)`);
+      scrape = await runScrape({ root: ROOT, tmp, clientBin, nproc: m.nproc, workers: 2, streams: plan.scrapeStreams, viewers: plan.scrapeViewers, muxrate: 1_000_000, scrapes: 20, log }, cleanup);
+    }
+
+    let overload: OverloadStep[] = [];
+    if (want('overload')) {
+      // The knee of the default settings (WORKERS=2) from this run's ladder.
+      const knee = maxFull(phase.fanout, 'proxy2') || plan.backgroundN;
+      log(`overload: ${plan.overloadFactors.map((f) => `${f}×`).join(', ')} the knee (${knee} viewers, npm start defaults)`);
+      overload = await runOverload({ root: ROOT, clientBin, origin, nproc: m.nproc, knee, factors: plan.overloadFactors, warmupMs: Math.min(plan.warmupMs, 5000), windowMs: plan.windowMs, log }, cleanup);
+    }
+
     const results: Results = {
       mode: opts.quick ? 'quick' : 'full',
       date: new Date().toISOString(),
@@ -624,8 +743,8 @@ async function main(): Promise<void> {
       machine: m,
       source: { muxrate: opts.muxrate, byteRate, seconds },
       plan,
-      command: opts.quick ? 'npm run bench -- --quick' : `npm run bench${opts.maxViewers !== 2400 ? ` -- --max ${opts.maxViewers}` : ''}`,
-      ...phase, transcode, profile, memory,
+      command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+      ...phase, transcode, profile, memory, channels, scrape, overload, beforeCommit: before?.commit ?? null,
       durationS: (performance.now() - started) / 1000,
     };
     const resultsDir = path.join(ROOT, 'bench', 'results');
@@ -665,8 +784,9 @@ function headline(r: Results): string[] {
   const p2 = maxFull(r.fanout, 'proxy2');
   const ladderTop = Math.max(...r.fanout.map((x) => x.n));
   const atTop = (n: number): string => (n === ladderTop && !r.stoppedBecause.startsWith('the floor') ? ' (the top of the ladder: at least this)' : '');
+  const pb = r.beforeCommit ? ` · before (${r.beforeCommit}, WORKERS=2) ${maxFull(r.fanout, 'before')}` : '';
   return [
-    `Largest N with ≥ 95 % of viewers at full rate: proxy WORKERS=1 ${p1}${atTop(p1)} · proxy WORKERS=2 ${p2}${atTop(p2)} · floor ${f}${atTop(f)} (proxy/floor ${ratio(p1, f)}, WORKERS=2/floor ${ratio(p2, f)})`,
+    `Largest N with ≥ 95 % of viewers at full rate: proxy WORKERS=1 ${p1}${atTop(p1)} · proxy WORKERS=2 ${p2}${atTop(p2)} · floor ${f}${atTop(f)}${pb} (proxy/floor ${ratio(p1, f)}, WORKERS=2/floor ${ratio(p2, f)})`,
   ];
 }
 
@@ -677,56 +797,124 @@ interface Target_ {
   met: boolean | null;
 }
 
-/** The issue's targets, each with its number from this run. */
+/** The largest N where both `key` and the floor delivered full rate, with both rows. */
+function bothAtRate(rows: FanoutResult[], key: ServerKey): { n: number; p: FanoutResult; fl: FanoutResult } | null {
+  let best: { n: number; p: FanoutResult; fl: FanoutResult } | null = null;
+  for (const p of rows.filter((x) => x.server === key && x.share >= FULL_RATE)) {
+    const fl = rows.find((x) => x.server === 'floor' && x.n === p.n && x.share >= FULL_RATE);
+    if (fl && (!best || p.n > best.n)) best = { n: p.n, p, fl };
+  }
+  return best;
+}
+
+/** Per N where both delivered full rate: `key`'s CPU-s per GB over the floor's. */
+function cpuRatios(rows: FanoutResult[], key: ServerKey): Array<{ n: number; ratio: number }> {
+  return rows.filter((x) => x.server === key && x.share >= FULL_RATE).flatMap((p) => {
+    const fl = rows.find((x) => x.server === 'floor' && x.n === p.n && x.share >= FULL_RATE);
+    return fl ? [{ n: p.n, ratio: p.cpuSPerGB / fl.cpuSPerGB }] : [];
+  });
+}
+
+const wName = (key: ServerKey): string => (key === 'proxy1' ? 'WORKERS=1' : key === 'proxy2' ? 'WORKERS=2 (default)' : key);
+
+/** The targets of issues 19 and 14, each with its number from this run. */
 function targets(r: Results): Target_[] {
   const rows = r.fanout;
   const f = maxFull(rows, 'floor');
   const p1 = maxFull(rows, 'proxy1');
   const p2 = maxFull(rows, 'proxy2');
   const out: Target_[] = [];
-  out.push({ name: 'max viewers at full rate, WORKERS=1', goal: '≥ 0.8× floor', value: `${p1} vs ${f} (${ratio(p1, f)})`, met: f > 0 ? p1 >= 0.8 * f : null });
-  out.push({ name: 'max viewers at full rate, WORKERS=2', goal: '> floor', value: `${p2} vs ${f} (${ratio(p2, f)})`, met: f > 0 ? p2 > f : null });
-  // CPU per GB: at the largest N where both the proxy and the floor still deliver full rate
-  // (beyond it, a saturated server's CPU-s/GB says little).
-  const both = (key: ServerKey): { n: number; p: FanoutResult; fl: FanoutResult } | null => {
-    let best: { n: number; p: FanoutResult; fl: FanoutResult } | null = null;
-    for (const p of rows.filter((x) => x.server === key && x.share >= FULL_RATE)) {
-      const fl = rows.find((x) => x.server === 'floor' && x.n === p.n && x.share >= FULL_RATE);
-      if (fl && (!best || p.n > best.n)) best = { n: p.n, p, fl };
-    }
-    return best;
-  };
-  for (const key of ['proxy1', 'proxy2'] as const) {
-    const b = both(key);
+  out.push({ name: '1. max viewers at full rate, WORKERS=2 (default)', goal: '≥ 1.0× floor', value: `${p2} vs ${f} (${ratio(p2, f)})`, met: f > 0 ? p2 >= f : null });
+  out.push({ name: '1. max viewers at full rate, WORKERS=1', goal: '≥ 0.9× floor', value: `${p1} vs ${f} (${ratio(p1, f)})`, met: f > 0 ? p1 >= 0.9 * f : null });
+  for (const key of ['proxy2', 'proxy1'] as const) {
+    const rs = cpuRatios(rows, key);
+    const worst = rs.reduce<{ n: number; ratio: number } | null>((w, x) => (!w || x.ratio > w.ratio ? x : w), null);
     out.push({
-      name: `CPU-s per GB delivered, ${key === 'proxy1' ? 'WORKERS=1' : 'WORKERS=2'}`,
-      goal: '≤ 1.3× floor',
-      value: b ? `${fmt(b.p.cpuSPerGB, 2)} vs ${fmt(b.fl.cpuSPerGB, 2)} at ${b.n} viewers (${ratio(b.p.cpuSPerGB, b.fl.cpuSPerGB)})` : '–',
-      met: b ? b.p.cpuSPerGB <= 1.3 * b.fl.cpuSPerGB : null,
+      name: `2. CPU-s per GB delivered, ${wName(key)}`,
+      goal: '≤ 1.15× floor at every N',
+      value: rs.length ? `${rs.map((x) => `${x.n}: ${fmt(x.ratio, 2)}×`).join(', ')} (worst ${fmt(worst!.ratio, 2)}× at ${worst!.n})` : '–',
+      met: rs.length ? rs.every((x) => x.ratio <= 1.15) : null,
     });
   }
-  const b1 = both('proxy1');
-  const w1 = rows.filter((x) => x.server === 'proxy1');
-  const rssRow = b1?.p ?? w1[w1.length - 1];
-  out.push({
-    name: 'RSS per added viewer, WORKERS=1',
-    goal: '≤ 64 KiB',
-    value: rssRow ? `${fmt(rssRow.rssPerViewerKiB, 1)} KiB at ${rssRow.n} viewers (vs 0 viewers; the floor: ${fmt(rows.find((x) => x.server === 'floor' && x.n === rssRow.n)?.rssPerViewerKiB, 1)} KiB)` : '–',
-    met: rssRow ? rssRow.rssPerViewerKiB <= 64 : null,
-  });
-  const joinRow = b1?.p ?? w1[0];
-  out.push({
-    name: 'warm join p95, WORKERS=1, first byte 0x47 at a PAT',
-    goal: '≤ 50 ms, all at a PAT',
-    value: !joinRow ? '–' : (Number.isFinite(joinRow.warmJoin.p95)
-      ? `${fmt(joinRow.warmJoin.p95, 1)} ms at ${joinRow.n} viewers; ${joinRow.warmJoin.firstPat}/${joinRow.warmJoin.n} at a PAT`
-      : `no probe got a first byte within 10 s at ${joinRow.n} viewers`) +
-      ` (p95 ms by N: ${w1.map((x) => `${x.n}: ${Number.isFinite(x.warmJoin.p95) ? fmt(x.warmJoin.p95, 0) : 'none in 10 s'}`).join(', ')})`,
-    met: joinRow ? joinRow.warmJoin.p95 <= 50 && joinRow.warmJoin.firstPat === joinRow.warmJoin.n : null,
-  });
+  for (const key of ['proxy2', 'proxy1'] as const) {
+    const upTo = rows.filter((x) => x.server === key && x.n <= 1200);
+    const bad = upTo.filter((x) => !(x.warmJoin.p95 <= 50) || x.warmJoin.firstPat !== x.warmJoin.n);
+    out.push({
+      name: `3. warm join p95 up to 1,200 viewers, ${wName(key)}, first byte 0x47 at a PAT`,
+      goal: '≤ 50 ms, all at a PAT',
+      value: upTo.map((x) => `${x.n}: ${Number.isFinite(x.warmJoin.p95) ? fmt(x.warmJoin.p95, 0) : 'none in 10 s'} ms (${x.warmJoin.firstPat}/${x.warmJoin.n} PAT)`).join(', ') || '–',
+      met: upTo.length ? bad.length === 0 : null,
+    });
+    const p50 = rows.filter((x) => x.server === key).map((x) => ({ n: x.n, a: x.warmJoin.p50, fl: rows.find((y) => y.server === 'floor' && y.n === x.n)?.warmJoin.p50 }));
+    out.push({
+      name: `3. warm join p50, ${wName(key)}`,
+      goal: '≤ 2× floor at every N',
+      value: p50.map((x) => `${x.n}: ${fmt(x.a, 1)} vs ${fmt(x.fl, 1)}`).join(', ') || '–',
+      met: p50.length ? p50.every((x) => x.fl !== undefined && x.a <= 2 * Math.max(x.fl, 1)) : null,
+    });
+  }
+  for (const key of ['proxy2', 'proxy1'] as const) {
+    const b = bothAtRate(rows, key);
+    const w = rows.filter((x) => x.server === key);
+    const rssRow = b?.p ?? w[w.length - 1];
+    out.push({
+      name: `4. RSS per added viewer, ${wName(key)}`,
+      goal: '≤ 64 KiB',
+      value: rssRow ? `${fmt(rssRow.rssPerViewerKiB, 1)} KiB at ${rssRow.n} viewers (vs 0 viewers; the floor: ${fmt(rows.find((x) => x.server === 'floor' && x.n === rssRow.n)?.rssPerViewerKiB, 1)} KiB)` : '–',
+      met: rssRow ? rssRow.rssPerViewerKiB <= 64 : null,
+    });
+  }
+  if (r.memory) {
+    const m = r.memory;
+    const left = (m.retained.Viewer ?? 0) + (m.retained.TsPacketizer ?? 0) + (m.retained.LiveSession ?? 0);
+    out.push({ name: `4. RSS after ${m.cycles.length} cycles of ${m.cycles[0]?.viewers ?? 0} viewers`, goal: 'within 10 % of cycle 1; no viewer/channel/session left', value: `${fmt(m.growth, 3)}× cycle 1; left in the heaps: ${left}`, met: m.growth <= 1.1 && left === 0 });
+  }
+  if (r.channels) {
+    const c = r.channels;
+    const [px, fl] = [c.sides.find((x) => x.server === 'proxy'), c.sides.find((x) => x.server === 'floor')];
+    if (px && fl) {
+      out.push({
+        name: `5. ${c.channels} channels × ${c.perChannel} viewers at ${fmt(c.muxrate / 1e6, 0)} Mbit/s`,
+        goal: 'all at rate, CPU-s/GB ≤ 1.2× floor',
+        value: `${px.fullRate}/${px.viewers} at rate (floor ${fl.fullRate}/${fl.viewers}); ${fmt(px.cpuSPerGB, 2)} vs ${fmt(fl.cpuSPerGB, 2)} CPU-s/GB (${ratio(px.cpuSPerGB, fl.cpuSPerGB)}); ${fmt((px.rssKiB - px.rssIdleKiB) / c.channels, 0)} KiB RSS per playing channel; upstreams ${px.upstreams}`,
+        met: px.fullRate === px.viewers && px.cpuSPerGB <= 1.2 * fl.cpuSPerGB,
+      });
+    }
+  }
+  for (const o of r.overload ?? []) {
+    out.push({
+      name: `6. overload at ${o.factor}× the knee (${o.knee} + ${o.extra.n})`,
+      goal: 'playing keep rate; new get 503 or rate',
+      value: `playing ${o.playing.fullRate}/${o.playing.n} at rate, ${o.playing.endedMidStream} cut; extra: ${o.extra.status503} × 503, ${o.extra.status200} × 200 (${o.extra.fullRate} at rate), ${o.extra.statusOther} other, ${o.extra.noAnswer} no answer, ${o.extra.endedMidStream} cut`,
+      met: o.playing.fullRate >= FULL_RATE * o.playing.n && o.playing.endedMidStream === 0 && o.extra.statusOther === 0 && o.extra.noAnswer === 0 &&
+        o.extra.endedMidStream === 0 && o.extra.fullRate >= FULL_RATE * o.extra.status200,
+    });
+  }
   for (const c of r.cold) {
     const o = median(c.overheadMs);
-    out.push({ name: `cold start overhead, ${c.server === 'proxy1' ? 'WORKERS=1' : 'WORKERS=2'}`, goal: '≤ 20 ms', value: `${fmt(o, 1)} ms (median of ${c.overheadMs.length})`, met: Number.isFinite(o) ? o <= 20 : null });
+    out.push({ name: `7. cold start overhead, ${wName(c.server)}`, goal: '≤ 20 ms', value: `${fmt(o, 1)} ms (median of ${c.overheadMs.length})`, met: Number.isFinite(o) ? o <= 20 : null });
+    if (c.pairOverheadMs) {
+      const q = median(c.pairOverheadMs);
+      out.push({ name: `7. cold start, two first viewers at once (one on the non-owner), ${wName(c.server)}`, goal: '≤ 20 ms', value: `the slower: ${fmt(q, 1)} ms (median of ${c.pairOverheadMs.length})`, met: Number.isFinite(q) ? q <= 20 : null });
+    }
+  }
+  if (r.beforeCommit) {
+    const pb = maxFull(rows, 'before');
+    const rs = rows.filter((x) => x.server === 'proxy2' && x.share >= FULL_RATE).flatMap((p) => {
+      const b = rows.find((x) => x.server === 'before' && x.n === p.n && x.share >= FULL_RATE);
+      return b ? [{ n: p.n, ratio: p.cpuSPerGB / b.cpuSPerGB }] : [];
+    });
+    out.push({ name: `issue 14: max viewers, WORKERS=2, now vs ${r.beforeCommit}`, goal: 'no loss', value: `${p2} vs ${pb}`, met: pb > 0 ? p2 >= pb : null });
+    out.push({
+      name: `issue 14: CPU-s per GB, WORKERS=2, now ÷ ${r.beforeCommit}`,
+      goal: '≤ 1.03×',
+      value: rs.length ? `${rs.map((x) => `${x.n}: ${fmt(x.ratio, 3)}×`).join(', ')} (median ${fmt(median(rs.map((x) => x.ratio)), 3)}×)` : '–',
+      met: rs.length ? median(rs.map((x) => x.ratio)) <= 1.03 : null,
+    });
+  }
+  if (r.scrape) {
+    const sc = r.scrape;
+    out.push({ name: `issue 14: /metrics scrape, ${sc.connected} viewers on ${sc.streams} streams`, goal: '< 50 ms', value: `p50 ${fmt(sc.p50Ms, 1)} ms, p95 ${fmt(sc.p95Ms, 1)} ms, max ${fmt(sc.maxMs, 1)} ms (${sc.series} series)`, met: sc.p95Ms < 50 });
   }
   // The embedded coordinator lives in the primary: its IPC bytes over the window are the
   // coordinator traffic. Compared between the smallest N and the largest N at which no worker
@@ -737,7 +925,7 @@ function targets(r: Results): Target_[] {
     const lo = w[0];
     const hi = w[w.length - 1];
     out.push({
-      name: `coordinator traffic per live channel, ${key === 'proxy1' ? 'WORKERS=1' : 'WORKERS=2'}`,
+      name: `coordinator traffic per live channel, ${wName(key)}`,
       goal: 'independent of viewer count',
       value: lo && hi ? `${fmt(lo.primaryIoBps / 1024, 1)} KiB/s at ${lo.n} viewers → ${fmt(hi.primaryIoBps / 1024, 1)} KiB/s at ${hi.n} (${ratio(hi.primaryIoBps, lo.primaryIoBps, 1)} for ${ratio(hi.n, lo.n, 0)} the viewers)` : '–',
       // "Flat": the top costs less than twice the bottom, however many times the viewers.
@@ -758,7 +946,8 @@ function markdownSection(r: Results): string {
   L.push(`Machine: ${r.machine.nproc} cores (${r.machine.cpu}), ${fmt(r.machine.memGiB, 1)} GiB, Node ${r.machine.node}, Linux ${r.machine.kernel}. ` +
     `Source: ${mbit} Mbit/s live MPEG-TS (H.264 1280×720 25 fps + AAC, ${r.source.seconds} s looped at its real byte rate). ` +
     `Windows: ${r.plan.warmupMs / 1000} s warm-up, ${r.plan.windowMs / 1000} s measured; viewers join ${BATCH} every ${BATCH_INTERVAL_MS} ms; ` +
-    `${r.plan.probes} warm-join probes one every ${PROBE_INTERVAL_MS} ms after the window. Ladder stopped because ${r.stoppedBecause}.`);
+    `${r.plan.probes} warm-join probes spread over the window (one every ${Math.floor(r.plan.windowMs / r.plan.probes)} ms) while the N play. ` +
+    `Every step plays a new stream on each proxy, deleted after the step (so the ladder is also several runs in one process lifetime). Ladder stopped because ${r.stoppedBecause}.`);
   L.push('');
   for (const h of headline(r)) L.push(`**${h}**`);
   L.push('');
@@ -779,6 +968,33 @@ function markdownSection(r: Results): string {
     L.push(row([n, pct(a?.share, 1), pct(b?.share, 1), pct(f?.share, 1), ratio(a?.share, f?.share), ratio(b?.share, f?.share), `${mb(a)} · ${mb(b)} · ${mb(f)}`]));
   }
   L.push('');
+
+  if (r.beforeCommit) {
+    L.push(`#### Before/after: WORKERS=2 now against the same at commit \`${r.beforeCommit}\` (interleaved in this run)`);
+    L.push('');
+    L.push(row(['viewers', 'before at rate', 'now at rate', 'before CPU-s/GB', 'now CPU-s/GB', 'now ÷ before', 'floor CPU-s/GB', 'warm join p50 / p95 ms before · now', 'RSS MiB before · now']));
+    L.push(row(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+    for (const n of ns) {
+      const [b, a, f] = [at('before', n), at('proxy2', n), at('floor', n)];
+      L.push(row([n, pct(b?.share, 1), pct(a?.share, 1), fmt(b?.cpuSPerGB, 3), fmt(a?.cpuSPerGB, 3), ratio(a?.cpuSPerGB, b?.cpuSPerGB, 3), fmt(f?.cpuSPerGB, 3),
+        `${b ? lat(b.warmJoin) : '–'} · ${a ? lat(a.warmJoin) : '–'}`, `${mib(b?.rssKiB ?? Number.NaN)} · ${mib(a?.rssKiB ?? Number.NaN)}`]));
+    }
+    L.push('');
+  }
+
+  if (r.background.length > 0) {
+    const bg = r.background;
+    const n0 = bg[0]!.n;
+    L.push(`#### ${n0} viewers beside a light background load (one process busy 30 ms of every 100 ms)`);
+    L.push('');
+    L.push(row(['server', 'at rate (quiet → loaded)', 'CPU-s/GB (quiet → loaded)', 'warm join p50 / p95 ms (quiet → loaded)', 'machine cores loaded']));
+    L.push(row(['---', '---:', '---:', '---:', '---:']));
+    for (const x of bg) {
+      const q = at(x.server, n0);
+      L.push(row([x.server === 'floor' ? 'floor' : wName(x.server), `${pct(q?.share, 1)} → ${pct(x.share, 1)}`, `${fmt(q?.cpuSPerGB, 2)} → ${fmt(x.cpuSPerGB, 2)}`, `${q ? lat(q.warmJoin) : '–'} → ${lat(x.warmJoin)}`, fmt(x.machineCores, 2)]));
+    }
+    L.push('');
+  }
 
   L.push('#### Fan-out: CPU (server = primary + workers, from /proc over the window)');
   L.push('');
@@ -810,6 +1026,9 @@ function markdownSection(r: Results): string {
     };
     L.push(row([n, mib(at('proxy1', n)?.rssKiB ?? Number.NaN), per('proxy1'), mib(at('proxy2', n)?.rssKiB ?? Number.NaN), per('proxy2'), mib(at('floor', n)?.rssKiB ?? Number.NaN), per('floor')]));
   });
+  L.push('');
+  L.push(`Idle RSS before each step (MiB; the previous steps' streams deleted, so growth here is memory a finished stream left): ${(['proxy1', 'proxy2', 'before', 'floor'] as const)
+    .filter((k) => rows.some((x) => x.server === k)).map((k) => `${k} ${rows.filter((x) => x.server === k).map((x) => mib(x.rssIdleKiB)).join(' → ')}`).join('; ')}.`);
   L.push('');
   L.push('RSS is the sum over the process tree at the end of the window; per viewer = (RSS − RSS at 0 viewers) / N, so the proxy\'s fixed per-channel ring (up to `CHANNEL_BUFFER_SECONDS` of stream) is spread over N; "vs previous N" is the slope between two rungs of the ladder. V8 grows its heap lazily, so both move with GC timing: read them as ± a few tens of KiB.');
   L.push('');
@@ -858,10 +1077,11 @@ function markdownSection(r: Results): string {
 
   L.push('#### Cold start');
   L.push('');
-  L.push(row(['proxy', 'first viewer TTFB ms (median · min–max)', 'direct origin GET TTFB ms (median)', 'overhead ms (median · max)', 'first byte at a PAT']));
-  L.push(row(['---', '---:', '---:', '---:', '---:']));
+  L.push(row(['proxy', 'first viewer TTFB ms (median · min–max)', 'direct origin GET TTFB ms (median)', 'overhead ms (median · max)', 'first byte at a PAT', 'two at once: the slower, overhead ms (median · max)']));
+  L.push(row(['---', '---:', '---:', '---:', '---:', '---:']));
   for (const c of r.cold) {
-    L.push(row([c.server === 'proxy1' ? 'WORKERS=1' : 'WORKERS=2', `${fmt(median(c.proxyMs), 1)} · ${fmt(Math.min(...c.proxyMs), 1)}–${fmt(Math.max(...c.proxyMs), 1)}`, fmt(median(c.directMs), 1), `${fmt(median(c.overheadMs), 1)} · ${fmt(Math.max(...c.overheadMs), 1)}`, `${c.firstPat}/${c.proxyMs.length}`]));
+    L.push(row([c.server === 'proxy1' ? 'WORKERS=1' : 'WORKERS=2', `${fmt(median(c.proxyMs), 1)} · ${fmt(Math.min(...c.proxyMs), 1)}–${fmt(Math.max(...c.proxyMs), 1)}`, fmt(median(c.directMs), 1), `${fmt(median(c.overheadMs), 1)} · ${fmt(Math.max(...c.overheadMs), 1)}`, `${c.firstPat}/${c.proxyMs.length}`,
+      c.pairOverheadMs ? `${fmt(median(c.pairOverheadMs), 1)} · ${fmt(Math.max(...c.pairOverheadMs), 1)}` : '–']));
   }
   L.push('');
   L.push('Each repeat creates a new stream (`POST /streams`, not timed), GETs the origin directly, then plays the new stream: TTFB from `connect()` to the first body byte. The origin answers at once with 0.1 s of stream.');
@@ -877,6 +1097,41 @@ function markdownSection(r: Results): string {
   L.push('');
   L.push(`Profile: \`${TRANSCODE_TEMPLATE}\` (HW_ACCEL=cpu); individual = a second proxy with \`ENABLE_TRANSCODING_POOLING=false\`. FFmpeg processes counted in the proxy's process tree; fps as FFmpeg reports it (from \`/stats/pooled\`): 25 is real time for this source, below it the box cannot keep that many encodes live.`);
   L.push('');
+
+  if (r.channels) {
+    const c = r.channels;
+    L.push(`#### Many channels: ${c.channels} live channels at ${fmt((c.byteRate * 8) / 1e6, 2)} Mbit/s × ${c.perChannel} viewers, every channel its own upstream (WORKERS=${c.workers})`);
+    L.push('');
+    L.push(row(['server', 'viewers at rate', 'cores', 'CPU-s/GB', 'machine cores', 'RSS idle → playing MiB', 'RSS per playing channel KiB', 'upstreams']));
+    L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+    for (const x of c.sides) {
+      L.push(row([x.server, `${x.fullRate}/${x.viewers}`, fmt(x.cores, 2), fmt(x.cpuSPerGB, 2), fmt(x.machineCores, 2), `${mib(x.rssIdleKiB)} → ${mib(x.rssKiB)}`, fmt((x.rssKiB - x.rssIdleKiB) / c.channels, 0), x.upstreams]));
+    }
+    L.push('');
+    L.push('The floor here is `bench/floor.ts` with one upstream GET per channel (opened by its first viewer). "RSS per playing channel" is (RSS playing − RSS with the channels created but idle) / channels: ring, packetizer, upstream socket and 3 viewers.');
+    L.push('');
+  }
+
+  if (r.scrape) {
+    const sc = r.scrape;
+    L.push(`#### /metrics scrape on a busy host: ${sc.connected} viewers on ${sc.streams} streams (1 Mbit/s, WORKERS=${sc.workers})`);
+    L.push('');
+    L.push(`${sc.scrapes} GETs of \`/metrics\` 250 ms apart while the viewers play (machine ${fmt(sc.machineCores, 2)} cores busy): wall time p50 ${fmt(sc.p50Ms, 1)} ms, p95 ${fmt(sc.p95Ms, 1)} ms, max ${fmt(sc.maxMs, 1)} ms; ${sc.series} series, ${fmt(sc.bytes / 1024, 0)} KiB.`);
+    L.push('');
+  }
+
+  if (r.overload && r.overload.length > 0) {
+    L.push('#### Overload: past the knee (npm start defaults, WORKERS=2)');
+    L.push('');
+    L.push(row(['load', 'playing at rate', 'playing cut', 'extra viewers', '200', '503', 'other status', 'no answer', 'extra (200) at rate', 'extra cut', 'machine cores']));
+    L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+    for (const o of r.overload) {
+      L.push(row([`${o.factor}× (${o.knee} + ${o.extra.n})`, `${o.playing.fullRate}/${o.playing.n}`, o.playing.endedMidStream, o.extra.n, o.extra.status200, o.extra.status503, o.extra.statusOther, o.extra.noAnswer, `${o.extra.fullRate}/${o.extra.status200}`, o.extra.endedMidStream, fmt(o.machineCores, 2)]));
+    }
+    L.push('');
+    L.push('The knee\'s viewers play first; the extra ones arrive 100 every 100 ms; then one window measures both groups. A 503 is admission control\'s answer (JSON, `Retry-After`); "no answer" is a connection with no status in 10 s.');
+    L.push('');
+  }
 
   if (r.memory) {
     const m = r.memory;

@@ -74,7 +74,12 @@ export interface Config {
 
   readonly strictLiveTs: boolean;
   readonly useStickySession: boolean;
+  /** Ceiling of each channel's ring in bytes, whatever its bitrate or GOP (CHANNEL_BUFFER_BYTES). */
   readonly channelBufferBytes: number;
+  /**
+   * Milliseconds of source each channel's ring keeps (CHANNEL_BUFFER_SECONDS): by arrival age
+   * and by the observed byte rate × this, plus the newest keyframe GOP a join starts at.
+   */
   readonly channelBufferMs: number;
 
   readonly hlsTempDir: string;
@@ -433,7 +438,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     strictLiveTs: r.bool('STRICT_LIVE_TS', false),
     useStickySession: r.bool('USE_STICKY_SESSION', false),
     channelBufferBytes: r.int('CHANNEL_BUFFER_BYTES', 8 * 1024 * 1024, 64 * 1024),
-    channelBufferMs: r.ms('CHANNEL_BUFFER_SECONDS', 10),
+    channelBufferMs: r.ms('CHANNEL_BUFFER_SECONDS', 4),
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),

@@ -67,7 +67,7 @@ describe('config', () => {
         strictLiveTs: false,
         useStickySession: false,
         channelBufferBytes: 8_388_608,
-        channelBufferMs: 10_000,
+        channelBufferMs: 4_000,
         hlsTempDir: '/tmp/x',
         hlsWaitTimeMs: 10_000,
         hlsGcEnabled: true,

@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Coordinator } from '../coordination/coordinator.js';
 import { VERSION } from '../version.js';
 import { registryJson, type MetricsJson } from './aggregate.js';
-import { HOST_METRICS as H } from './definitions.js';
+import { DEFAULT_METRICS_OPTIONS, HOST_METRICS as H } from './definitions.js';
 import { counter, gauge, within } from './metric-factory.js';
 
 export interface HostMetricsOptions {
@@ -30,7 +30,7 @@ export class HostMetrics {
 
   constructor(private readonly opts: HostMetricsOptions) {
     const r = this.registry;
-    if (opts.processMetrics) collectDefaultMetrics({ register: r, labels: { worker: WORKER } });
+    if (opts.processMetrics) collectDefaultMetrics({ ...DEFAULT_METRICS_OPTIONS, register: r, labels: { worker: WORKER } });
     gauge(H.buildInfo, r).set({ version: VERSION, node_version: process.version }, 1);
     gauge(H.workersExpected, r).set(opts.expectedWorkers);
     this.running = gauge(H.workersRunning, r);

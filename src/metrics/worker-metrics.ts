@@ -12,7 +12,7 @@ import type { StreamTelemetry } from '../streams/stream-telemetry.js';
 import type { Transcoder } from '../streams/transcode/transcoder.js';
 import { registryJson, type MetricsJson } from './aggregate.js';
 import {
-  BROADCAST_CALLBACK_EVENTS, BROADCAST_CALLBACK_RESULTS,
+  BROADCAST_CALLBACK_EVENTS, BROADCAST_CALLBACK_RESULTS, DEFAULT_METRICS_OPTIONS,
   FAILOVER_REASONS, FFMPEG_EXIT_REASONS, START_KINDS, STREAM_STATES, STREAMING_ROUTES, UPSTREAM_ERROR_REASONS,
   VIEWER_END_REASONS, WORKER_METRICS as M,
 } from './definitions.js';
@@ -100,7 +100,7 @@ export class WorkerMetrics {
   constructor(opts: { worker: string; rootPath: string }) {
     const r = this.registry;
     this.worker = opts.worker;
-    collectDefaultMetrics({ register: r, labels: { worker: opts.worker } });
+    collectDefaultMetrics({ ...DEFAULT_METRICS_OPTIONS, register: r, labels: { worker: opts.worker } });
     const m = createMetrics(r);
     this.m = m;
     m.viewerJoins.inc(0);

@@ -127,6 +127,12 @@ export class StreamEngine {
   private readonly ffmpegPids = new Set<number>();
   /** Definitions of the streams this worker has viewers of (for events after they leave). */
   private readonly defs = new Map<string, StreamDefinition>();
+  /** The latest definition of each stream with a session here (warm joins read it). */
+  private readonly latest = new Map<string, StreamDefinition>();
+  /** Warm joins' client claims in flight: `{stream}:{id sent in X-Client-ID}` → the record's id. */
+  private readonly claims = new Map<string, Promise<string>>();
+  /** Warm joins whose sent id was taken on another worker: `{stream}:{sent id}` → the record's id. */
+  private readonly claimedAs = new Map<string, string>();
   /** Slot choice per pool key, one at a time on this worker. */
   private readonly slotLocks = new Map<string, Promise<unknown>>();
   private readonly refresh: NodeJS.Timeout;
@@ -192,7 +198,10 @@ export class StreamEngine {
       } catch {
         return stopped; // the coordinator cannot tell: nothing is decided now
       }
-      if (def) continue;
+      if (def) {
+        if (this.sessionsOf(id).length > 0) this.latest.set(id, def); // a missed stream_updated
+        continue;
+      }
       missing.add(id);
       if (this.missing.has(id) && this.stopStream(id)) {
         stopped.push(id);
@@ -232,15 +241,12 @@ export class StreamEngine {
    * `releaseClient` unless a viewer attached.
    */
   async claimClient(def: StreamDefinition, who: ViewerIdentity): Promise<string> {
+    if (def.kind !== 'transcode' && this.warmDefinition(def.id)) return this.claimMeanwhile(def, who);
     const tried = new Set<string>();
     for (;;) {
       const taken = (id: string): boolean => tried.has(id) || this.clients.has(`${def.id}:${id}`);
       const clientId = clientIdFor({ ...who, streamId: def.id }, taken);
-      const now = new Date().toISOString();
-      const record: ClientRecord = {
-        clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
-        workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
-      };
+      const record = this.newRecord(def.id, clientId, who);
       const key = `${def.id}:${clientId}`;
       this.clients.set(key, record);
       this.defs.set(def.id, def);
@@ -251,6 +257,69 @@ export class StreamEngine {
       this.clients.delete(key);
       tried.add(clientId);
     }
+  }
+
+  /**
+   * The definition of a stream whose channel already has data on this worker, read without a
+   * coordinator round trip; null otherwise (the caller asks the coordinator). Kept current by
+   * the stream_updated and stream_deleted events and by the reconciliation (missed events).
+   */
+  warmDefinition(id: string): StreamDefinition | null {
+    const session = this.sessions.get(`${id}:1`);
+    if (this.closing || !session || !session.channel.hasData || session.channel.isEnded || this.missing.has(id)) return null;
+    return this.latest.get(id) ?? session.definition;
+  }
+
+  /**
+   * Warm join: the id is chosen from this worker's view and the response starts at once while
+   * the cluster-wide claim (create-if-absent) runs. Should another worker hold that id (the
+   * same player twice at one moment) the record takes a suffixed id instead, and the
+   * X-Client-ID already sent keeps the first; events and records use the record's id.
+   * A coordinator failure leaves the record here (written by the next refresh): bookkeeping
+   * never breaks playback.
+   */
+  private claimMeanwhile(def: StreamDefinition, who: ViewerIdentity): string {
+    const inUse = (id: string): boolean => this.clients.has(`${def.id}:${id}`) || this.claimedAs.has(`${def.id}:${id}`);
+    const sentId = clientIdFor({ ...who, streamId: def.id }, inUse);
+    const sentKey = `${def.id}:${sentId}`;
+    const record = this.newRecord(def.id, sentId, who);
+    this.clients.set(sentKey, record);
+    this.defs.set(def.id, def);
+    const claim = (async (): Promise<string> => {
+      const tried = new Set<string>();
+      try {
+        while (!(await this.deps.coordinator.putClient(record, this.clientTtlMs, true))) {
+          tried.add(record.clientId);
+          const next = clientIdFor({ ...who, streamId: def.id }, (id) => tried.has(id) || inUse(id));
+          this.clients.delete(`${def.id}:${record.clientId}`);
+          record.clientId = next;
+          this.clients.set(`${def.id}:${next}`, record);
+          this.claimedAs.set(sentKey, next);
+        }
+      } catch (err) {
+        this.deps.logger.warn('client claim failed; the viewer plays on', { stream_id: def.id, error: String(err) });
+      } finally {
+        this.claims.delete(sentKey);
+      }
+      return record.clientId;
+    })();
+    this.claims.set(sentKey, claim);
+    return sentId;
+  }
+
+  /** A client record of this worker, connected now. */
+  private newRecord(streamId: string, clientId: string, who: ViewerIdentity): ClientRecord {
+    const now = new Date().toISOString();
+    return {
+      clientId, streamId, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
+      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
+    };
+  }
+
+  /** The id a connection's record has: its sent id, unless a warm claim moved it (awaited). */
+  private recordIdOf(streamId: string, sentId: string): string | Promise<string> {
+    const key = `${streamId}:${sentId}`;
+    return this.claims.get(key) ?? this.claimedAs.get(key) ?? sentId;
   }
 
   /**
@@ -282,7 +351,8 @@ export class StreamEngine {
 
   /** Forgets a claim whose request ended without a viewer (HEAD, 404, 502, hang-up). */
   async releaseClient(streamId: string, clientId: string): Promise<void> {
-    if (!this.attached.has(`${streamId}:${clientId}`)) await this.clientGone(streamId, clientId, 'closed');
+    const recordId = await this.recordIdOf(streamId, clientId);
+    if (!this.attached.has(`${streamId}:${recordId}`)) await this.clientGone(streamId, clientId, 'closed');
   }
 
   /**
@@ -304,7 +374,9 @@ export class StreamEngine {
     const warm = session.channel.hasData;
     const viewer = await session.addViewer(clientId, res, { ...LIVE_HEAD, ...extra });
     if (viewer && viewer.bytesSent > 0) this.telemetry.firstByte(warm ? 'warm' : 'cold', (performance.now() - requestedAt) / 1000);
-    if (viewer && !viewer.isDone) await this.clientConnected(def, clientId, who);
+    // A warm join's claim ran meanwhile: events and records use the id it settled on.
+    const recordId = await this.recordIdOf(def.id, clientId);
+    if (viewer && !viewer.isDone) await this.clientConnected(def, recordId, who);
   }
 
   async playVod(def: StreamDefinition, clientId: string, who: ViewerIdentity, req: IncomingMessage, res: ServerResponse, extra: Record<string, string>): Promise<void> {
@@ -344,11 +416,7 @@ export class StreamEngine {
   async trackHlsClient(def: StreamDefinition, clientId: string, who: ViewerIdentity): Promise<void> {
     const key = `${def.id}:${clientId}`;
     if (this.clients.has(key)) return;
-    const now = new Date().toISOString();
-    const record: ClientRecord = {
-      clientId, streamId: def.id, ipAddress: who.ip, userAgent: who.userAgent, username: who.username,
-      workerId: this.deps.workerId, connectedAt: now, lastAccess: now, bytesServed: 0, segmentsServed: 0,
-    };
+    const record = this.newRecord(def.id, clientId, who);
     this.clients.set(key, record);
     await this.coordinatorWrite(() => this.deps.coordinator.putClient(record, this.clientTtlMs));
     await this.clientConnected(def, clientId, who);
@@ -425,6 +493,7 @@ export class StreamEngine {
 
   /** Stops a stream on this worker now: viewers disconnected, sources stopped. */
   stopStream(id: string): boolean {
+    this.latest.delete(id);
     const sessions = this.sessionsOf(id);
     for (const s of sessions) s.stop(true);
     return sessions.length > 0;
@@ -442,10 +511,12 @@ export class StreamEngine {
 
   /** A re-POSTed definition reaches the source this worker runs for it. */
   private async definitionChanged(id: string): Promise<void> {
-    const sessions = this.sessionsOf(id).filter((s) => s.isOwner);
-    if (sessions.length === 0) return;
+    if (this.sessionsOf(id).length === 0) return;
     const def = await this.deps.coordinator.getStream(id).catch(() => null);
-    if (def) for (const s of sessions) s.updateDefinition(def);
+    if (!def) return;
+    const sessions = this.sessionsOf(id);
+    if (sessions.length > 0) this.latest.set(id, def);
+    for (const s of sessions) if (s.isOwner) s.updateDefinition(def);
   }
 
   /** Rolling restart: the sessions whose source this worker owns (key and definition). */
@@ -729,6 +800,7 @@ export class StreamEngine {
   private sessionClosed(session: LiveSession): void {
     if (this.sessions.get(session.key) !== session) return;
     this.sessions.delete(session.key);
+    if (this.sessionsOf(session.id).length === 0) this.latest.delete(session.id);
     const t = this.totals.get(session.id) ?? { bytesServed: 0, lastAccess: null };
     t.bytesServed += session.bytesServed;
     t.lastAccess = session.lastAccess.toISOString();
@@ -749,11 +821,14 @@ export class StreamEngine {
     });
   }
 
-  private async clientGone(streamId: string, clientId: string, reason: ViewerEndReason): Promise<void> {
+  private async clientGone(streamId: string, sentId: string, reason: ViewerEndReason): Promise<void> {
+    const recordId = this.recordIdOf(streamId, sentId);
+    const clientId = typeof recordId === 'string' ? recordId : await recordId;
     const key = `${streamId}:${clientId}`;
     const record = this.clients.get(key);
+    const bytes = record ? this.clientBytes(record) : 0;
+    this.claimedAs.delete(`${streamId}:${sentId}`);
     if (!record) return;
-    const bytes = this.clientBytes(record);
     this.clients.delete(key);
     const wasAttached = this.attached.delete(key);
     const def = this.defs.get(streamId) ?? null;
@@ -772,8 +847,16 @@ export class StreamEngine {
 
   private clientBytes(record: ClientRecord): number {
     const key = record.source ?? `${record.streamId}:1`;
-    const viewer = this.sessions.get(key)?.viewers.get(record.clientId);
+    const viewer = this.sessions.get(key)?.viewers.get(this.sentIdOf(record));
     return viewer ? viewer.bytesSent : record.bytesServed;
+  }
+
+  /** The id a record's connection was answered with (its viewer's key in the session). */
+  private sentIdOf(record: ClientRecord): string {
+    for (const [key, id] of this.claimedAs) {
+      if (id === record.clientId && key.startsWith(`${record.streamId}:`)) return key.slice(record.streamId.length + 1);
+    }
+    return record.clientId;
   }
 
   private async refreshClients(): Promise<void> {

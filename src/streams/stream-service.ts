@@ -157,6 +157,8 @@ export class StreamService {
     // The run ends before the viewers are cut, so their departures emit no second stop.
     await this.deps.events.deleted(def, reason, bytes);
     await coordinator.publish({ type: 'stream_deleted', streamId: def.id });
+    // Here at once, not when the event comes back: a warm join must not find it playing.
+    this.deps.engine.stopStream(def.id);
     this.deps.engine.forget(def.id);
   }
 

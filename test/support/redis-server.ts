@@ -13,6 +13,10 @@ export interface RedisServer {
   kill(): void;
   /** Starts it again on the same port (after stop() or kill()). */
   restart(): Promise<void>;
+  /** SIGSTOP: connections stay open, nothing is answered (a frozen coordinator). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 export interface StartRedisOptions {
@@ -48,6 +52,12 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     },
     kill() {
       if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
     },
     async restart() {
       if (child) await terminate(child, 'SIGKILL'); // kill() does not wait for the exit

@@ -70,7 +70,8 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
 export async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {
   // client_id, username and the like were checked by validateRequestValues (request-values.ts).
   const id = streamIdParam(req);
-  const known = await deps.service.find(id);
+  // A stream already playing on this worker: no coordinator round trip before its first byte.
+  const known = deps.engine.warmDefinition(id) ?? (await deps.service.find(id));
   if (known) return known;
   const url = queryString(req.query, 'url');
   if (url === undefined) throw streamNotFound(id);

@@ -1,12 +1,18 @@
-// The ring of one stream on one worker: recent TS chunks bounded in bytes and seconds, with
-// the join points (chunks that start at a PAT, preferably one followed by a keyframe).
-// Every viewer reads the same Buffer objects; nothing is copied per viewer.
+// The ring of one stream on one worker: the last few seconds of the source (sized by the byte
+// rate it arrives at, not by a fixed byte count), with the join points (chunks that start at a
+// PAT, preferably one followed by a keyframe). Every viewer reads the same Buffer objects;
+// nothing is copied per viewer.
 import { sniff } from '../mpegts/sniff.js';
 import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from '../mpegts/ts-packets.js';
 import type { ProgramInfo } from '../mpegts/media-info.js';
 
 export interface ChannelOptions {
+  /** Ceiling in bytes, whatever the rate or GOP (CHANNEL_BUFFER_BYTES). */
   maxBytes: number;
+  /**
+   * Milliseconds of source to keep (CHANNEL_BUFFER_SECONDS): chunks older than this, and bytes
+   * beyond the observed byte rate × this, are evicted, except the newest join point's GOP.
+   */
   maxAgeMs: number;
   /** Raw mode: no TS alignment (a source that is not MPEG-TS). */
   raw?: boolean;
@@ -27,6 +33,15 @@ export interface ChannelReader {
 }
 
 const KEEPALIVE_CHUNK = Buffer.concat(Array.from({ length: 7 }, () => NULL_PACKET));
+/** The byte rate is measured over this much arrival time (long enough to smooth bursty sources). */
+const RATE_WINDOW_MS = 8000;
+/** One rate sample per this much time. */
+const RATE_SAMPLE_MS = 500;
+/**
+ * The newest join point is kept even when older than `maxAgeMs` (a GOP longer than the time
+ * budget), but not older than this: a source silent that long must not pin stale media.
+ */
+const JOIN_FLOOR_MAX_AGE_MS = 20_000;
 
 export class Channel {
   private chunks: Buffer[] = [];
@@ -45,6 +60,9 @@ export class Channel {
   private readonly readers = new Set<ChannelReader>();
   private readonly now: () => number;
   private ended = false;
+  /** (arrival time, bytesIn) samples over the last RATE_WINDOW_MS, oldest first. */
+  private rateTimes: number[] = [];
+  private rateBytes: number[] = [];
 
   /** Bytes appended over the channel's life (upstream bytes, for stats). */
   bytesIn = 0;
@@ -87,6 +105,26 @@ export class Channel {
 
   get bufferedBytes(): number {
     return this.bytes;
+  }
+
+  /**
+   * Bytes per second the source arrived at over the last few seconds (up to RATE_WINDOW_MS);
+   * 0 until a second of arrivals is measured.
+   */
+  get byteRate(): number {
+    const n = this.rateTimes.length;
+    if (n < 2) return 0;
+    const span = this.rateTimes[n - 1]! - this.rateTimes[0]!;
+    return span >= 1000 ? ((this.rateBytes[n - 1]! - this.rateBytes[0]!) * 1000) / span : 0;
+  }
+
+  /**
+   * What the ring aims to hold: byte rate × `maxAgeMs`, at most `maxBytes` (all of `maxBytes`
+   * until the rate is known). The newest join point's GOP is kept beyond it (see evict()).
+   */
+  get budgetBytes(): number {
+    const rate = this.byteRate;
+    return rate > 0 ? Math.min(this.opts.maxBytes, Math.ceil((rate * this.opts.maxAgeMs) / 1000)) : this.opts.maxBytes;
   }
 
   /** MPEG-TS continuity-counter errors in what was written (0 in raw mode). */
@@ -152,6 +190,7 @@ export class Channel {
     }
     if (this.nextSeq === before) return; // only a partial packet so far
     this.lastDataAt = this.now();
+    this.sampleRate(this.lastDataAt);
     this.evict();
     for (const r of this.readers) r.wake();
   }
@@ -213,11 +252,45 @@ export class Channel {
     if (k < keyframes.length) markKey();
   }
 
+  /**
+   * Keeps one (time, bytesIn) sample per RATE_SAMPLE_MS slot, spanning RATE_WINDOW_MS. A
+   * sample is updated by every arrival in its slot, so the bytes of a burst count from the
+   * instant they arrived and the window's oldest burst is not counted twice.
+   */
+  private sampleRate(now: number): void {
+    const n = this.rateTimes.length;
+    if (n > 0 && Math.floor(now / RATE_SAMPLE_MS) === Math.floor(this.rateTimes[n - 1]! / RATE_SAMPLE_MS)) {
+      this.rateTimes[n - 1] = now;
+      this.rateBytes[n - 1] = this.bytesIn;
+    } else {
+      this.rateTimes.push(now);
+      this.rateBytes.push(this.bytesIn);
+    }
+    while (this.rateTimes.length > 2 && now - this.rateTimes[1]! >= RATE_WINDOW_MS) {
+      this.rateTimes.shift();
+      this.rateBytes.shift();
+    }
+  }
+
+  /**
+   * Drops the oldest chunks while the ring holds more than `maxBytes`, or chunks older than
+   * `maxAgeMs`, or more than the rate budget; but never the chunk a new reader would start at
+   * (its GOP is what a join needs, however long the GOP) unless `maxBytes` forces it or that
+   * join point is older than JOIN_FLOOR_MAX_AGE_MS. So a channel holds about rate × seconds,
+   * whatever its bitrate, and at least one GOP.
+   */
   private evict(): void {
-    const oldest = this.now() - this.opts.maxAgeMs;
+    const now = this.now();
+    const oldest = now - this.opts.maxAgeMs;
+    const budget = this.budgetBytes;
+    const floor = this.joinPoint().seq;
+    const floorPinned = this.times[floor - this.base]! >= now - JOIN_FLOOR_MAX_AGE_MS;
     // Keep at least the newest chunk so a joining reader always has something.
     while (this.chunks.length - this.head > 1) {
-      if (this.bytes <= this.opts.maxBytes && this.times[this.head]! >= oldest) break;
+      if (this.bytes <= this.opts.maxBytes) {
+        if (floorPinned && this.firstSeq >= floor) break;
+        if (this.bytes <= budget && this.times[this.head]! >= oldest) break;
+      }
       this.bytes -= this.chunks[this.head]!.length;
       this.chunks[this.head] = EMPTY;
       this.head++;

@@ -1,0 +1,92 @@
+// Overload (issue 19, target 6): past the knee, viewers already playing must keep playing at
+// rate and new viewers must get a fast 503 JSON (admission control), never a 200 that starves
+// or a 5xx mid-stream. The knee is the largest N at which the default proxy kept ≥ 95 % of
+// its viewers at full rate in the fan-out ladder of the same run.
+import { LoadClient, type GroupReport } from './client.js';
+import type { Origin } from './origin.js';
+import { machineCores, sampleMachine } from './proc.js';
+import { ProxyProcess } from './servers.js';
+import { fmt, percentile, sleep } from './stats.js';
+
+const FULL_RATE = 0.95;
+
+export interface OverloadStep {
+  factor: number;
+  knee: number;
+  /** The knee's worth of viewers, playing before the extra ones come. */
+  playing: { n: number; fullRate: number; endedMidStream: number };
+  /** The viewers past the knee: how each was answered and how the admitted ones fared. */
+  /** fullRate counts admitted (200) extra viewers at rate over the window; ttfbP95Ms is theirs. */
+  extra: { n: number; status200: number; status503: number; statusOther: number; noAnswer: number; fullRate: number; endedMidStream: number; ttfbP95Ms: number };
+  machineCores: number;
+}
+
+export interface OverloadOptions {
+  root: string;
+  clientBin: string;
+  origin: Origin;
+  nproc: number;
+  knee: number;
+  factors: number[];
+  warmupMs: number;
+  windowMs: number;
+  log: (msg: string) => void;
+}
+
+const atRate = (g: GroupReport, seconds: number, byteRate: number): number =>
+  g.window_bytes.filter((b) => b >= 0 && b / seconds >= FULL_RATE * byteRate).length;
+
+/** `npm start` defaults (WORKERS=2, admission control as configured), one stream per factor. */
+export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise<void>>): Promise<OverloadStep[]> {
+  const proxy = new ProxyProcess('overload', o.root, {});
+  const stop = () => proxy.stop();
+  cleanup.add(stop);
+  const out: OverloadStep[] = [];
+  try {
+    await proxy.start();
+    for (const factor of o.factors) {
+      const originPath = `/live/overload-${factor}.ts`;
+      const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: o.origin.url(originPath) });
+      const client = await LoadClient.start(o.clientBin);
+      try {
+        const extraN = Math.round(o.knee * (factor - 1));
+        await client.open('playing', proxy.port, `/stream/${id}`, o.knee, 100, 100, 15_000);
+        await sleep(o.warmupMs);
+        // The extra viewers arrive, then one window measures both groups: the playing ones
+        // must not lose rate, the admitted extra ones must get it too.
+        await client.open('extra', proxy.port, `/stream/${id}`, extraN, 100, 100, 10_000);
+        await sleep(2000);
+        const m0 = sampleMachine();
+        await client.mark();
+        await sleep(o.windowMs);
+        await client.mark();
+        const m1 = sampleMachine();
+        const r = await client.report();
+        const p = r.groups.playing!;
+        const x = r.groups.extra!;
+        const count = (pred: (s: number) => boolean): number => x.statuses.filter(pred).length;
+        const step: OverloadStep = {
+          factor, knee: o.knee,
+          playing: { n: p.n, fullRate: atRate(p, r.window_s, o.origin.byteRate), endedMidStream: p.ended },
+          extra: {
+            n: x.n, status200: count((s) => s === 200), status503: count((s) => s === 503),
+            statusOther: count((s) => s > 0 && s !== 200 && s !== 503), noAnswer: count((s) => s <= 0),
+            fullRate: atRate(x, r.window_s, o.origin.byteRate), endedMidStream: x.ended, ttfbP95Ms: percentile(x.ttfb_ms, 95),
+          },
+          machineCores: machineCores(m0, m1, o.nproc),
+        };
+        out.push(step);
+        o.log(`  overload ${factor}× knee (${o.knee} + ${extraN}): playing ${step.playing.fullRate}/${step.playing.n} at rate, ${step.playing.endedMidStream} ended; ` +
+          `extra 200 ${step.extra.status200}, 503 ${step.extra.status503}, other ${step.extra.statusOther}, none ${step.extra.noAnswer}, ended ${step.extra.endedMidStream}; machine ${fmt(step.machineCores, 2)} cores`);
+      } finally {
+        await client.quit();
+        await proxy.api('DELETE', `/streams/${id}`).catch(() => undefined);
+        await sleep(2000);
+      }
+    }
+    return out;
+  } finally {
+    await proxy.stop();
+    cleanup.delete(stop);
+  }
+}
