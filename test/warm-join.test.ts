@@ -111,6 +111,22 @@ describe('warm join: no coordinator round trip before the first byte (issue 19)'
     await raw.del(other);
   });
 
+  it('/metrics shows each stream\'s ring: a few seconds of its bitrate (CHANNEL_BUFFER_SECONDS, default 4), not a fixed byte budget', async () => {
+    const id = await warmStream('/live/warm-ring.ts');
+    const series = async (name: string): Promise<number> => {
+      const text = await (await fetch(proxy.url('/metrics'))).text();
+      const m = new RegExp(`^m3u_proxy_${name}\\{[^}]*stream_id="${id}"[^}]*\\} ([0-9.e+]+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : NaN;
+    };
+    // The 5 s rate window and the 8 s ring-rate window filled.
+    await waitFor(async () => (await series('stream_upstream_bytes_per_second')) > 0, 20_000, 'the upstream rate');
+    await new Promise((r) => setTimeout(r, 9000));
+    const rate = await series('stream_upstream_bytes_per_second');
+    const held = await series('stream_buffer_bytes');
+    // About 4 s (a keyframe every second in the test source), far under CHANNEL_BUFFER_BYTES (8 MiB).
+    expect(held / rate, `${held} bytes at ${rate} bytes/s`).to.be.within(2.5, 5.5);
+  });
+
   it('a stream deleted while it plays: the next join answers 404 JSON, not the running channel', async () => {
     const id = await warmStream('/live/warm-deleted.ts');
     const del = await proxy.api(`/streams/${id}`, { method: 'DELETE' });

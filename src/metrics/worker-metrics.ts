@@ -33,6 +33,8 @@ const PING_TIMEOUT_MS = 1000;
 interface StreamFigures {
   viewers: number;
   egress: number;
+  /** Bytes the channel rings hold (owner and relay workers). */
+  buffer: number;
   upstream: number;
   rate: number;
   cc: number;
@@ -54,6 +56,7 @@ function createMetrics(r: Registry) {
     streamEgressBytes: counter(M.streamEgressBytes, r),
     streamUpstreamBytes: counter(M.streamUpstreamBytes, r),
     streamUpstreamRate: gauge(M.streamUpstreamRate, r),
+    streamBufferBytes: gauge(M.streamBufferBytes, r),
     streamCcErrors: counter(M.streamCcErrors, r),
     streamReconnects: counter(M.streamReconnects, r),
     viewerJoins: counter(M.viewerJoins, r),
@@ -194,13 +197,13 @@ export class WorkerMetrics {
     const figures = (id: string): StreamFigures => {
       let f = streams.get(id);
       if (!f) {
-        f = { viewers: 0, egress: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false, ts: false };
+        f = { viewers: 0, egress: 0, buffer: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false, ts: false };
         streams.set(id, f);
       }
       return f;
     };
     const perStream = [m.streamViewers, m.sourceViewers, m.streamEgressBytes, m.streamUpstreamBytes, m.streamUpstreamRate,
-      m.streamCcErrors, m.streamReconnects, m.transcodeSpeed, m.transcodeFps, m.transcodeDroppedFrames];
+      m.streamBufferBytes, m.streamCcErrors, m.streamReconnects, m.transcodeSpeed, m.transcodeFps, m.transcodeDroppedFrames];
     for (const metric of perStream) metric.reset();
 
     for (const s of engine.liveSessions()) {
@@ -208,6 +211,7 @@ export class WorkerMetrics {
       f.ts = true;
       f.viewers += s.viewers.size;
       f.egress += s.bytesServed;
+      f.buffer += s.channel.bufferedBytes;
       m.sourceViewers.inc({ stream_id: s.id, slot: slotOf(s.key) }, s.viewers.size);
       if (s.isOwner) {
         f.owner = true;
@@ -233,6 +237,7 @@ export class WorkerMetrics {
       m.streamViewers.set(stream_id, f.viewers);
       if (!f.ts) continue;
       m.streamEgressBytes.inc(stream_id, f.egress);
+      m.streamBufferBytes.set(stream_id, f.buffer);
       if (!f.owner) continue;
       m.streamUpstreamBytes.inc(stream_id, f.upstream);
       m.streamUpstreamRate.set(stream_id, f.rate);
