@@ -4,7 +4,8 @@
 // SIGKILL and SIGSTOP of workers, Redis restarted with and without its data, host B cut off
 // from Redis, upstreams that stall, close and answer 404, slow and vanishing viewers.
 // Sampled throughout and asserted at the end:
-//   - never two upstream connections (consuming ones: a frozen process's husk is not a source)
+//   - never two upstream connections (consuming ones, whose client reads: a frozen process's
+//     husk is not a source; see Origin.consumingConnections)
 //     or two FFmpeg processes (of live parents) for one pool key at the same instant;
 //   - viewers on surviving workers never disconnected; their longest media gap per fault kind;
 //   - after everything stops: no client record, no lease, no process left;
@@ -60,13 +61,15 @@ interface Watched {
   stream: string;
 }
 
-/** Worker pids resumed (SIGCONT) recently, by time: their FFmpeg is stopped as they wake. */
+/** Worker pids resumed (SIGCONT) recently, by time: their FFmpeg is killed as they wake. */
 const resumedAt = new Map<number, number>();
-const HUSK_MS = 5000;
+/** Time a resumed worker gets to be scheduled again and find its lease deadline passed. */
+const HUSK_MS = 1000;
 
 /** FFmpeg processes reading `marker` whose worker is not frozen nor just resumed (a frozen
  *  worker's FFmpeg blocks on its full pipe, a husk like its upstream connection, and is
- *  stopped the moment the worker runs again and finds its lease deadline passed). */
+ *  killed by the first thing the worker does when it runs again: read that pipe, find its
+ *  lease deadline passed). */
 function ffmpegOf(marker: string): number[] {
   const out = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' });
   const pids: number[] = [];

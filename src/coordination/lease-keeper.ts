@@ -52,6 +52,21 @@ export class LeaseKeeper {
     return this.current !== null && performance.now() < this.validUntil;
   }
 
+  /**
+   * Whether the lease is still certainly ours, judged now (performance.now() against the
+   * deadline) rather than when the deadline timer gets to run. A process that wakes up late
+   * (SIGSTOP then SIGCONT, an event loop stalled past the deadline) serves the I/O that
+   * waited before its overdue timers, so the source's data path asks this before it passes a
+   * byte on. Past the deadline the lease is lost here and now: onLost has run when this
+   * returns false.
+   */
+  confirm(): boolean {
+    if (this.current === null) return false;
+    if (performance.now() < this.validUntil) return true;
+    this.lose();
+    return false;
+  }
+
   /** Tries once; true when this keeper now holds the lease. */
   async acquire(): Promise<boolean> {
     const { coordinator, key, holder, ttlMs } = this.opts;
@@ -128,11 +143,12 @@ export class LeaseKeeper {
   private lose(): void {
     const lease = this.current;
     this.stopTimer();
+    // The source stops first: nothing else may run while it still holds its upstream.
+    this.opts.onLost();
     // A renewal still in flight may have kept it alive in the store: give it back, so the
     // next holder does not wait for the TTL (fails harmlessly while the store is unreachable).
     if (lease) void this.opts.coordinator.releaseLease(lease).catch(() => false);
     this.opts.onEvent?.('lost');
-    this.opts.onLost();
   }
 
   private stopTimer(): void {

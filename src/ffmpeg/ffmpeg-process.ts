@@ -187,6 +187,12 @@ export class FfmpegProcess {
     return this.stopPromise;
   }
 
+  /** SIGKILL now (no trailer, no flush): for a source that must stop this instant. */
+  kill(): void {
+    void this.stop();
+    if (!this.exited && this.child?.pid !== undefined) this.child.kill('SIGKILL');
+  }
+
   private spawnFailure(err: unknown): FfmpegExit {
     return {
       code: null,

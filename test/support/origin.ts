@@ -2,11 +2,13 @@
 // byte rate, a range-capable mp4, and a handful of misbehaving routes (stall, early close,
 // slow headers, redirects, arbitrary statuses). It counts open/total requests per path so
 // tests can assert that the proxy opens exactly one upstream and closes it when viewers leave.
+import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { makeLiveTs, makeMp4, tsByteRate } from './media.js';
+import { stampPacket } from './stamps.js';
 
 const TS_PACKET = 188;
 const TICK_MS = 20;
@@ -21,9 +23,12 @@ export interface Origin {
   /** Requests to `path` (query ignored) whose response has not closed yet. */
   openConnections(path: string): number;
   /**
-   * Open requests to `path` whose client is still reading: not held back by a full socket
-   * for 1 s or more. A frozen (SIGSTOPped) process keeps its connection open but reads
-   * nothing; this tells a live source from such a husk. Meant to be sampled often.
+   * Open requests to `path` whose client process is reading: the receive queue of its socket
+   * (read from /proc/net/tcp) was empty, or shrank, within the last second. A frozen
+   * (SIGSTOPped) process keeps its connection open and reads nothing, but the kernel keeps
+   * taking the origin's bytes into its socket buffers for seconds (the origin's writes are not
+   * held back meanwhile), so only the client's queue tells a live source from such a husk.
+   * Meant to be sampled often. Where /proc/net/tcp cannot be read, every open request counts.
    */
   consumingConnections(path: string): number;
   /** Requests ever received for `path` (query ignored). */
@@ -103,13 +108,40 @@ function sendText(res: http.ServerResponse, status: number, body: string, extra:
  * the 188-aligned bytes due since the start. Under backpressure it waits for 'drain'; debt
  * beyond 1 s is dropped (skipping content, like a real live feed) rather than burst.
  */
+/**
+ * Receive queues (bytes not yet read by the process) of the IPv4 loopback sockets connected
+ * to `port`, by their local port: the clients' side of the origin's connections. Null when
+ * /proc/net/tcp cannot be read.
+ */
+function peerReceiveQueues(port: number): Map<number, number> | null {
+  const out = new Map<number, number>();
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/tcp', 'latin1');
+  } catch {
+    return null;
+  }
+  const remote = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5 || !f[2]!.endsWith(remote) || f[3] !== '01') continue; // 01: established
+    out.set(parseInt(f[1]!.slice(f[1]!.indexOf(':') + 1), 16), parseInt(f[4]!.split(':')[1]!, 16));
+  }
+  return out;
+}
+
 /** How a live response misbehaves after a while (providers do both). */
 interface LiveFault {
   /** A clean end of the response after this many ms (a provider rotating connections). */
   closeMs?: number;
   /** No more bytes after this many ms, the connection left open (a frozen provider). */
   stallMs?: number;
+  /** Each write followed by a stamp packet naming this connection (stamps.ts). */
+  stampConn?: number;
 }
+
+/** The request number of each response on its path (1 = the path's first request). */
+const requestNumber = new WeakMap<http.ServerResponse, number>();
 
 function streamLive(
   req: http.IncomingMessage, res: http.ServerResponse, src: LiveSource, speed = 1, fault: LiveFault = {}, type = 'video/mp2t',
@@ -125,6 +157,7 @@ function streamLive(
   const maxBurst = Math.max(TS_PACKET, floorToPacket(rate));
   let sent = 0; // bytes of the endless stream already written; always a multiple of 188
   let waitingForDrain = false;
+  let stampCc = 0;
   const tick = (): void => {
     if (waitingForDrain || res.destroyed || res.writableEnded) return;
     const elapsed = performance.now() - start;
@@ -134,8 +167,9 @@ function streamLive(
     if (due - sent > maxBurst) sent = due - maxBurst;
     const n = due - sent;
     if (n <= 0) return;
-    const chunk = sliceWrapped(src.data, sent, n);
+    let chunk = sliceWrapped(src.data, sent, n);
     sent += n;
+    if (fault.stampConn !== undefined) chunk = Buffer.concat([chunk, stampPacket(fault.stampConn, stampCc++)]);
     if (!res.write(chunk)) {
       waitingForDrain = true;
       res.once('drain', () => {
@@ -257,7 +291,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   }
 
   const stats = new Map<string, PathStats>();
-  const blockedSince = new WeakMap<http.ServerResponse, number>();
+  const readers = new WeakMap<http.ServerResponse, { queue: number; readAt: number }>();
   let singleOpen = 0;
   const statsFor = (p: string): PathStats => {
     let s = stats.get(p);
@@ -276,6 +310,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     if (pathname === '/live.ts' || pathname.startsWith('/live/')) {
       // `?speed=N` paces at N times the real rate (fills a stalled client's buffers sooner).
       // `?close_ms=N` ends the response cleanly after N ms; `?stall_ms=N` stops sending after N ms.
+      // `?stamp=1` follows every write with a stamp packet (stamps.ts).
       const speed = Number(query.get('speed') ?? '1');
       // `?type=text/html`: good MPEG-TS under a wrong label, as some providers send it.
       const ms = (name: string): number | undefined => {
@@ -285,6 +320,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       return streamLive(req, res, live, Number.isFinite(speed) && speed > 0 ? speed : 1, {
         ...(ms('close_ms') !== undefined ? { closeMs: ms('close_ms') } : {}),
         ...(ms('stall_ms') !== undefined ? { stallMs: ms('stall_ms') } : {}),
+        ...(query.get('stamp') === '1' ? { stampConn: requestNumber.get(res) ?? 0 } : {}),
       }, query.get('type') ?? 'video/mp2t');
     }
     // A provider's error page with a 200 (a non-media answer).
@@ -355,6 +391,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     s.total += 1;
     s.lastHeaders = req.headers;
     s.responses.add(res);
+    requestNumber.set(res, s.total);
     // 'close' fires both when the response finishes and when the client goes away early.
     res.once('close', () => {
       s.open -= 1;
@@ -403,16 +440,20 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     openConnections: (path) => stats.get(stripQuery(path))?.open ?? 0,
     consumingConnections: (path) => {
       const now = performance.now();
+      const queues = peerReceiveQueues(port);
       let n = 0;
       for (const res of stats.get(stripQuery(path))?.responses ?? []) {
-        if (!res.writableNeedDrain) {
-          blockedSince.delete(res);
-          n++;
+        if (!queues) {
+          n++; // no /proc/net/tcp (not Linux): every open request counts, the safe side
           continue;
         }
-        const since = blockedSince.get(res) ?? now;
-        blockedSince.set(res, since);
-        if (now - since < 1000) n++;
+        // Not established any more: the client closed its end; the origin sees it shortly.
+        const queue = queues.get(res.socket?.remotePort ?? -1);
+        if (queue === undefined) continue;
+        const seen = readers.get(res);
+        if (!seen || queue === 0 || queue < seen.queue) readers.set(res, { queue, readAt: now });
+        else seen.queue = queue;
+        if (now - readers.get(res)!.readAt < 1000) n++;
       }
       return n;
     },

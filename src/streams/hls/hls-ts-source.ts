@@ -124,6 +124,7 @@ export class HlsTsSource implements OwnedSource {
   }
 
   private write(data: Buffer, discontinuity: boolean): void {
+    if (this.stopped) return; // a segment fetched before the stop is not passed on
     const tables = findTables(data);
     if (discontinuity && this.tables && !(data[0] === TS_SYNC_BYTE && packetPid(data, 0) === 0)) {
       this.opts.channel.write(this.tables);

@@ -70,6 +70,11 @@ export class Channel {
   lastDataAt = 0;
   /** The Content-Type the source announced (raw mode passes it on to viewers). */
   sourceContentType: string | null = null;
+  /**
+   * Asked before each write is taken in; false drops the bytes. The owning session's lease
+   * check: an owner past its lease deadline must not pass on one more byte of its source.
+   */
+  admit: (() => boolean) | null = null;
 
   constructor(private readonly opts: ChannelOptions) {
     this.packetizer = opts.raw ? null : new TsPacketizer();
@@ -161,6 +166,7 @@ export class Channel {
 
   write(data: Buffer, final = false): void {
     if (this.ended || (data.length === 0 && !final)) return;
+    if (this.admit && !this.admit()) return;
     this.bytesIn += data.length;
     if (this.sniffing) {
       // MPEG-TS is decided by a run of sync bytes at the start, not by one stray 0x47 and not

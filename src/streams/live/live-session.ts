@@ -21,6 +21,11 @@ export interface RelayTarget {
 export interface OwnedSource {
   start(): void;
   stop(): void;
+  /**
+   * Stops at once, with no graceful end (SIGKILL for a process): the lease is lost and a new
+   * owner may be running its own source already. Unset: stop().
+   */
+  kill?(): void;
   /** The OS process of the source (FFmpeg), if it has one. */
   readonly pid: number | null;
   /** Failover state (current URL, index, attempts), for sources that fail over. */
@@ -116,6 +121,10 @@ export class LiveSession implements ChannelReader {
   constructor(private readonly opts: LiveSessionOptions) {
     this.channel = new Channel({ maxBytes: opts.channelBufferBytes, maxAgeMs: opts.channelBufferMs });
     this.channel.addReader(this);
+    // The source's data path checks the lease deadline itself: after a freeze (SIGSTOP, a
+    // stalled loop) I/O is served before the overdue deadline timer, and a resumed owner
+    // would otherwise pass on upstream bytes beside the new owner's.
+    this.channel.admit = () => this.source === null || this.lease.confirm();
     this.lease = new LeaseKeeper({
       coordinator: opts.coordinator,
       key: `lease:${opts.key}`,
@@ -243,7 +252,7 @@ export class LiveSession implements ChannelReader {
   async addRelayViewer(res: ServerResponse): Promise<Viewer | null | 'not_owner'> {
     this.cancelGrace();
     await this.owning;
-    if (!this.isOwner) return 'not_owner';
+    if (!this.isOwner || !this.lease.confirm()) return 'not_owner';
     const viewer = await this.attach(res, TS_HEAD, (v) => this.relayViewers.delete(v));
     if (viewer) this.relayViewers.add(viewer);
     return viewer;
@@ -450,8 +459,9 @@ export class LiveSession implements ChannelReader {
   }
 
   private onLeaseLost(): void {
-    this.opts.logger.warn('lease lost, stopping the source', { stream_id: this.id });
-    this.source?.stop();
+    if (this.source?.kill) this.source.kill();
+    else this.source?.stop();
+    this.opts.logger.warn('lease lost, source stopped', { stream_id: this.id });
     this.source = null;
     this.opts.onOwnership?.();
     // Workers relaying from here must find the new owner.

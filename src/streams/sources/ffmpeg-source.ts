@@ -108,6 +108,13 @@ export class FfmpegSource implements OwnedSource {
     if (this.proc) void this.proc.stop();
   }
 
+  /** Stops now: FFmpeg is killed (SIGKILL), not asked to finish (the lease is lost). */
+  kill(): void {
+    const proc = this.proc;
+    this.stop();
+    proc?.kill();
+  }
+
   updateDefinition(def: StreamDefinition): void {
     this.plan.update(def);
   }
@@ -162,6 +169,8 @@ export class FfmpegSource implements OwnedSource {
       logMeta: { stream_id: opts.streamId, source: opts.sourceKey },
       killAfterMs: opts.killAfterMs,
       onStdout: (chunk) => {
+        // A stopped source passes nothing on (FFmpeg flushes after SIGTERM; a new owner may run).
+        if (this.stopped) return;
         lastOutputAt = Date.now();
         if (firstOutputAt === 0) firstOutputAt = lastOutputAt;
         this.bytesIn += chunk.length;

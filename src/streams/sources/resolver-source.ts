@@ -72,6 +72,7 @@ export class ResolverSource implements OwnedSource {
     const pid = child.pid ?? null;
     this.opts.onPid(pid, true);
     child.stdout!.on('data', (chunk: Buffer) => {
+      if (this.stopped) return; // a new owner may run: a stopped resolver passes nothing on
       this.bytes += chunk.length;
       channel.write(chunk);
     });
