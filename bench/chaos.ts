@@ -1,7 +1,7 @@
 // `npm run chaos`: a bounded chaos run on loopback (issue 18). Its own redis-server, origin and
 // viewers; two hosts (two clusters on one Redis, WORKERS=2 each) serving two live channels and
 // a shared transcode to viewers on every worker, while faults are injected one after another:
-// SIGKILL and SIGSTOP of workers, Redis restarted with and without its data, host B cut off
+// SIGKILL of workers and SIGSTOP of a stream's owner, Redis restarted with and without its data, host B cut off
 // from Redis, upstreams that stall, close and answer 404, slow and vanishing viewers.
 // Sampled throughout and asserted at the end:
 //   - never two upstream connections (consuming ones, whose client reads: a frozen process's
@@ -170,6 +170,11 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       const w = own[Math.floor(Math.random() * own.length)];
       return w ? { pid: w.pid, id: w.worker_id } : null;
     };
+    const ownerOf = async (id: string): Promise<{ pid: number; id: string } | null> => {
+      const res = await a!.api<{ stream: { owner: { worker_id: string; pid: number } | null } }>(`/streams/${id}`).catch(() => null);
+      const owner = res?.body.stream?.owner;
+      return owner?.pid ? { pid: owner.pid, id: owner.worker_id } : null;
+    };
     for (const c of [a, b]) for (const p of c.workerPids()) allPids.add(p);
 
     const faults: Array<[FaultKind, () => Promise<void>]> = [
@@ -183,7 +188,9 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
         for (const p of host.workerPids()) allPids.add(p);
       }],
       ['sigstop', async () => {
-        const w = await workerPid(a!, 'chaosA');
+        // The owner of a stream (the fault that matters: its lease expires, another worker
+        // takes over, then it resumes); any worker of host A when no owner can be read.
+        const w = (await ownerOf(ids[Object.keys(ids)[Math.floor(Math.random() * 3)]!]!)) ?? (await workerPid(a!, 'chaosA'));
         if (!w) return;
         // The frozen worker is the faulted one: its own viewers are not survivors.
         frozen.add(w.id);

@@ -16,6 +16,8 @@ describe('chaos run (short)', function () {
     expect(r.failures).to.deep.equal([]);
     expect(r.duplicateSources).to.equal(0);
     expect(r.survivorsDisconnected).to.equal(0);
+    // The frozen owner's own viewers stay too (fed by a relay to the new owner once it resumes).
+    expect(r.frozenViewersCut).to.equal(0);
     expect(r.clientRecordsLeft).to.equal(0);
     expect(r.leasesLeft).to.equal(0);
     expect(r.processesLeft).to.equal(0);
