@@ -41,6 +41,9 @@ export interface ChaosReport {
   survivorsDisconnected: number;
   /** Viewers of a worker that was frozen (SIGSTOP) that lost their connection (reported). */
   frozenViewersCut: number;
+  /** Viewer departures by reason (m3u_proxy_viewer_departures_total, both hosts) during the
+   *  SIGSTOP faults: why the frozen worker's viewers were cut, when they were. */
+  departuresDuringSigstop: Record<string, number>;
   clientRecordsLeft: number;
   leasesLeft: number;
   processesLeft: number;
@@ -98,7 +101,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
   const rdbPath = path.join(os.tmpdir(), rdb);
   const report: ChaosReport = {
     seconds: opts.seconds, faults: {}, longestGapMs: {}, duplicateSources: 0, maxConsumingUpstreams: {}, maxFfmpeg: 0,
-    survivorsDisconnected: 0, frozenViewersCut: 0, clientRecordsLeft: -1, leasesLeft: -1, processesLeft: -1, workersServing: 0, failures: [],
+    survivorsDisconnected: 0, frozenViewersCut: 0, departuresDuringSigstop: {}, clientRecordsLeft: -1, leasesLeft: -1, processesLeft: -1, workersServing: 0, failures: [],
   };
   let origin: Origin | null = null;
   let redis: RedisServer | null = null;
@@ -231,6 +234,17 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       }],
     ];
 
+    /** viewer_departures_total by reason, summed over both hosts. */
+    const departures = async (): Promise<Record<string, number>> => {
+      const out: Record<string, number> = {};
+      for (const c of [a!, b!]) {
+        const text = await fetch(c.url('/metrics')).then((r) => r.text()).catch(() => '');
+        for (const m of text.matchAll(/^m3u_proxy_viewer_departures_total\{[^}]*reason="([a-z_]+)"[^}]*\} (\d+)/gm)) {
+          out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+        }
+      }
+      return out;
+    };
     const end = Date.now() + opts.seconds * 1000;
     let i = 0;
     while (Date.now() < end || i < faults.length) {
@@ -238,6 +252,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       i++;
       const meters = survivors().map((w) => ({ w, m: gapMeter(() => w.viewer.bytes()) }));
       const t0 = Date.now();
+      const departedBefore = kind === 'sigstop' ? await departures() : null;
       during = kind;
       await inject();
       report.faults[kind] = (report.faults[kind] ?? 0) + 1;
@@ -247,6 +262,12 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
       meters.forEach(({ m }) => m.stop());
       report.longestGapMs[kind] = Math.max(report.longestGapMs[kind] ?? 0, gap);
       noteDisconnects();
+      if (departedBefore) {
+        for (const [reason, n] of Object.entries(await departures())) {
+          const d = n - (departedBefore[reason] ?? 0);
+          if (d > 0) report.departuresDuringSigstop[reason] = (report.departuresDuringSigstop[reason] ?? 0) + d;
+        }
+      }
       frozen.clear(); // its viewers that stayed are survivors again from the next fault on
       log(`chaos: ${kind} (#${report.faults[kind]}) longest gap ${gap} ms, ${Date.now() - t0} ms`);
       // A killed worker's viewers re-join, as players do.

@@ -98,8 +98,8 @@ describe('faults: a frozen owner resumes (SIGSTOP, then SIGCONT), Redis mode', f
       await sleep(3000);
       expect(origin.openConnections(path)).to.equal(1);
 
-      // No byte written to the frozen owner's connection after the SIGSTOP reached a viewer.
       expect(reading.stop(), `upstream connections read at the same instant (ms after SIGSTOP: consuming of open) ${timeline.join(', ')}`).to.equal(1);
+      // No byte written to the frozen owner's connection after the SIGSTOP reached a viewer.
       let stale = 0;
       for (const w of watched) for (const s of readStamps(w.viewer.body())) if (s.conn === 1 && s.at > stoppedAt + 50) stale++;
       report('frozen owner resumed: stamps of its upstream written while frozen, passed on', stale);

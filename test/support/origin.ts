@@ -28,7 +28,10 @@ export interface Origin {
    * (SIGSTOPped) process keeps its connection open and reads nothing, but the kernel keeps
    * taking the origin's bytes into its socket buffers for seconds (the origin's writes are not
    * held back meanwhile), so only the client's queue tells a live source from such a husk.
-   * Meant to be sampled often. Where /proc/net/tcp cannot be read, every open request counts.
+   * A connection is counted at first sight and afterwards when it was consuming at this call
+   * and the previous one: a husk that wakes, takes one read and closes at once (a resumed owner
+   * whose data path finds its lease deadline passed) is no source. Meant to be sampled often
+   * (every 10–25 ms). Where /proc/net/tcp cannot be read, every open request counts.
    */
   consumingConnections(path: string): number;
   /** Requests ever received for `path` (query ignored). */
@@ -291,7 +294,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   }
 
   const stats = new Map<string, PathStats>();
-  const readers = new WeakMap<http.ServerResponse, { queue: number; readAt: number }>();
+  const readers = new WeakMap<http.ServerResponse, { queue: number; readAt: number; consuming: boolean }>();
   let singleOpen = 0;
   const statsFor = (p: string): PathStats => {
     let s = stats.get(p);
@@ -451,9 +454,13 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
         const queue = queues.get(res.socket?.remotePort ?? -1);
         if (queue === undefined) continue;
         const seen = readers.get(res);
-        if (!seen || queue === 0 || queue < seen.queue) readers.set(res, { queue, readAt: now });
-        else seen.queue = queue;
-        if (now - readers.get(res)!.readAt < 1000) n++;
+        const readAt = !seen || queue === 0 || queue < seen.queue ? now : seen.readAt;
+        const consuming = now - readAt < 1000;
+        readers.set(res, { queue, readAt, consuming });
+        // Counted at first sight, then only when consuming at two samples in a row: a client
+        // that wakes, takes one read and closes at once (a resumed owner whose data path found
+        // its lease deadline passed, dropping what it read) is no source.
+        if (consuming && (!seen || seen.consuming)) n++;
       }
       return n;
     },
