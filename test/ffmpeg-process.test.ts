@@ -397,7 +397,9 @@ describe('ffmpeg process (real ffmpeg, lavfi)', function () {
   it('survives a throwing stdout consumer', async () => {
     let calls = 0;
     const run = launch({
-      args: ['-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'mpegts', 'pipe:1'],
+      // -re: output over ~1 s of real time, so it arrives in several reads even when a loaded
+      // box lets FFmpeg finish before Node reads (1 s of 160x120 fits in one 64 KiB read).
+      args: ['-re', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-flush_packets', '1', '-f', 'mpegts', 'pipe:1'],
       onStdout: () => {
         calls++;
         throw new Error('consumer bug');
