@@ -10,11 +10,14 @@
 //     of them, so a share AND a count are required), and
 //   - its event-loop utilisation over that second (performance.eventLoopUtilization).
 // A worker is overloaded while ≥ `laggingShare` of its viewers (and at least MIN_LAGGING of
-// them) lag, or while its loop has been ≥ `eluLimit` busy for ELU_TICKS samples in a row with
-// at least MIN_LAGGING viewers; and always at `maxViewers` (0 = no cap). The loop rule is the
-// one that catches the collapse above: a saturated worker reads its source late, so every
-// viewer gets less together while no socket is ever full (nobody "lags"). The state changes
-// at most once a second, so a join costs one comparison.
+// them) lag, or while its loop is ≥ `eluLimit` busy and some viewers lag; and always at
+// `maxViewers` (0 = no cap). The state changes at most once a second, so a join costs one
+// comparison.
+//
+// Not a rule: a busy loop alone. A worker at ~100 % utilisation still keeps 800–2,000 viewers
+// at full rate on the bench, and refusing there halved the host's capacity (BENCHMARKS.md,
+// 2026-11-30). A collapse where the source itself is read late (every viewer slower together,
+// no socket full) is therefore not caught here; MAX_VIEWERS_PER_WORKER is the guard for it.
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { AppError } from '../../errors.js';
 
@@ -35,14 +38,10 @@ export interface AdmissionOptions {
   /** Counts this worker's viewers and how many of them lag now. */
   sample: () => LoadSample;
   intervalMs?: number;
-  /** Event-loop utilisation (0–1) since the previous call; default: performance.eventLoopUtilization. */
-  utilization?: () => number;
 }
 
-/** A lagging viewer must be this many, at least, before a share counts (and viewers this many before a busy loop does). */
+/** A lagging viewer must be this many, at least, before a share counts. */
 const MIN_LAGGING = 10;
-/** Samples in a row at ≥ eluLimit before a busy loop alone refuses viewers (a burst of joins is shorter). */
-const ELU_TICKS = 2;
 /** How long a viewer's socket must have refused bytes to count as lagging (ms). */
 export const LAG_MS = 1000;
 
@@ -51,19 +50,11 @@ export class Admission {
   private reason = '';
   private viewers = 0;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
-  private busyTicks = 0;
-  private readonly utilization: () => number;
   private readonly timer: NodeJS.Timeout;
   /** New viewers refused since start (for stats and metrics). */
   refused = 0;
 
   constructor(private readonly opts: AdmissionOptions) {
-    this.utilization = opts.utilization ?? (() => {
-      const now = performance.eventLoopUtilization();
-      const u = performance.eventLoopUtilization(now, this.elu).utilization;
-      this.elu = now;
-      return u;
-    });
     this.timer = setInterval(() => this.tick(), opts.intervalMs ?? 1000);
     this.timer.unref();
   }
@@ -94,16 +85,17 @@ export class Admission {
   private tick(): void {
     const { viewers, lagging } = this.opts.sample();
     this.viewers = viewers;
-    const elu = this.utilization();
+    const now = performance.eventLoopUtilization();
+    const elu = performance.eventLoopUtilization(now, this.elu).utilization;
+    this.elu = now;
     const share = viewers > 0 ? lagging / viewers : 0;
     const { laggingShare, eluLimit } = this.opts;
-    this.busyTicks = elu >= eluLimit ? this.busyTicks + 1 : 0;
     if (laggingShare > 0 && lagging >= MIN_LAGGING && share >= laggingShare) {
       this.overloaded = true;
       this.reason = `${lagging} of its ${viewers} viewers are not keeping up`;
-    } else if (laggingShare > 0 && this.busyTicks >= ELU_TICKS && viewers >= MIN_LAGGING) {
+    } else if (laggingShare > 0 && elu >= eluLimit && lagging >= MIN_LAGGING) {
       this.overloaded = true;
-      this.reason = `its event loop is ${Math.round(elu * 100)} % busy (${this.busyTicks} samples in a row) with ${viewers} viewers`;
+      this.reason = `its event loop is ${Math.round(elu * 100)} % busy and ${lagging} viewers lag`;
     } else {
       this.overloaded = false;
       this.reason = '';
