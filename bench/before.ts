@@ -1,6 +1,8 @@
 // `--before <rev>`: the proxy as it was at an earlier commit, built in a detached git worktree
 // of its own, so the bench measures before and after in one run beside the same floor (the
 // only way a "before" figure on a shared box is comparable: same minute, same load).
+// `--after <rev>` builds a second commit the same way and measures it in place of this
+// checkout, so one change can be isolated (e.g. --before X^ --after X).
 import { execFile } from 'node:child_process';
 import { existsSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -22,8 +24,8 @@ export interface BeforeTree {
  * build fails here and says so).
  * Errors: an unknown rev or a failed build throw with git's or tsc's output.
  */
-export async function buildBefore(repoRoot: string, tmp: string, rev: string): Promise<BeforeTree> {
-  const root = path.join(tmp, 'before');
+export async function buildBefore(repoRoot: string, tmp: string, rev: string, name = 'before'): Promise<BeforeTree> {
+  const root = path.join(tmp, name);
   const git = (args: string[], cwd = repoRoot) => execFileAsync('git', args, { cwd, timeout: 60_000 });
   const commit = (await git(['rev-parse', '--short', `${rev}^{commit}`])).stdout.trim();
   await git(['worktree', 'add', '--detach', '--force', root, commit]);
@@ -36,7 +38,7 @@ export async function buildBefore(repoRoot: string, tmp: string, rev: string): P
   } catch (err) {
     await remove();
     const e = err as { stdout?: string; message: string };
-    throw new Error(`--before ${rev}: build failed: ${(e.stdout ?? e.message).slice(0, 2000)}`);
+    throw new Error(`--${name} ${rev}: build failed: ${(e.stdout ?? e.message).slice(0, 2000)}`);
   }
   return { root, commit, remove };
 }

@@ -17,6 +17,8 @@
 //                             bench/results/<mode>-partial.json, not to the markdown
 //          --before <rev>     also measure the proxy as built at <rev> (WORKERS=2, interleaved
 //                             with the others at every N): a before/after in the same run
+//          --after <rev>      measure the proxy as built at <rev> instead of this checkout
+//                             (with --before: one change isolated, both built the same way)
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -48,12 +50,13 @@ interface Options {
   only: Set<string> | null;
   ladder: number[] | null;
   before: string | null;
+  after: string | null;
 }
 
 const SECTIONS = ['fanout', 'background', 'cold', 'profile', 'transcode', 'memory', 'channels', 'scrape', 'overload'];
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, maxViewers: 2400, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null, before: null };
+  const o: Options = { quick: false, maxViewers: 2400, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null, before: null, after: null };
   let profileSet = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -69,6 +72,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--out') o.out = path.resolve(next());
     else if (a === '--rate') o.muxrate = Number(next());
     else if (a === '--before') o.before = next();
+    else if (a === '--after') o.after = next();
     else if (a === '--ladder') o.ladder = next().split(',').map(Number).filter((n) => n > 0);
     else if (a === '--only') {
       o.only = new Set(next().split(','));
@@ -248,6 +252,8 @@ interface Ctx {
   log: (msg: string) => void;
   /** `--before`: the built tree of the earlier commit. */
   before: BeforeTree | null;
+  /** Where the proxies under test run from: this checkout, or the `--after` tree. */
+  proxyRoot: string;
 }
 
 /**
@@ -547,8 +553,8 @@ interface FanoutPhase {
  */
 async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: boolean, doBackground: boolean): Promise<FanoutPhase> {
   const { plan, origin, opts, log, started } = ctx;
-  const proxy1 = new ProxyProcess('WORKERS=1', ROOT, { WORKERS: '1' });
-  const proxy2 = new ProxyProcess('WORKERS=2', ROOT, { WORKERS: '2' });
+  const proxy1 = new ProxyProcess('WORKERS=1', ctx.proxyRoot, { WORKERS: '1' });
+  const proxy2 = new ProxyProcess('WORKERS=2', ctx.proxyRoot, { WORKERS: '2' });
   const before = ctx.before ? new ProxyProcess(`before ${ctx.before.commit}`, ctx.before.root, { WORKERS: '2' }) : null;
   const floor = new FloorProcess(ROOT);
   const servers = [proxy1, proxy2, ...(before ? [before] : []), floor];
@@ -688,7 +694,13 @@ async function main(): Promise<void> {
       before = await buildBefore(ROOT, tmp, opts.before);
       cleanup.add(() => before!.remove());
     }
-    const ctx: Ctx = { opts, plan, origin, clientBin, nproc: m.nproc, started, log, before };
+    let after: BeforeTree | null = null;
+    if (opts.after) {
+      log(`building ${opts.after} to measure in place of this checkout`);
+      after = await buildBefore(ROOT, tmp, opts.after, 'after');
+      cleanup.add(() => after!.remove());
+    }
+    const ctx: Ctx = { opts, plan, origin, clientBin, nproc: m.nproc, started, log, before, proxyRoot: after?.root ?? ROOT };
 
     const phase: FanoutPhase = want('fanout') || want('cold') || want('background')
       ? await runFanout(ctx, cleanup, want('fanout'), want('cold'), want('background'))
@@ -738,8 +750,8 @@ async function main(): Promise<void> {
     const results: Results = {
       mode: opts.quick ? 'quick' : 'full',
       date: new Date().toISOString(),
-      commit: git(['rev-parse', '--short', 'HEAD']),
-      srcDirty: git(['status', '--porcelain', '--', 'src']) !== '',
+      commit: after ? after.commit : git(['rev-parse', '--short', 'HEAD']),
+      srcDirty: after ? false : git(['status', '--porcelain', '--', 'src']) !== '',
       machine: m,
       source: { muxrate: opts.muxrate, byteRate, seconds },
       plan,
