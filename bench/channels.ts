@@ -2,17 +2,12 @@
 // scrape on a busy host (issue 14: < 50 ms for 2,000 viewers on 50 streams). Both use origins
 // of their own at lower rates than the fan-out's channel, so the box is not saturated by bytes
 // and what is measured is the per-channel and per-scrape cost.
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LoadClient, type ClientReport } from './client.js';
-import { byteRateOf, makeMedia, startOrigin, type Origin } from './origin.js';
+import { originAt, type Origin } from './origin.js';
 import { machineCores, sampleMachine, sampleTree, treeDelta, treeRssKiB } from './proc.js';
 import { FloorProcess, ProxyProcess } from './servers.js';
-import { fmt, percentile, sleep } from './stats.js';
-
-/** A viewer "gets full rate" at ≥ this share of the source's byte rate over the window. */
-const FULL_RATE = 0.95;
+import { atFullRate, fmt, percentile, sleep } from './stats.js';
 
 export interface ChannelsSide {
   server: 'proxy' | 'floor';
@@ -55,16 +50,6 @@ export interface ChannelsOptions {
 
 type Cleanup = Set<() => Promise<void>>;
 
-/** An origin of its own at `muxrate` (the media made into its own folder). */
-export async function originAt(tmp: string, name: string, muxrate: number, cleanup: Cleanup): Promise<Origin> {
-  const dir = path.join(tmp, name);
-  mkdirSync(dir, { recursive: true });
-  const file = await makeMedia(dir, { seconds: 10, muxrate });
-  const origin = await startOrigin(file, await byteRateOf(file));
-  cleanup.add(() => origin.close());
-  return origin;
-}
-
 /** Opens `perChannel` viewers on each path at once (one client group per channel). */
 async function openAll(client: LoadClient, port: number, paths: string[], perChannel: number): Promise<number> {
   const opened = await Promise.all(paths.map((p, i) => client.open(`c${i}`, port, p, perChannel, perChannel, 0, 20_000)));
@@ -97,7 +82,7 @@ async function measureSide(
       server,
       viewers: paths.length * o.perChannel,
       connected,
-      fullRate: bytes.filter((b) => b >= 0 && b / report.window_s >= FULL_RATE * origin.byteRate).length,
+      fullRate: atFullRate(bytes, report.window_s, origin.byteRate),
       cores: d.cpuS / ((t1 - t0) / 1000),
       cpuSPerGB: delivered > 0 ? d.cpuS / (delivered / 1e9) : Number.NaN,
       machineCores: machineCores(m0, m1, o.nproc),

@@ -4,6 +4,7 @@
 // clock), so the proxy, the floor server and the direct probes each get their own path and
 // the origin can count upstream connections per path.
 import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -137,4 +138,17 @@ export async function startOrigin(file: string, byteRate: number): Promise<Origi
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Makes a live TS of `seconds` s at `muxrate` into `<tmp>/<name>/` and serves it; the origin
+ * is closed by `cleanup` (the bench's set of stop functions).
+ */
+export async function originAt(tmp: string, name: string, muxrate: number, cleanup: Set<() => Promise<void>>, seconds = 10): Promise<Origin> {
+  const dir = path.join(tmp, name);
+  mkdirSync(dir, { recursive: true });
+  const file = await makeMedia(dir, { seconds, muxrate });
+  const origin = await startOrigin(file, await byteRateOf(file));
+  cleanup.add(() => origin.close());
+  return origin;
 }

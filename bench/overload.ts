@@ -2,13 +2,11 @@
 // rate and new viewers must get a fast 503 JSON (admission control), never a 200 that starves
 // or a 5xx mid-stream. The knee is the largest N at which the default proxy kept ≥ 95 % of
 // its viewers at full rate in the fan-out ladder of the same run.
-import { LoadClient, type GroupReport } from './client.js';
+import { LoadClient } from './client.js';
 import type { Origin } from './origin.js';
 import { machineCores, sampleMachine } from './proc.js';
 import { ProxyProcess } from './servers.js';
-import { fmt, percentile, sleep } from './stats.js';
-
-const FULL_RATE = 0.95;
+import { atFullRate, fmt, percentile, sleep } from './stats.js';
 
 export interface OverloadStep {
   factor: number;
@@ -32,9 +30,6 @@ export interface OverloadOptions {
   windowMs: number;
   log: (msg: string) => void;
 }
-
-const atRate = (g: GroupReport, seconds: number, byteRate: number): number =>
-  g.window_bytes.filter((b) => b >= 0 && b / seconds >= FULL_RATE * byteRate).length;
 
 /** `npm start` defaults (WORKERS=2, admission control as configured), one stream per factor. */
 export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise<void>>): Promise<OverloadStep[]> {
@@ -67,11 +62,11 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
         const count = (pred: (s: number) => boolean): number => x.statuses.filter(pred).length;
         const step: OverloadStep = {
           factor, knee: o.knee,
-          playing: { n: p.n, fullRate: atRate(p, r.window_s, o.origin.byteRate), endedMidStream: p.ended },
+          playing: { n: p.n, fullRate: atFullRate(p.window_bytes, r.window_s, o.origin.byteRate), endedMidStream: p.ended },
           extra: {
             n: x.n, status200: count((s) => s === 200), status503: count((s) => s === 503),
             statusOther: count((s) => s > 0 && s !== 200 && s !== 503), noAnswer: count((s) => s <= 0),
-            fullRate: atRate(x, r.window_s, o.origin.byteRate), endedMidStream: x.ended, ttfbP95Ms: percentile(x.ttfb_ms, 95),
+            fullRate: atFullRate(x.window_bytes, r.window_s, o.origin.byteRate), endedMidStream: x.ended, ttfbP95Ms: percentile(x.ttfb_ms, 95),
           },
           machineCores: machineCores(m0, m1, o.nproc),
         };

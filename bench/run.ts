@@ -29,12 +29,12 @@ import { buildBefore, type BeforeTree } from './before.js';
 import { runChannels, runScrape, type ChannelsResult, type ScrapeResult } from './channels.js';
 import { buildClient, LoadClient, type ClientReport, type GroupReport } from './client.js';
 import { runOverload, type OverloadStep } from './overload.js';
-import { byteRateOf, makeMedia, startOrigin, type Origin } from './origin.js';
+import { originAt, type Origin } from './origin.js';
 import { runMemoryCycles, type MemoryResult } from './memory.js';
 import { busiestProfile, type ProfileSummary } from './profile.js';
 import { connectionsByPid, ioBytes, machineCores, sampleMachine, sampleTree, treeDelta, treeRssKiB, type ProcSample } from './proc.js';
 import { FloorProcess, ProxyProcess } from './servers.js';
-import { fmt, median, pct, percentile, ratio, sleep } from './stats.js';
+import { atFullRate, fmt, FULL_RATE, median, pct, percentile, ratio, sleep } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -130,8 +130,6 @@ function planFor(o: Options): Plan {
 // not the fan-out.
 const BATCH = 100;
 const BATCH_INTERVAL_MS = 100;
-/** A viewer "gets full rate" at ≥ this share of the source's byte rate over the window. */
-const FULL_RATE = 0.95;
 /** A client above this share of one core may be what limits a figure: flagged. */
 const CLIENT_SATURATED = 0.9;
 const TRANSCODE_TEMPLATE = '-i {input_url} -c:v libx264 -preset ultrafast -s 640x360 -c:a aac {output_args}';
@@ -290,7 +288,7 @@ async function measureFanout(ctx: Ctx, target: Target, n: number, background = f
     const report: ClientReport = await client.report();
     const main = report.groups.main!;
     const win = report.window_s;
-    const full = main.window_bytes.filter((b) => b >= 0 && b / win >= FULL_RATE * origin.byteRate).length;
+    const full = atFullRate(main.window_bytes, win, origin.byteRate);
     const delivered = main.window_bytes.reduce((s, b) => s + Math.max(0, b), 0);
     const d = treeDelta(before, after);
     const r: FanoutResult = {
@@ -682,10 +680,8 @@ async function main(): Promise<void> {
     const m = machine();
     log(`m3u-proxy bench (${opts.quick ? 'quick' : 'full'}): ${m.nproc} cores, ${fmt(m.memGiB, 1)} GiB, Node ${m.node}`);
     const seconds = 10;
-    const [clientBin, mediaFile] = await Promise.all([buildClient(tmp), makeMedia(tmp, { seconds, muxrate: opts.muxrate })]);
-    const byteRate = await byteRateOf(mediaFile);
-    const origin = await startOrigin(mediaFile, byteRate);
-    cleanup.add(() => origin.close());
+    const [clientBin, origin] = await Promise.all([buildClient(tmp), originAt(tmp, 'fanout', opts.muxrate, cleanup, seconds)]);
+    const byteRate = origin.byteRate;
     log(`origin: ${fmt((byteRate * 8) / 1e6, 2)} Mbit/s live TS (H.264 720p25 + AAC, ${seconds} s looped) on port ${origin.port}`);
     const want = (section: string): boolean => (opts.only ? opts.only.has(section) : section !== 'profile' || opts.profile);
     let before: BeforeTree | null = null;

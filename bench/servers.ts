@@ -8,8 +8,11 @@ import { sampleTree } from './proc.js';
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
 
-/** Waits for the first stdout JSON line that `match` accepts. */
-function waitForLine(proc: ChildProcess, what: string, match: (o: Record<string, unknown>) => boolean, stderrTail: () => string): Promise<Record<string, unknown>> {
+/** Waits for the first stdout JSON line that `match` accepts; later lines go to `after`. */
+function waitForLine(
+  proc: ChildProcess, what: string, match: (o: Record<string, unknown>) => boolean, stderrTail: () => string,
+  after: (line: string) => void = () => undefined,
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const rl = createInterface({ input: proc.stdout! });
     const done = (err: Error | null, o?: Record<string, unknown>): void => {
@@ -17,7 +20,7 @@ function waitForLine(proc: ChildProcess, what: string, match: (o: Record<string,
       proc.off('exit', onExit);
       rl.removeAllListeners('line');
       // Keep draining stdout so the child never blocks on a full pipe.
-      rl.on('line', () => undefined);
+      rl.on('line', after);
       if (err) reject(err);
       else resolve(o!);
     };
@@ -68,6 +71,8 @@ export class ProxyProcess {
   pid = 0;
   private proc: ChildProcess | null = null;
   private readonly headers: Record<string, string>;
+  /** The proxy's log lines after "primary ready" (JSON, LOG_LEVEL as set in `env`); none kept unless set. */
+  onLog: ((line: string) => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -97,7 +102,7 @@ export class ProxyProcess {
     const proc = spawn(process.execPath, [...this.execArgv, 'dist/src/index.js'], { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.pid = proc.pid ?? 0;
-    const ready = await waitForLine(proc, `proxy ${this.name}`, (o) => o.message === 'primary ready' && typeof o.port === 'number', tailOf(proc));
+    const ready = await waitForLine(proc, `proxy ${this.name}`, (o) => o.message === 'primary ready' && typeof o.port === 'number', tailOf(proc), (line) => this.onLog?.(line));
     this.port = ready.port as number;
   }
 

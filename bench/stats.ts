@@ -28,3 +28,11 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A viewer "gets full rate" at ≥ this share of the source's byte rate over the window. */
+export const FULL_RATE = 0.95;
+
+/** How many of a group's connections got full rate over a window (-1 entries: not open for all of it). */
+export function atFullRate(windowBytes: number[], seconds: number, byteRate: number): number {
+  return windowBytes.filter((b) => b >= 0 && b / seconds >= FULL_RATE * byteRate).length;
+}
