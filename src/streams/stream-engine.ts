@@ -822,8 +822,7 @@ export class StreamEngine {
   }
 
   private async clientGone(streamId: string, sentId: string, reason: ViewerEndReason): Promise<void> {
-    const recordId = this.recordIdOf(streamId, sentId);
-    const clientId = typeof recordId === 'string' ? recordId : await recordId;
+    const clientId = await this.recordIdOf(streamId, sentId);
     const key = `${streamId}:${clientId}`;
     const record = this.clients.get(key);
     const bytes = record ? this.clientBytes(record) : 0;
