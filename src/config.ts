@@ -81,6 +81,11 @@ export interface Config {
    * and by the observed byte rate × this, plus the newest keyframe GOP a join starts at.
    */
   readonly channelBufferMs: number;
+  /**
+   * Milliseconds a channel may hold source reads to pass them on as one chunk
+   * (CHANNEL_COALESCE_MS, 0–1000; 0: every read at once). See ChannelOptions.coalesceMs.
+   */
+  readonly channelCoalesceMs: number;
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
@@ -439,6 +444,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     useStickySession: r.bool('USE_STICKY_SESSION', false),
     channelBufferBytes: r.int('CHANNEL_BUFFER_BYTES', 8 * 1024 * 1024, 64 * 1024),
     channelBufferMs: r.ms('CHANNEL_BUFFER_SECONDS', 4),
+    channelCoalesceMs: r.int('CHANNEL_COALESCE_MS', 50, 0, 1000),
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),

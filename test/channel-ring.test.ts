@@ -4,6 +4,7 @@
 // every GOP.
 import { expect } from 'chai';
 import { Channel } from '../src/streams/live/channel.js';
+import { Viewer } from '../src/streams/live/viewer.js';
 import { packetPid, TS_PACKET_SIZE } from '../src/streams/mpegts/ts-packets.js';
 
 const PMT_PID = 0x1000;
@@ -154,5 +155,61 @@ describe('Channel ring sized by bitrate × time (issue 19)', () => {
     // Only the last 2 s remain; the join point is the newest PAT.
     expect(ch.bufferedBytes).to.be.at.most(2 * 25 * 27 * TS_PACKET_SIZE + 27 * TS_PACKET_SIZE);
     expect(isKeyframePacket(fromJoinPoint(ch), 2 * TS_PACKET_SIZE)).to.equal(false);
+  });
+});
+
+describe('Channel coalescing (CHANNEL_COALESCE_MS, issue 19)', () => {
+  /** A viewer's socket that records each write. */
+  const sink = () => {
+    const writes: Buffer[] = [];
+    return {
+      writes,
+      destroyed: false,
+      writableLength: 0,
+      write(chunk: Buffer) { writes.push(chunk); return true; },
+      once() { return undefined; },
+      end() { return undefined; },
+      destroy() { return undefined; },
+    };
+  };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('passes the first read on at once, then joins the reads of each window into one write per viewer', async () => {
+    const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, coalesceMs: 40 });
+    const f = feed(ch);
+    const sent: Buffer[] = [];
+    f.write(27, true);
+    sent.push(ch.chunk(ch.firstSeq));
+    const s = sink();
+    new Viewer(ch, s, { maxDrops: 3, queueBudget: 1 << 20 }).start({ seq: ch.firstSeq, offset: 0 });
+    expect(s.writes).to.have.length(1); // the first bytes are never held
+    for (let i = 0; i < 9; i++) f.write(27, i === 4);
+    expect(s.writes).to.have.length(1); // held for the window
+    await sleep(80);
+    expect(s.writes).to.have.length(2); // nine reads, one write
+    expect(s.writes[1]!.length).to.equal(9 * 27 * TS_PACKET_SIZE);
+    // The join point found inside the joined chunk is the keyframe's PAT (read 5 of 9).
+    const jp = ch.joinPoint();
+    expect(jp.seq).to.equal(ch.nextSeq - 1);
+    expect(jp.offset).to.equal(4 * 27 * TS_PACKET_SIZE);
+    expect(isKeyframePacket(ch.chunk(jp.seq), jp.offset + 2 * TS_PACKET_SIZE)).to.equal(true);
+    expect(sent[0]!.equals(s.writes[0]!)).to.equal(true);
+  });
+
+  it('flushes at once on end() and when the held bytes reach coalesceBytes', () => {
+    const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, coalesceMs: 10_000, coalesceBytes: 3 * 27 * TS_PACKET_SIZE });
+    const f = feed(ch);
+    const s = sink();
+    f.write(27, true);
+    new Viewer(ch, s, { maxDrops: 3, queueBudget: 1 << 20 }).start({ seq: ch.firstSeq, offset: 0 });
+    f.write(27, false);
+    f.write(27, false);
+    expect(s.writes).to.have.length(1);
+    f.write(27, false); // the third held read reaches coalesceBytes
+    expect(s.writes).to.have.length(2);
+    f.write(27, false);
+    ch.end();
+    expect(s.writes).to.have.length(3); // what was held is passed on before the end
+    expect(Buffer.concat(s.writes).length).to.equal(5 * 27 * TS_PACKET_SIZE);
   });
 });

@@ -68,6 +68,7 @@ describe('config', () => {
         useStickySession: false,
         channelBufferBytes: 8_388_608,
         channelBufferMs: 4_000,
+        channelCoalesceMs: 50,
         hlsTempDir: '/tmp/x',
         hlsWaitTimeMs: 10_000,
         hlsGcEnabled: true,

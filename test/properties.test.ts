@@ -112,7 +112,7 @@ describe('property tests (issue 13)', function () {
     report('property: TS packetizer split-invariance runs', runs);
   });
 
-  it(`channel: any byte stream and read split → the same bytes, the same TS/raw decision, join points on PATs (${RUNS.channel} runs)`, () => {
+  it(`channel: any byte stream, read split and coalescing → the same bytes, the same join point, the same TS/raw decision, join points on PATs (${RUNS.channel} runs)`, () => {
     const body = fc.oneof(
       fc.record({ junk: fc.uint8Array({ maxLength: 150 }), n: fc.integer({ min: 6, max: 300 }) }).map(({ junk, n }) => Buffer.concat([Buffer.from(junk), ts.subarray(0, n * 188)])),
       fc.uint8Array({ minLength: 1, maxLength: 5000 }).map((a) => Buffer.from(a)),
@@ -120,17 +120,36 @@ describe('property tests (issue 13)', function () {
     let runs = 0;
     fc.assert(fc.property(body, fc.array(fc.nat(100_000), { maxLength: 30 }), (data, cuts) => {
       runs++;
-      const feed = (parts: Buffer[]): Channel => {
-        const ch = new Channel({ maxBytes: 1 << 24, maxAgeMs: 3_600_000 });
+      const feed = (parts: Buffer[], coalesceMs = 0): Channel => {
+        // coalesceMs > 0: the reads after the first wait in one pending chunk, flushed by end().
+        const ch = new Channel({ maxBytes: 1 << 24, maxAgeMs: 3_600_000, coalesceMs });
         for (const p of parts) ch.write(p);
         ch.end();
         return ch;
       };
       const whole = feed([data]);
       const parts = feed(split(data, cuts));
+      const joined = feed(split(data, cuts), 50);
       const bytes = (ch: Channel): Buffer => Buffer.concat(Array.from({ length: ch.nextSeq - ch.firstSeq }, (_, i) => ch.chunk(ch.firstSeq + i)));
+      /** The join point as a byte offset into everything the channel holds. */
+      const joinAt = (ch: Channel): number => {
+        const jp = ch.joinPoint();
+        let at = jp.offset;
+        for (let s = ch.firstSeq; s < jp.seq; s++) at += ch.chunk(s).length;
+        return at;
+      };
       expect(parts.isRaw).to.equal(whole.isRaw);
+      expect(joined.isRaw).to.equal(whole.isRaw);
       expect(bytes(parts).equals(bytes(whole))).to.equal(true);
+      expect(bytes(joined).equals(bytes(whole))).to.equal(true);
+      if (!whole.isRaw && whole.nextSeq > 0) expect(joinAt(joined)).to.equal(joinAt(parts));
+      for (const ch of [parts, joined]) {
+        if (ch.isRaw || ch.nextSeq === 0 || !ch.program) continue;
+        // A join point is a PAT (PID 0), not just any packet start.
+        const jp = ch.joinPoint();
+        const pkt = ch.chunk(jp.seq).subarray(jp.offset);
+        if (jp.offset > 0 || pkt[0] === 0x47) expect(((pkt[1]! & 0x1f) << 8) | pkt[2]!).to.equal(0);
+      }
       if (whole.isRaw) expect(bytes(whole).equals(data)).to.equal(true); // raw: from byte 0, nothing lost
       if (!parts.isRaw && parts.nextSeq > 0) {
         const jp = parts.joinPoint();

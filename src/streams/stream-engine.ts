@@ -627,6 +627,7 @@ export class StreamEngine {
       ephemeralLease: individual,
       channelBufferBytes: config.channelBufferBytes,
       channelBufferMs: config.channelBufferMs,
+      channelCoalesceMs: config.channelCoalesceMs,
       viewerMaxDrops: config.viewerMaxDrops,
       viewerStallTimeoutMs: config.viewerStallTimeoutMs,
       resolveRelay: (holder) => this.resolveRelay(holder),

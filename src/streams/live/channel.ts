@@ -3,7 +3,7 @@
 // PAT, preferably one followed by a keyframe). Every viewer reads the same Buffer objects;
 // nothing is copied per viewer.
 import { sniff } from '../mpegts/sniff.js';
-import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer } from '../mpegts/ts-packets.js';
+import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer, type TsSegment } from '../mpegts/ts-packets.js';
 import type { ProgramInfo } from '../mpegts/media-info.js';
 
 export interface ChannelOptions {
@@ -16,6 +16,15 @@ export interface ChannelOptions {
   maxAgeMs: number;
   /** Raw mode: no TS alignment (a source that is not MPEG-TS). */
   raw?: boolean;
+  /**
+   * Milliseconds a source's reads may wait to be joined into one ring chunk
+   * (CHANNEL_COALESCE_MS; 0: each read is a chunk). Every chunk costs one socket write per
+   * viewer, so fewer, larger chunks cut the per-write cost (Node's HTTP write path, a syscall)
+   * that dominates a fan-out; the first bytes of a channel are never held.
+   */
+  coalesceMs?: number;
+  /** A pending chunk is flushed at once when it reaches this many bytes (default 256 KiB). */
+  coalesceBytes?: number;
   now?: () => number;
 }
 
@@ -63,6 +72,10 @@ export class Channel {
   /** (arrival time, bytesIn) samples over the last RATE_WINDOW_MS, oldest first. */
   private rateTimes: number[] = [];
   private rateBytes: number[] = [];
+  /** Source reads not yet in the ring (coalescing), with their join-point marks. */
+  private pending: TsSegment[] = [];
+  private pendingBytes = 0;
+  private flushTimer: NodeJS.Timeout | null = null;
 
   /** Bytes appended over the channel's life (upstream bytes, for stats). */
   bytesIn = 0;
@@ -182,15 +195,54 @@ export class Channel {
       data = head;
     }
     if (data.length === 0) return;
-    const before = this.nextSeq;
-    if (!this.packetizer) {
-      this.append(data);
-    } else {
-      for (const seg of this.packetizer.push(data)) this.index(this.append(seg.data), seg.pats, seg.keyframes);
-    }
-    if (this.nextSeq === before) return; // only a partial packet so far
+    const segs: TsSegment[] = this.packetizer ? this.packetizer.push(data) : [{ data, pats: [], keyframes: [] }];
+    if (segs.length === 0) return; // only a partial packet so far
     this.lastDataAt = this.now();
     this.sampleRate(this.lastDataAt);
+    for (const seg of segs) {
+      this.pending.push(seg);
+      this.pendingBytes += seg.data.length;
+    }
+    const hold = this.opts.coalesceMs ?? 0;
+    // The first bytes go out at once (a cold start's first viewer is waiting for them).
+    if (hold <= 0 || this.nextSeq === this.base || this.pendingBytes >= (this.opts.coalesceBytes ?? DEFAULT_COALESCE_BYTES)) {
+      this.flush();
+    } else if (!this.flushTimer) {
+      this.flushTimer = setTimeout(this.onFlushTimer, hold);
+      this.flushTimer.unref();
+    }
+  }
+
+  private readonly onFlushTimer = (): void => {
+    this.flushTimer = null;
+    this.flush();
+  };
+
+  /** Moves the pending reads into the ring as one chunk and wakes the readers. */
+  private flush(): void {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    const segs = this.pending;
+    if (segs.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (segs.length === 1) {
+      const seg = segs[0]!;
+      this.index(this.append(seg.data), seg.pats, seg.keyframes);
+    } else {
+      // One copy per chunk per channel buys one write instead of several per viewer.
+      const pats: number[] = [];
+      const keyframes: number[] = [];
+      let packets = 0;
+      for (const seg of segs) {
+        for (const p of seg.pats) pats.push(packets + p);
+        for (const k of seg.keyframes) keyframes.push(packets + k);
+        packets += seg.data.length / TS_PACKET_SIZE;
+      }
+      this.index(this.append(Buffer.concat(segs.map((seg) => seg.data))), pats, keyframes);
+    }
     this.evict();
     for (const r of this.readers) r.wake();
   }
@@ -200,6 +252,7 @@ export class Channel {
    * one is dropped so it is never glued to the new bytes.
    */
   restartInput(): void {
+    this.flush();
     if (this.packetizer) this.packetizer = new TsPacketizer();
   }
 
@@ -207,6 +260,7 @@ export class Channel {
   keepAlive(): void {
     // Null TS packets would corrupt a raw (non-TS) stream.
     if (this.ended || !this.hasData || this.readers.size === 0 || !this.packetizer) return;
+    this.flush();
     this.append(KEEPALIVE_CHUNK);
     this.evict();
     for (const r of this.readers) r.wake();
@@ -224,6 +278,7 @@ export class Channel {
   end(error?: Error): void {
     if (this.ended) return;
     if (this.sniffing && this.sniffing.length > 0) this.write(Buffer.alloc(0), true); // a short body: decide with what came
+    this.flush();
     this.ended = true;
     for (const r of [...this.readers]) r.end(error);
     this.readers.clear();
@@ -308,3 +363,4 @@ export class Channel {
 }
 
 const EMPTY = Buffer.alloc(0);
+const DEFAULT_COALESCE_BYTES = 256 * 1024;

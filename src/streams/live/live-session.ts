@@ -52,6 +52,7 @@ export interface LiveSessionOptions {
   graceMs: number;
   channelBufferBytes: number;
   channelBufferMs: number;
+  channelCoalesceMs?: number;
   viewerMaxDrops: number;
   viewerStallTimeoutMs: number;
   connectTimeoutMs: number;
@@ -119,7 +120,11 @@ export class LiveSession implements ChannelReader {
   lastAccess = new Date();
 
   constructor(private readonly opts: LiveSessionOptions) {
-    this.channel = new Channel({ maxBytes: opts.channelBufferBytes, maxAgeMs: opts.channelBufferMs });
+    this.channel = new Channel({
+      maxBytes: opts.channelBufferBytes,
+      maxAgeMs: opts.channelBufferMs,
+      coalesceMs: opts.channelCoalesceMs,
+    });
     this.channel.addReader(this);
     // The source's data path checks the lease deadline itself: after a freeze (SIGSTOP, a
     // stalled loop) I/O is served before the overdue deadline timer, and a resumed owner
