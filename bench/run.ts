@@ -6,7 +6,7 @@
 // process the bench starts is stopped before it exits (also on Ctrl-C).
 //
 // Options: --quick            50/200/400 viewers, 4 s windows (under 3 minutes)
-//          --max <n>          cap on the viewer ladder (default 2400)
+//          --max <n>          cap on the viewer ladder (default 4800)
 //          --profile / --no-profile   CPU-profile a loaded worker (default: on for full runs)
 //          --out <file>       the markdown file (default BENCHMARKS.md at the repo root)
 //          --rate <bit/s>     the channel's mux rate (default 8000000)
@@ -15,6 +15,7 @@
 //          --only <a,b>       run only these sections (fanout, background, cold, profile,
 //                             transcode, memory, channels, scrape, overload); results go to
 //                             bench/results/<mode>-partial.json, not to the markdown
+//          --knee <n>         overload: measure past this knee (default: the ladder's, WORKERS=2)
 //          --before <rev>     also measure the proxy as built at <rev> (WORKERS=2, interleaved
 //                             with the others at every N): a before/after in the same run
 //          --after <rev>      measure the proxy as built at <rev> instead of this checkout
@@ -44,6 +45,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 interface Options {
   quick: boolean;
   maxViewers: number;
+  /** Overload: this knee instead of the one the ladder found (for --only overload). */
+  knee: number | null;
   profile: boolean;
   out: string;
   muxrate: number;
@@ -56,7 +59,7 @@ interface Options {
 const SECTIONS = ['fanout', 'background', 'cold', 'profile', 'transcode', 'memory', 'channels', 'scrape', 'overload'];
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, maxViewers: 2400, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null, before: null, after: null };
+  const o: Options = { quick: false, maxViewers: 4800, profile: false, out: path.join(ROOT, 'BENCHMARKS.md'), muxrate: 8_000_000, only: null, ladder: null, before: null, after: null, knee: null };
   let profileSet = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -73,6 +76,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--rate') o.muxrate = Number(next());
     else if (a === '--before') o.before = next();
     else if (a === '--after') o.after = next();
+    else if (a === '--knee') o.knee = Number(next());
     else if (a === '--ladder') o.ladder = next().split(',').map(Number).filter((n) => n > 0);
     else if (a === '--only') {
       o.only = new Set(next().split(','));
@@ -114,7 +118,7 @@ interface Plan {
 }
 
 function planFor(o: Options): Plan {
-  const full = [50, 200, 400, 800, 1200, 1600, 2000, 2400, 3200];
+  const full = [50, 200, 400, 800, 1200, 1600, 2000, 2400, 3200, 4000, 4800];
   const quick = [50, 200, 400];
   const ladder = (o.ladder ?? (o.quick ? quick : full)).filter((n) => n <= o.maxViewers);
   // Full runs: a 12 s warm-up (a saturated worker degrades after seconds, not at once) and a
@@ -571,6 +575,7 @@ async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: 
     log(`servers up: proxy1 :${proxy1.port}, proxy2 :${proxy2.port}, floor :${floor.port}; RSS at 0 viewers ${targets.map((t) => `${t.key} ${fmt(t.baselineRssKiB / 1024, 1)} MiB`).join(', ')}`);
 
     const fanout: FanoutResult[] = [];
+    const active = new Set(targets);
     let stoppedBecause = `the ladder ends at ${plan.ladder[plan.ladder.length - 1]} (cap --max ${opts.maxViewers})`;
     for (const n of doFanout ? plan.ladder : []) {
       if (performance.now() - started > plan.fanoutBudgetMs) {
@@ -578,20 +583,22 @@ async function runFanout(ctx: Ctx, cleanup: Cleanup, doFanout: boolean, doCold: 
         break;
       }
       log(`fan-out, ${n} viewers`);
-      let floorShare = 0;
-      for (const t of targets) {
+      for (const t of [...active]) {
+        let share = 0;
         try {
           const r = await measureFanout(ctx, t, n);
           fanout.push(r);
-          if (t.key === 'floor') floorShare = r.share;
+          share = r.share;
         } catch (err) {
           // A server that cannot take N (or died) is a result too: logged, and the run goes on.
           log(`  ${t.label}: step ${n} failed: ${err instanceof Error ? err.message : String(err)}`);
         }
+        // Past its knee a server leaves the ladder; the others go on up (the proxy may pass the floor's knee).
+        if (share < FULL_RATE) active.delete(t);
         await sleep(1000); // sockets closed: the next server starts from a quiet box
       }
-      if (floorShare < FULL_RATE) {
-        stoppedBecause = `the floor fell below full rate at ${n}`;
+      if (![...active].some((t) => t.key === 'proxy1' || t.key === 'proxy2')) {
+        stoppedBecause = `both proxies fell below full rate by ${n}`;
         break;
       }
     }
@@ -738,7 +745,7 @@ async function main(): Promise<void> {
     let overload: OverloadStep[] = [];
     if (want('overload')) {
       // The knee of the default settings (WORKERS=2) from this run's ladder.
-      const knee = maxFull(phase.fanout, 'proxy2') || plan.backgroundN;
+      const knee = opts.knee ?? (maxFull(phase.fanout, 'proxy2') || plan.backgroundN);
       log(`overload: ${plan.overloadFactors.map((f) => `${f}×`).join(', ')} the knee (${knee} viewers, npm start defaults)`);
       overload = await runOverload({ root: ROOT, clientBin, origin, nproc: m.nproc, knee, factors: plan.overloadFactors, warmupMs: Math.min(plan.warmupMs, 5000), windowMs: plan.windowMs, log }, cleanup);
     }
@@ -791,7 +798,7 @@ function headline(r: Results): string[] {
   const p1 = maxFull(r.fanout, 'proxy1');
   const p2 = maxFull(r.fanout, 'proxy2');
   const ladderTop = Math.max(...r.fanout.map((x) => x.n));
-  const atTop = (n: number): string => (n === ladderTop && !r.stoppedBecause.startsWith('the floor') ? ' (the top of the ladder: at least this)' : '');
+  const atTop = (n: number): string => (n === ladderTop && !r.stoppedBecause.startsWith('both proxies') ? ' (the top of the ladder: at least this)' : '');
   const pb = r.beforeCommit ? ` · before (${r.beforeCommit}, WORKERS=2) ${maxFull(r.fanout, 'before')}` : '';
   return [
     `Largest N with ≥ 95 % of viewers at full rate: proxy WORKERS=1 ${p1}${atTop(p1)} · proxy WORKERS=2 ${p2}${atTop(p2)} · floor ${f}${atTop(f)}${pb} (proxy/floor ${ratio(p1, f)}, WORKERS=2/floor ${ratio(p2, f)})`,

@@ -118,6 +118,8 @@ export interface Config {
   readonly maxViewersPerWorker: number;
   /** Share (0–1) of a worker's viewers lagging from which it refuses new ones; 0 = off. */
   readonly admissionLaggingShare: number;
+  /** Share (0–1) of its viewers a worker reading its sources late closes each second, newest first; 0 = none. */
+  readonly admissionShedShare: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;
   readonly relayPort: number;
@@ -472,6 +474,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     viewerStallTimeoutMs: r.ms('VIEWER_STALL_TIMEOUT', 15),
     maxViewersPerWorker: r.int('MAX_VIEWERS_PER_WORKER', 0, 0),
     admissionLaggingShare: r.num('ADMISSION_LAGGING_SHARE', 0.1, 0, 1),
+    admissionShedShare: r.num('ADMISSION_SHED_SHARE', 0.03, 0, 1),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),

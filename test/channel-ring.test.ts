@@ -213,3 +213,30 @@ describe('Channel coalescing (CHANNEL_COALESCE_MS, issue 19)', () => {
     expect(Buffer.concat(s.writes).length).to.equal(5 * 27 * TS_PACKET_SIZE);
   });
 });
+
+describe('Channel media clock (admission control, issue 19)', () => {
+  /** A video packet whose adaptation field carries PCR base `pcr` (90 kHz). */
+  const pcrPacket = (pcr: number): Buffer => {
+    const b = header(VIDEO_PID, false, 3);
+    b[4] = 7;
+    b[5] = 0x10; // PCR_flag
+    b.writeUInt32BE(Math.floor(pcr / 2), 6);
+    b[10] = ((pcr % 2) << 7) | 0x7e;
+    b[11] = 0;
+    return b;
+  };
+
+  it('reads the PCR of the source: ~1 when it arrives on time, ~0.8 when read late, null without a PCR', () => {
+    for (const speed of [1, 0.8]) {
+      let now = 0;
+      const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, now: () => now });
+      // A read every 40 ms of wall time carrying `speed` × 40 ms of media.
+      for (let i = 0; i < 100; i++, now += 40) ch.write(Buffer.concat([pat(), pmt(), pcrPacket(Math.round(i * 40 * speed * 90))]));
+      expect(ch.clockRatio).to.be.closeTo(speed, 0.03);
+    }
+    let now = 0;
+    const plain = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, now: () => now });
+    for (let i = 0; i < 100; i++, now += 40) plain.write(Buffer.concat([pat(), pmt(), header(VIDEO_PID, false)]));
+    expect(plain.clockRatio).to.equal(null);
+  });
+});

@@ -90,6 +90,7 @@ describe('config', () => {
         viewerStallTimeoutMs: 15_000,
         maxViewersPerWorker: 0,
         admissionLaggingShare: 0.1,
+        admissionShedShare: 0.03,
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',

@@ -25,7 +25,7 @@ const def = <T extends MetricType>(
 ): MetricDefinition & { type: T } => ({ name: `m3u_proxy_${name}`, type, help, labels, ...(buckets ? { buckets } : {}) });
 
 /** Closed label sets (the values a label may take). */
-export const VIEWER_END_REASONS = ['closed', 'too_slow', 'stalled', 'source_ended'] as const;
+export const VIEWER_END_REASONS = ['closed', 'too_slow', 'stalled', 'source_ended', 'shed'] as const;
 export const UPSTREAM_ERROR_REASONS = ['connect_error', 'http_error', 'not_media', 'chunk_timeout', 'silent_close'] as const;
 export const FAILOVER_REASONS = [...UPSTREAM_ERROR_REASONS, 'manual'] as const;
 export const FFMPEG_EXIT_REASONS = ['stopped', 'ended', 'input_error', 'output_error', 'error'] as const;
@@ -46,7 +46,7 @@ export const WORKER_METRICS = {
   streamCcErrors: def('counter', 'stream_cc_errors_total', 'MPEG-TS continuity-counter errors in the stream\'s source (packets lost upstream, reconnects included); duplicates and flagged discontinuities are not errors', ['stream_id']),
   streamReconnects: def('counter', 'stream_upstream_reconnects_total', 'Upstream connections of the stream that ended and were retried or failed over', ['stream_id']),
   viewerJoins: def('counter', 'viewer_joins_total', 'Viewers that started receiving a stream'),
-  viewerDepartures: def('counter', 'viewer_departures_total', 'Viewers that left, by reason: closed (the player hung up or the stream was stopped), too_slow (fell off the buffer too often), stalled (socket accepted nothing), source_ended', ['reason']),
+  viewerDepartures: def('counter', 'viewer_departures_total', 'Viewers that left, by reason: closed (the player hung up or the stream was stopped), too_slow (fell off the buffer too often), stalled (socket accepted nothing), source_ended, shed (closed, newest first, by a worker reading its sources late)', ['reason']),
   timeToFirstByte: def('histogram', 'time_to_first_byte_seconds', 'From a live request to its first byte: warm (the stream was already playing here) or cold (the source had to start)', ['start'],
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15]),
   upstreamConnects: def('counter', 'upstream_connects_total', 'Upstream connection attempts of live sources by result (ok: a media response)', ['result']),

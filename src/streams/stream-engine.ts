@@ -18,7 +18,7 @@ import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-ses
 import { kindFromUrl, md5, sha256, type StreamDefinition } from './stream-definition.js';
 import { FailoverControl, type FailoverAnswer } from './live/failover-control.js';
 import type { SourceState } from './sources/failover-plan.js';
-import type { ViewerEndReason } from './live/viewer.js';
+import type { Viewer, ViewerEndReason } from './live/viewer.js';
 import { NO_TELEMETRY, type StreamTelemetry } from './stream-telemetry.js';
 import { proxyVod } from './vod/vod-proxy.js';
 import { withInputOptions } from './transcode/input-options.js';
@@ -165,7 +165,9 @@ export class StreamEngine {
       laggingShare: deps.config.admissionLaggingShare,
       eluLimit: 0.95,
       retryAfterS: 5,
+      shedShare: deps.config.admissionShedShare,
       sample: () => this.loadSample(),
+      shed: (count) => this.shedNewest(count),
     });
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
@@ -331,12 +333,29 @@ export class StreamEngine {
     this.admission.admit();
   }
 
+  /**
+   * Closes this worker's `count` newest live viewers (reason `shed`): a worker reading its
+   * sources late gives the rest their rate back. Relay feeds are kept (each carries a whole
+   * worker's viewers of the stream).
+   */
+  private shedNewest(count: number): void {
+    const all: Viewer[] = [];
+    for (const s of this.sessions.values()) for (const v of s.viewers.values()) all.push(v);
+    all.sort((a, b) => b.joinedAt - a.joinedAt);
+    const gone = all.slice(0, count);
+    for (const v of gone) v.close('shed');
+    if (gone.length > 0) this.deps.logger.warn('reading sources late: closed the newest viewers', { viewers: gone.length, of: all.length });
+  }
+
   /** Viewers of this worker (relays to other workers included) and how many lag now. */
   private loadSample(): LoadSample {
     const now = Date.now();
     let viewers = 0;
     let lagging = 0;
+    let fastest: number | null = null;
     for (const s of this.sessions.values()) {
+      const r = s.viewers.size + s.relayViewers.size > 0 ? s.channel.clockRatio : null;
+      if (r !== null && (fastest === null || r > fastest)) fastest = r;
       for (const v of s.viewers.values()) {
         viewers++;
         if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
@@ -346,7 +365,7 @@ export class StreamEngine {
         if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
       }
     }
-    return { viewers: Math.max(viewers, this.clients.size), lagging };
+    return { viewers: Math.max(viewers, this.clients.size), lagging, fastestClock: fastest };
   }
 
   /** Forgets a claim whose request ended without a viewer (HEAD, 404, 502, hang-up). */

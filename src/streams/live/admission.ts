@@ -1,29 +1,42 @@
 // Admission control for new viewers of one worker. Past the host's knee a new viewer does
 // not add a viewer: it takes a share of bytes from every viewer already playing (the
-// collapse the benchmark shows as "every viewer at 0.74× together"). So a worker that is not
+// collapse the benchmark shows as "every viewer at 0.87× together"). So a worker that is not
 // keeping up refuses new viewers with a fast 503 + Retry-After instead of a 200 that starves,
-// and those already playing keep their rate.
+// and sheds its newest viewers until those left play at rate again.
 //
 // "Not keeping up" is measured, not guessed: once a second the worker samples
 //   - how many of its viewers are lagging: their socket has refused bytes beyond the queue
 //     budget for longer than LAG_MS (a viewer that is merely slow on its own network is one
-//     of them, so a share AND a count are required), and
+//     of them, so a share AND a count are required);
+//   - whether it reads its sources late: the highest media-clock ratio (Channel.clockRatio,
+//     media seconds by the source's PCR per wall second) of its channels with viewers, so
+//     one slow provider is not taken for a late worker;
 //   - its event-loop utilisation over that second (performance.eventLoopUtilization).
-// A worker is overloaded while ≥ `laggingShare` of its viewers (and at least MIN_LAGGING of
-// them) lag, or while its loop is ≥ `eluLimit` busy and some viewers lag; and always at
-// `maxViewers` (0 = no cap). The state changes at most once a second, so a join costs one
-// comparison.
-//
-// Not a rule: a busy loop alone. A worker at ~100 % utilisation still keeps 800–2,000 viewers
-// at full rate on the bench, and refusing there halved the host's capacity (BENCHMARKS.md,
-// 2026-11-30). A collapse where the source itself is read late (every viewer slower together,
-// no socket full) is therefore not caught here; MAX_VIEWERS_PER_WORKER is the guard for it.
+// A worker is *lagging* while ≥ `laggingShare` of its viewers (and at least MIN_LAGGING of
+// them) lag, or while its loop is ≥ `eluLimit` busy and some viewers lag. It is *behind* once
+// LATE_TICKS ticks in a row found its loop ≥ `eluLimit` busy and every channel's clock below
+// CLOCK_LIMIT — a busy loop alone is no sign (a worker 100 % busy still keeps thousands of
+// viewers at rate, and refusing there halved the host's capacity: BENCHMARKS.md), a slow clock
+// alone is a slow provider; both together are a worker reading its source late. It stays
+// behind until FINE_TICKS ticks in a row are not late. While behind it refuses new viewers,
+// and after SHED_AFTER ticks it closes the newest `shedShare` of its viewers each late tick
+// (reason `shed`), for SHED_MAX_TICKS ticks an episode at most: refusing newcomers alone can
+// leave everyone at the slow rate (the collapse sustains itself), and a cause that shedding
+// does not cure must not empty the worker. Always at `maxViewers` (0 = no cap). The state changes at most once a
+// tick, so a join costs one comparison. Sources without a PCR (raw audio) are judged only by
+// lagging viewers and the cap.
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { AppError } from '../../errors.js';
 
 export interface LoadSample {
   viewers: number;
   lagging: number;
+  /**
+   * The highest media-clock ratio (Channel.clockRatio) of the channels with viewers here; null
+   * if none is known. A worker reading late delays every source, a slow provider only its own,
+   * so all of them must be late.
+   */
+  fastestClock: number | null;
 }
 
 export interface AdmissionOptions {
@@ -31,17 +44,32 @@ export interface AdmissionOptions {
   maxViewers: number;
   /** Share of lagging viewers (0–1) from which new ones are refused; 0 = off (ADMISSION_LAGGING_SHARE). */
   laggingShare: number;
-  /** Event-loop utilisation (0–1) that, with lagging viewers, means saturated. */
+  /** Event-loop utilisation (0–1) that, with lagging viewers or a late source, means saturated. */
   eluLimit: number;
+  /** Share (0–1) of its viewers a worker behind its sources closes each tick, newest first; 0 = none (ADMISSION_SHED_SHARE). */
+  shedShare?: number;
+  /** Closes this worker's `count` newest viewers (relay feeds excluded). */
+  shed?: (count: number) => void;
   /** Seconds a refused player is told to wait (Retry-After). */
   retryAfterS: number;
   /** Counts this worker's viewers and how many of them lag now. */
   sample: () => LoadSample;
   intervalMs?: number;
+  /** This process's event-loop utilisation (0–1) since the last call; default: perf_hooks. */
+  utilization?: () => number;
 }
 
 /** A lagging viewer must be this many, at least, before a share counts. */
 const MIN_LAGGING = 10;
+/** A channel's media clock below this (media s per wall s, over ~3 s) is read late: the bench's "at rate" is 0.95×. */
+export const CLOCK_LIMIT = 0.95;
+/** Late ticks in a row before a worker is behind; fine ticks in a row before it is not. */
+const LATE_TICKS = 2;
+const FINE_TICKS = 3;
+/** Ticks behind before shedding starts (refusing newcomers alone may be enough). */
+const SHED_AFTER = 2;
+/** Late ticks an episode may shed in, at most (10 × 3 % ≈ a quarter of the viewers). */
+const SHED_MAX_TICKS = 10;
 /** How long a viewer's socket must have refused bytes to count as lagging (ms). */
 export const LAG_MS = 1000;
 
@@ -51,8 +79,14 @@ export class Admission {
   private viewers = 0;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private readonly timer: NodeJS.Timeout;
+  private late = 0;
+  private fine = 0;
+  private behindTicks = 0;
+  private shedTicks = 0;
   /** New viewers refused since start (for stats and metrics). */
   refused = 0;
+  /** Viewers closed to catch up since start. */
+  shed = 0;
 
   constructor(private readonly opts: AdmissionOptions) {
     this.timer = setInterval(() => this.tick(), opts.intervalMs ?? 1000);
@@ -82,23 +116,45 @@ export class Admission {
     clearInterval(this.timer);
   }
 
-  private tick(): void {
-    const { viewers, lagging } = this.opts.sample();
-    this.viewers = viewers;
+  private measureElu(): number {
     const now = performance.eventLoopUtilization();
     const elu = performance.eventLoopUtilization(now, this.elu).utilization;
     this.elu = now;
+    return elu;
+  }
+
+  /** One sample of the load (each `intervalMs`; public for tests that drive it by hand). */
+  tick(): void {
+    const { viewers, lagging, fastestClock } = this.opts.sample();
+    this.viewers = viewers;
+    const elu = this.opts.utilization ? this.opts.utilization() : this.measureElu();
     const share = viewers > 0 ? lagging / viewers : 0;
     const { laggingShare, eluLimit } = this.opts;
+    const late = elu >= eluLimit && fastestClock !== null && fastestClock < CLOCK_LIMIT;
+    this.late = late ? this.late + 1 : 0;
+    this.fine = late ? 0 : this.fine + 1;
+    const behind = this.behindTicks > 0 ? this.fine < FINE_TICKS : this.late >= LATE_TICKS;
+    this.behindTicks = behind ? this.behindTicks + 1 : 0;
+    if (!behind) this.shedTicks = 0;
     if (laggingShare > 0 && lagging >= MIN_LAGGING && share >= laggingShare) {
       this.overloaded = true;
       this.reason = `${lagging} of its ${viewers} viewers are not keeping up`;
     } else if (laggingShare > 0 && elu >= eluLimit && lagging >= MIN_LAGGING) {
       this.overloaded = true;
       this.reason = `its event loop is ${Math.round(elu * 100)} % busy and ${lagging} viewers lag`;
+    } else if (behind) {
+      this.overloaded = true;
+      this.reason = `it reads its sources late (media clock ${fastestClock?.toFixed(2) ?? 'recovering'}× real time)`;
     } else {
       this.overloaded = false;
       this.reason = '';
+    }
+    const shedShare = this.opts.shedShare ?? 0;
+    if (late && this.behindTicks > SHED_AFTER && this.shedTicks < SHED_MAX_TICKS && shedShare > 0 && viewers > 0 && this.opts.shed) {
+      this.shedTicks++;
+      const count = Math.ceil(viewers * shedShare);
+      this.shed += count;
+      this.opts.shed(count);
     }
   }
 }

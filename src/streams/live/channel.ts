@@ -2,6 +2,7 @@
 // rate it arrives at, not by a fixed byte count), with the join points (chunks that start at a
 // PAT, preferably one followed by a keyframe). Every viewer reads the same Buffer objects;
 // nothing is copied per viewer.
+import { MediaClock } from '../mpegts/media-clock.js';
 import { sniff } from '../mpegts/sniff.js';
 import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer, type TsSegment } from '../mpegts/ts-packets.js';
 import type { ProgramInfo } from '../mpegts/media-info.js';
@@ -76,6 +77,7 @@ export class Channel {
   private pending: TsSegment[] = [];
   private pendingBytes = 0;
   private flushTimer: NodeJS.Timeout | null = null;
+  private readonly clock = new MediaClock();
 
   /** Bytes appended over the channel's life (upstream bytes, for stats). */
   bytesIn = 0;
@@ -140,6 +142,15 @@ export class Channel {
     return rate > 0 ? Math.min(this.opts.maxBytes, Math.ceil((rate * this.opts.maxAgeMs) / 1000)) : this.opts.maxBytes;
   }
 
+  /**
+   * Media seconds (by the source's PCR) arriving per wall second over the last ~2 s: about 1
+   * for a live source read on time, below 1 when it is read late; null when not known (no
+   * PCR, raw mode, under 1.5 s measured). See MediaClock.
+   */
+  get clockRatio(): number | null {
+    return this.clock.ratio(this.now());
+  }
+
   /** MPEG-TS continuity-counter errors in what was written (0 in raw mode). */
   get ccErrors(): number {
     return this.packetizer?.ccErrors ?? 0;
@@ -199,6 +210,8 @@ export class Channel {
     if (segs.length === 0) return; // only a partial packet so far
     this.lastDataAt = this.now();
     this.sampleRate(this.lastDataAt);
+    const pcr = this.packetizer?.lastPcr ?? -1;
+    if (pcr >= 0) this.clock.sample(this.lastDataAt, pcr);
     for (const seg of segs) {
       this.pending.push(seg);
       this.pendingBytes += seg.data.length;

@@ -16,7 +16,7 @@ export interface ViewerSink {
   readonly writableLength?: number;
 }
 
-export type ViewerEndReason = 'source_ended' | 'too_slow' | 'stalled' | 'closed';
+export type ViewerEndReason = 'source_ended' | 'too_slow' | 'stalled' | 'closed' | 'shed';
 
 export interface ViewerOptions {
   maxDrops: number;
@@ -38,6 +38,8 @@ export class Viewer implements ChannelReader {
   /** When the socket last refused a write (0 while it accepts). */
   waitingSince = 0;
   firstByteAt = 0;
+  /** When the viewer was made (ms): admission sheds the newest first. */
+  readonly joinedAt: number;
 
   constructor(
     private readonly channel: Channel,
@@ -45,6 +47,7 @@ export class Viewer implements ChannelReader {
     private readonly opts: ViewerOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.joinedAt = this.now();
   }
 
   /** Bytes queued in this process for the viewer's socket (not yet taken by the kernel). */

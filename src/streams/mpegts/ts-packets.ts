@@ -3,6 +3,7 @@
 // indicator, or an H.264/H.265 IDR/IRAP NAL at the start of a video PES).
 // Done once per channel, never per viewer.
 
+import { readPcrBase } from './media-clock.js';
 import { adtsChannels, esInfo, findH264Sps, h264SpsSize, type EsInfo, type ProgramInfo } from './media-info.js';
 
 export const TS_PACKET_SIZE = 188;
@@ -66,6 +67,10 @@ export class TsInspector {
    * without payload (their counter does not advance), null packets, packets marked corrupt.
    */
   ccErrors = 0;
+  /** The PID whose PCR is followed (the first that carried one); -1 before. */
+  private pcrPid = -1;
+  /** The newest PCR base read (90 kHz units); -1 before any. */
+  lastPcr = -1;
 
   /** Inspects `count` aligned packets starting at `start`. */
   inspect(buf: Buffer, start: number, count: number): PacketMarks {
@@ -74,6 +79,11 @@ export class TsInspector {
       const off = start + i * TS_PACKET_SIZE;
       const pid = packetPid(buf, off);
       this.checkContinuity(buf, off, pid);
+      // An adaptation field of 7+ bytes with PCR_flag: the programme clock.
+      if ((buf[off + 3]! & 0x20) !== 0 && buf[off + 4]! >= 7 && (buf[off + 5]! & 0x10) !== 0) {
+        if (this.pcrPid < 0) this.pcrPid = pid;
+        if (pid === this.pcrPid) this.lastPcr = readPcrBase(buf, off + 6);
+      }
       if (pid === 0) {
         if (payloadStart(buf, off)) {
           marks.pats.push(i);
@@ -210,6 +220,11 @@ export class TsPacketizer {
   /** What the PMT and the streams told so far (media_info). */
   get program(): ProgramInfo | null {
     return this.inspector.program;
+  }
+
+  /** The newest PCR base seen (90 kHz units), -1 before any (see TsInspector.lastPcr). */
+  get lastPcr(): number {
+    return this.inspector.lastPcr;
   }
 
   /** Continuity-counter errors so far (see TsInspector.ccErrors). */
