@@ -7,6 +7,9 @@
 // GET /stream plays <upstreamUrl> (opened at start); GET /stream/<name> plays the sibling
 // <name>.ts of <upstreamUrl>, opened on its first viewer and kept (the many-channels run).
 //
+// FLOOR_COALESCE_MS=<ms> (default 0): the upstream reads of each <ms> are joined and written
+// as one chunk, as the proxy does (CHANNEL_COALESCE_MS): the least a coalescing fan-out does.
+//
 // It exits on SIGTERM or when its stdin closes (so it never outlives the bench).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +21,7 @@ import type { AddressInfo } from 'node:net';
  */
 const MAX_BACKLOG = 4 * 1024 * 1024;
 
+const COALESCE_MS = Number(process.env.FLOOR_COALESCE_MS ?? 0);
 const upstreamUrl = process.argv[2];
 if (!upstreamUrl) {
   process.stderr.write('usage: node dist/bench/floor.js <upstreamUrl>\n');
@@ -29,9 +33,20 @@ const channels = new Map<string, Set<http.ServerResponse>>();
 
 function openUpstream(url: string, viewers: Set<http.ServerResponse>): void {
   const req = http.get(url, (up) => {
-    up.on('data', (chunk: Buffer) => {
+    const send = (chunk: Buffer): void => {
       for (const res of viewers) {
         if (res.writableLength < MAX_BACKLOG) res.write(chunk);
+      }
+    };
+    let held: Buffer[] = [];
+    up.on('data', (chunk: Buffer) => {
+      if (COALESCE_MS <= 0) return send(chunk);
+      if (held.push(chunk) === 1) {
+        setTimeout(() => {
+          const all = Buffer.concat(held);
+          held = [];
+          send(all);
+        }, COALESCE_MS);
       }
     });
     up.once('close', () => setTimeout(() => openUpstream(url, viewers), 100));

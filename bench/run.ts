@@ -864,8 +864,9 @@ function targets(r: Results): Target_[] {
     out.push({
       name: `3. warm join p50, ${wName(key)}`,
       goal: '≤ 2× floor at every N',
-      value: p50.map((x) => `${x.n}: ${fmt(x.a, 1)} vs ${fmt(x.fl, 1)}`).join(', ') || '–',
-      met: p50.length ? p50.every((x) => x.fl !== undefined && x.a <= 2 * Math.max(x.fl, 1)) : null,
+      // Past its knee the floor leaves the ladder: those N have nothing to compare with.
+      value: p50.map((x) => `${x.n}: ${fmt(x.a, 1)} vs ${x.fl === undefined ? 'no floor' : fmt(x.fl, 1)}`).join(', ') || '–',
+      met: p50.some((x) => x.fl !== undefined) ? p50.every((x) => x.fl === undefined || x.a <= 2 * Math.max(x.fl, 1)) : null,
     });
   }
   for (const key of ['proxy2', 'proxy1'] as const) {
