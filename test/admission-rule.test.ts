@@ -20,7 +20,7 @@ function rig(shedShare = 0.03): Rig {
   const shed: number[] = [];
   const adm = new Admission({
     maxViewers: 0, laggingShare: 0.1, eluLimit: 0.95, retryAfterS: 5, shedShare,
-    sample: () => sample, utilization: () => elu, shed: (n) => shed.push(n), intervalMs: 3_600_000,
+    sample: () => sample, utilization: () => elu, shed: (share) => { const n = Math.ceil(sample.viewers * share); shed.push(n); return n; }, intervalMs: 3_600_000,
   });
   return {
     adm,
@@ -138,6 +138,16 @@ describe('MediaClock: media seconds per wall second from the PCR', () => {
     expect(j.ratio(3100)).to.equal(null);
     for (let t = 3200; t <= 5000; t += 100) j.sample(t, (3600 + (t - 3100) / 1000) * HZ);
     expect(j.ratio(5000)).to.be.closeTo(1, 0.01);
+  });
+
+  it('a source that comes in bursts (an HLS segment of 6 s in one write) has no ratio, however its bursts fall', () => {
+    for (const every of [6000, 3000, 1000]) {
+      const c = new MediaClock();
+      for (let t = 0, media = 0; t <= 30_000; t += every, media += 6) {
+        c.sample(t, media * HZ);
+        for (const at of [t, t + every / 2, t + every - 1]) expect(c.ratio(at), `${every} ms apart, at ${at}`).to.equal(null);
+      }
+    }
   });
 
   it('the 33-bit PCR wrap is not a jump', () => {

@@ -214,6 +214,22 @@ describe('Channel coalescing (CHANNEL_COALESCE_MS, issue 19)', () => {
   });
 });
 
+describe('Channel coalescing and the lease (issue 18)', () => {
+  it('dropPending(): bytes held for coalescing are never passed on (the session calls it when its lease is lost)', async () => {
+    const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, coalesceMs: 30 });
+    const f = feed(ch);
+    f.write(27, true);
+    const held = ch.nextSeq;
+    f.write(27, false); // admitted while leased, then held
+    ch.dropPending(); // the lease is lost
+    await new Promise((r) => setTimeout(r, 60)); // the flush timer would have fired
+    ch.end();
+    expect(ch.nextSeq).to.equal(held);
+    f.write(27, false);
+    expect(ch.nextSeq, 'ended').to.equal(held);
+  });
+});
+
 describe('Channel media clock (admission control, issue 19)', () => {
   /** A video packet whose adaptation field carries PCR base `pcr` (90 kHz). */
   const pcrPacket = (pcr: number): Buffer => {

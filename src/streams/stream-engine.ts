@@ -167,7 +167,7 @@ export class StreamEngine {
       retryAfterS: 5,
       shedShare: deps.config.admissionShedShare,
       sample: () => this.loadSample(),
-      shed: (count) => this.shedNewest(count),
+      shed: (share) => this.shedNewest(share),
     });
     // A deletion on any worker (or host) stops the stream wherever it plays.
     this.unsubscribe = deps.coordinator.subscribe((e) => {
@@ -334,17 +334,18 @@ export class StreamEngine {
   }
 
   /**
-   * Closes this worker's `count` newest live viewers (reason `shed`): a worker reading its
-   * sources late gives the rest their rate back. Relay feeds are kept (each carries a whole
-   * worker's viewers of the stream).
+   * Closes `share` (rounded up) of this worker's live viewers, newest first (reason `shed`): a
+   * worker reading its sources late gives the rest their rate back. Relay feeds are kept (each
+   * carries a whole worker's viewers of the stream). Returns how many were closed.
    */
-  private shedNewest(count: number): void {
+  private shedNewest(share: number): number {
     const all: Viewer[] = [];
     for (const s of this.sessions.values()) for (const v of s.viewers.values()) all.push(v);
     all.sort((a, b) => b.joinedAt - a.joinedAt);
-    const gone = all.slice(0, count);
+    const gone = all.slice(0, Math.ceil(all.length * share));
     for (const v of gone) v.close('shed');
     if (gone.length > 0) this.deps.logger.warn('reading sources late: closed the newest viewers', { viewers: gone.length, of: all.length });
+    return gone.length;
   }
 
   /** Viewers of this worker (relays to other workers included) and how many lag now. */

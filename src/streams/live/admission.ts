@@ -48,8 +48,8 @@ export interface AdmissionOptions {
   eluLimit: number;
   /** Share (0–1) of its viewers a worker behind its sources closes each tick, newest first; 0 = none (ADMISSION_SHED_SHARE). */
   shedShare?: number;
-  /** Closes this worker's `count` newest viewers (relay feeds excluded). */
-  shed?: (count: number) => void;
+  /** Closes `share` (0–1, rounded up) of this worker's viewers, newest first, relay feeds excluded; returns how many. */
+  shed?: (share: number) => number;
   /** Seconds a refused player is told to wait (Retry-After). */
   retryAfterS: number;
   /** Counts this worker's viewers and how many of them lag now. */
@@ -152,9 +152,7 @@ export class Admission {
     const shedShare = this.opts.shedShare ?? 0;
     if (late && this.behindTicks > SHED_AFTER && this.shedTicks < SHED_MAX_TICKS && shedShare > 0 && viewers > 0 && this.opts.shed) {
       this.shedTicks++;
-      const count = Math.ceil(viewers * shedShare);
-      this.shed += count;
-      this.opts.shed(count);
+      this.shed += this.opts.shed(shedShare);
     }
   }
 }

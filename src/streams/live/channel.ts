@@ -231,6 +231,16 @@ export class Channel {
     this.flush();
   };
 
+  /** Forgets the reads held for coalescing (the owner lost its lease: they must not pass on). */
+  dropPending(): void {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
   /** Moves the pending reads into the ring as one chunk and wakes the readers. */
   private flush(): void {
     if (this.flushTimer) {

@@ -464,6 +464,8 @@ export class LiveSession implements ChannelReader {
   }
 
   private onLeaseLost(): void {
+    // Bytes held for coalescing came from the source we no longer own: never passed on.
+    this.channel.dropPending();
     if (this.source?.kill) this.source.kill();
     else this.source?.stop();
     this.opts.logger.warn('lease lost, source stopped', { stream_id: this.id });

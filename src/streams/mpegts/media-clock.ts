@@ -12,6 +12,12 @@ const PCR_WRAP = 2 ** 33;
 const SAMPLE_MS = 100;
 /** The ratio is measured over this much arrival time. */
 const WINDOW_MS = 3000;
+/**
+ * Fewer sampled arrivals than this in the window: the source comes in bursts (an HLS segment
+ * of seconds in one write, a provider sending every few seconds), and one burst's timing says
+ * nothing about the worker; no ratio. A source read continuously gives ~30.
+ */
+const MIN_SAMPLES = 8;
 /** Arrivals this far apart are the source's pace, not silence. */
 const SILENCE_MS = 250;
 /** A PCR that jumps by more than the wall clock plus this is a discontinuity (a splice, a loop). */
@@ -56,11 +62,12 @@ export class MediaClock {
 
   /**
    * Media seconds received per wall second over the last ~3 s of arrivals, as of `nowMs` (a
-   * source silent for more than SILENCE_MS counts its silence); null until 1.5 s is measured
-   * or after 5 s without a PCR (no clock to judge by).
+   * source silent for more than SILENCE_MS counts its silence); null until 1.5 s is measured,
+   * after 5 s without a PCR (no clock to judge by), or with fewer than MIN_SAMPLES arrivals in
+   * the window (a source that comes in bursts).
    */
   ratio(nowMs: number): number | null {
-    if (this.wall.length === 0 || nowMs - this.lastWall > 5000) return null;
+    if (this.wall.length < MIN_SAMPLES || nowMs - this.lastWall > 5000) return null;
     const span = Math.max(nowMs - SILENCE_MS, this.lastWall) - this.wall[0]!;
     return span >= 1500 ? (this.total - this.media[0]!) / (span / 1000) : null;
   }
