@@ -228,6 +228,19 @@ describe('Channel coalescing and the lease (issue 18)', () => {
     f.write(27, false);
     expect(ch.nextSeq, 'ended').to.equal(held);
   });
+
+  it('a flush that finds the lease gone passes nothing on (a flush timer run after a freeze, before the deadline timer)', () => {
+    const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, coalesceMs: 10_000 });
+    let leased = true;
+    ch.admit = () => leased;
+    const f = feed(ch);
+    f.write(27, true);
+    const held = ch.nextSeq;
+    f.write(27, false); // admitted while leased, then held
+    leased = false;
+    ch.end(); // flushes
+    expect(ch.nextSeq).to.equal(held);
+  });
 });
 
 describe('Channel media clock (admission control, issue 19)', () => {

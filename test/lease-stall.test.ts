@@ -27,7 +27,10 @@ describe('lease deadline on the data path (a stalled owner)', function () {
 
   before(async () => {
     origin = await startOriginProcess();
-    proxy = await startProxy({ LEASE_TTL_MS: String(TTL_MS), SHARED_STREAM_GRACE: '1' });
+    // CHANNEL_COALESCE_MS=0: readers are woken inside the source's data path (the stall must
+    // happen there); with coalescing they are woken from a timer, and after the stall the
+    // lease's overdue renewal may run first and succeed (nobody took the lease meanwhile).
+    proxy = await startProxy({ LEASE_TTL_MS: String(TTL_MS), SHARED_STREAM_GRACE: '1', CHANNEL_COALESCE_MS: '0' });
   });
   after(async () => {
     await proxy?.close();

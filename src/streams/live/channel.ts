@@ -251,6 +251,9 @@ export class Channel {
     if (segs.length === 0) return;
     this.pending = [];
     this.pendingBytes = 0;
+    // A flush timer can run after a freeze before the lease's overdue deadline timer: the
+    // lease is asked again here (a loss found here drops what is held, see dropPending).
+    if (this.admit && !this.admit()) return;
     if (segs.length === 1) {
       const seg = segs[0]!;
       this.index(this.append(seg.data), seg.pats, seg.keyframes);
