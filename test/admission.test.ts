@@ -89,3 +89,32 @@ describe('admission control: overload refuses new viewers cleanly', function () 
     await waitFor(async () => (await tryJoin(proxy, id)).status === 200, 10_000, 'a viewer to be admitted again');
   });
 });
+
+describe('admission control: shedding closes the newest viewers (ADMISSION_SHED_SHARE)', function () {
+  this.timeout(60_000);
+
+  it('a share of the local viewers is closed, newest first; the older ones play on', async () => {
+    const origin = await startOrigin();
+    const proxy = await startProxy({ SHARED_STREAM_GRACE: '1' });
+    const viewers: TsViewer[] = [];
+    try {
+      const id = await createStream(proxy, origin.url('/live/shed.ts'));
+      // Four viewers, each joining after the previous one plays, so their order is known.
+      for (let i = 0; i < 4; i++) {
+        const v = openViewer(proxy.url(`/stream/${id}`));
+        viewers.push(v);
+        await v.firstBytes(188);
+        await sleep(20);
+      }
+      expect(proxy.worker.engine.shedNewest(0.5)).to.equal(2);
+      await waitFor(() => viewers[2]!.isClosed() && viewers[3]!.isClosed(), 5_000, 'the two newest to be closed');
+      const before = viewers.slice(0, 2).map((v) => v.bytes());
+      await waitFor(() => viewers.slice(0, 2).every((v, i) => v.bytes() > before[i]! + 188 * 50), 10_000, 'the two oldest to keep receiving');
+      expect(viewers[0]!.isClosed() || viewers[1]!.isClosed()).to.equal(false);
+    } finally {
+      viewers.forEach((v) => v.close());
+      await proxy.close();
+      await origin.close();
+    }
+  });
+});

@@ -338,7 +338,7 @@ export class StreamEngine {
    * worker reading its sources late gives the rest their rate back. Relay feeds are kept (each
    * carries a whole worker's viewers of the stream). Returns how many were closed.
    */
-  private shedNewest(share: number): number {
+  shedNewest(share: number): number {
     const all: Viewer[] = [];
     for (const s of this.sessions.values()) for (const v of s.viewers.values()) all.push(v);
     all.sort((a, b) => b.joinedAt - a.joinedAt);

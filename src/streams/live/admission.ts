@@ -22,9 +22,9 @@
 // and after SHED_AFTER ticks it closes the newest `shedShare` of its viewers each late tick
 // (reason `shed`), for SHED_MAX_TICKS ticks an episode at most: refusing newcomers alone can
 // leave everyone at the slow rate (the collapse sustains itself), and a cause that shedding
-// does not cure must not empty the worker. Always at `maxViewers` (0 = no cap). The state changes at most once a
-// tick, so a join costs one comparison. Sources without a PCR (raw audio) are judged only by
-// lagging viewers and the cap.
+// does not cure must not empty the worker. Always at `maxViewers` (0 = no cap). The state
+// changes at most once a tick, so a join costs one comparison. Sources without a PCR (raw
+// audio) or arriving in bursts (HLS segments) are judged only by lagging viewers and the cap.
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { AppError } from '../../errors.js';
 
@@ -78,6 +78,7 @@ export class Admission {
   private reason = '';
   private viewers = 0;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
+  private readonly utilization: () => number;
   private readonly timer: NodeJS.Timeout;
   private late = 0;
   private fine = 0;
@@ -89,6 +90,12 @@ export class Admission {
   shed = 0;
 
   constructor(private readonly opts: AdmissionOptions) {
+    this.utilization = opts.utilization ?? (() => {
+      const now = performance.eventLoopUtilization();
+      const u = performance.eventLoopUtilization(now, this.elu).utilization;
+      this.elu = now;
+      return u;
+    });
     this.timer = setInterval(() => this.tick(), opts.intervalMs ?? 1000);
     this.timer.unref();
   }
@@ -116,18 +123,11 @@ export class Admission {
     clearInterval(this.timer);
   }
 
-  private measureElu(): number {
-    const now = performance.eventLoopUtilization();
-    const elu = performance.eventLoopUtilization(now, this.elu).utilization;
-    this.elu = now;
-    return elu;
-  }
-
   /** One sample of the load (each `intervalMs`; public for tests that drive it by hand). */
   tick(): void {
     const { viewers, lagging, fastestClock } = this.opts.sample();
     this.viewers = viewers;
-    const elu = this.opts.utilization ? this.opts.utilization() : this.measureElu();
+    const elu = this.utilization();
     const share = viewers > 0 ? lagging / viewers : 0;
     const { laggingShare, eluLimit } = this.opts;
     const late = elu >= eluLimit && fastestClock !== null && fastestClock < CLOCK_LIMIT;

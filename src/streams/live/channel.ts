@@ -243,32 +243,24 @@ export class Channel {
 
   /** Moves the pending reads into the ring as one chunk and wakes the readers. */
   private flush(): void {
-    if (this.flushTimer) {
-      clearTimeout(this.flushTimer);
-      this.flushTimer = null;
-    }
     const segs = this.pending;
+    this.dropPending();
     if (segs.length === 0) return;
-    this.pending = [];
-    this.pendingBytes = 0;
     // A flush timer can run after a freeze before the lease's overdue deadline timer: the
     // lease is asked again here (a loss found here drops what is held, see dropPending).
     if (this.admit && !this.admit()) return;
-    if (segs.length === 1) {
-      const seg = segs[0]!;
-      this.index(this.append(seg.data), seg.pats, seg.keyframes);
-    } else {
-      // One copy per chunk per channel buys one write instead of several per viewer.
-      const pats: number[] = [];
-      const keyframes: number[] = [];
-      let packets = 0;
-      for (const seg of segs) {
-        for (const p of seg.pats) pats.push(packets + p);
-        for (const k of seg.keyframes) keyframes.push(packets + k);
-        packets += seg.data.length / TS_PACKET_SIZE;
-      }
-      this.index(this.append(Buffer.concat(segs.map((seg) => seg.data))), pats, keyframes);
+    // Join points are packet indexes inside their read: shifted by the packets before it.
+    const pats: number[] = [];
+    const keyframes: number[] = [];
+    let packets = 0;
+    for (const seg of segs) {
+      for (const p of seg.pats) pats.push(packets + p);
+      for (const k of seg.keyframes) keyframes.push(packets + k);
+      packets += seg.data.length / TS_PACKET_SIZE;
     }
+    // One copy per chunk per channel buys one write instead of several per viewer.
+    const data = segs.length === 1 ? segs[0]!.data : Buffer.concat(segs.map((seg) => seg.data));
+    this.index(this.append(data), pats, keyframes);
     this.evict();
     for (const r of this.readers) r.wake();
   }

@@ -23,11 +23,6 @@ const SILENCE_MS = 250;
 /** A PCR that jumps by more than the wall clock plus this is a discontinuity (a splice, a loop). */
 const JUMP_S = 1;
 
-/** Reads the 33-bit PCR base (90 kHz units) of the adaptation field at `off` + 6. */
-export function readPcrBase(buf: Buffer, at: number): number {
-  return buf[at]! * 2 ** 25 + buf[at + 1]! * 2 ** 17 + buf[at + 2]! * 2 ** 9 + buf[at + 3]! * 2 + (buf[at + 4]! >> 7);
-}
-
 export class MediaClock {
   /** Arrival times (ms) and media seconds received up to them, oldest first. */
   private wall: number[] = [];

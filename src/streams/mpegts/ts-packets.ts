@@ -3,7 +3,6 @@
 // indicator, or an H.264/H.265 IDR/IRAP NAL at the start of a video PES).
 // Done once per channel, never per viewer.
 
-import { readPcrBase } from './media-clock.js';
 import { adtsChannels, esInfo, findH264Sps, h264SpsSize, type EsInfo, type ProgramInfo } from './media-info.js';
 
 export const TS_PACKET_SIZE = 188;
@@ -26,6 +25,13 @@ export const NULL_PACKET: Buffer = (() => {
 
 export const packetPid = (buf: Buffer, off: number): number =>
   ((buf[off + 1]! & 0x1f) << 8) | buf[off + 2]!;
+
+/**
+ * The 33-bit PCR base (90 kHz units) of the packet at `off`, whose adaptation field carries a
+ * PCR (ISO/IEC 13818-1 §2.4.3.5: program_clock_reference_base, bytes 6–10 of the packet).
+ */
+const pcrBase = (buf: Buffer, off: number): number =>
+  buf[off + 6]! * 2 ** 25 + buf[off + 7]! * 2 ** 17 + buf[off + 8]! * 2 ** 9 + buf[off + 9]! * 2 + (buf[off + 10]! >> 7);
 
 const payloadStart = (buf: Buffer, off: number): boolean => (buf[off + 1]! & 0x40) !== 0;
 
@@ -82,7 +88,7 @@ export class TsInspector {
       // An adaptation field of 7+ bytes with PCR_flag: the programme clock.
       if ((buf[off + 3]! & 0x20) !== 0 && buf[off + 4]! >= 7 && (buf[off + 5]! & 0x10) !== 0) {
         if (this.pcrPid < 0) this.pcrPid = pid;
-        if (pid === this.pcrPid) this.lastPcr = readPcrBase(buf, off + 6);
+        if (pid === this.pcrPid) this.lastPcr = pcrBase(buf, off);
       }
       if (pid === 0) {
         if (payloadStart(buf, off)) {
