@@ -86,6 +86,11 @@ export interface Config {
    * (CHANNEL_COALESCE_MS, 0–1000; 0: every read at once). See ChannelOptions.coalesceMs.
    */
   readonly channelCoalesceMs: number;
+  /**
+   * Moves a live viewer's connection to the worker of this host that owns its source, instead
+   * of relaying to it (VIEWER_HANDOFF, default true). See src/http/socket-handoff.ts.
+   */
+  readonly viewerHandoff: boolean;
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
@@ -447,6 +452,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     channelBufferBytes: r.int('CHANNEL_BUFFER_BYTES', 8 * 1024 * 1024, 64 * 1024),
     channelBufferMs: r.ms('CHANNEL_BUFFER_SECONDS', 4),
     channelCoalesceMs: r.int('CHANNEL_COALESCE_MS', 50, 0, 1000),
+    viewerHandoff: r.bool('VIEWER_HANDOFF', true),
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),

@@ -36,6 +36,7 @@ if (cluster.isPrimary) {
   answerCollects(async () => (running ? running.metrics.json() : []));
   const worker = await startWorker({
     config, logger, coordinator, workerId, index: relayIndex, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
+    ipcSend: (msg, handle, options, cb) => process.send!(msg, handle, options, cb),
   });
   running = worker;
   process.send?.({ t: 'worker:ready', port: worker.port });
@@ -57,7 +58,8 @@ if (cluster.isPrimary) {
     process.send?.({ t: 'worker:handed-over' });
     await stop(drainMs);
   };
-  process.on('message', (msg: { t?: string; drainMs?: number; sessions?: unknown }) => {
+  process.on('message', (msg: { t?: string; drainMs?: number; sessions?: unknown }, handle: unknown) => {
+    if (worker.handoff?.onMessage(msg, handle)) return;
     if (msg?.t === 'shutdown') void stop(msg.drainMs ?? 0);
     if (msg?.t === 'handover') void handOver(msg.drainMs ?? 0);
     if (msg?.t === 'adopt' && Array.isArray(msg.sessions)) worker.adopt(msg.sessions as AdoptedSession[]);

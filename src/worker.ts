@@ -8,6 +8,7 @@ import { Heartbeat } from './coordination/heartbeat.js';
 import { sharedSecret } from './coordination/shared-secret.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
+import { SocketHandoff, type SocketHandoffOptions } from './http/socket-handoff.js';
 import { setUpstreamTlsVerify } from './streams/sources/upstream.js';
 import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
@@ -41,6 +42,11 @@ export interface WorkerDeps {
    * gathers every worker's; by default this worker's alone.
    */
   scrapeMetrics?: (own: WorkerMetrics) => Promise<string>;
+  /**
+   * The cluster IPC (process.send): live viewers may move to the worker that owns their source
+   * (VIEWER_HANDOFF). Unset outside a cluster.
+   */
+  ipcSend?: SocketHandoffOptions['send'];
 }
 
 /** A source handed over in a rolling restart: its key and stream definition. */
@@ -67,6 +73,8 @@ export interface RunningWorker {
   releaseSources(): void;
   /** Rolling restart, new side: takes over the sources the old worker gives up. */
   adopt(sessions: AdoptedSession[]): void;
+  /** Viewer hand-off between this host's workers; null when off or outside a cluster. */
+  handoff: SocketHandoff | null;
 }
 
 const once = <T>(fn: () => Promise<T>): (() => Promise<T>) => {
@@ -125,6 +133,9 @@ export function buildWorker(deps: WorkerDeps) {
   void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator, hls, webhooks: dispatcher });
+  const handoff = deps.ipcSend && config.viewerHandoff
+    ? new SocketHandoff({ workerId, send: deps.ipcSend, load: () => engine.admission.load(), logger, onMove: telemetry.viewerMoved })
+    : null;
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   let broadcasts: BroadcastService | null = null;
   const broadcastManager = new BroadcastManager({
@@ -137,16 +148,17 @@ export function buildWorker(deps: WorkerDeps) {
   void broadcastManager.init();
   broadcasts = new BroadcastService({ config, logger, coordinator, workerId, manager: broadcastManager, relaySecret });
   const app = createApp({
-    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls, broadcasts,
+    config, logger, coordinator, engine, service, signer, workerId, versions, transcoder, dispatcher, hls, broadcasts, handoff: handoff ?? undefined,
     startedAt: new Date(),
     expectedWorkers: deps.expectedWorkers ?? 1,
     metrics: { httpMiddleware: metrics.httpMiddleware, scrape: () => scrape(metrics) },
   });
   return {
-    app, engine, hls, service, signer, relaySecret, dispatcher, metrics, broadcasts,
+    app, engine, hls, service, signer, relaySecret, dispatcher, metrics, broadcasts, handoff,
     /** Offers the cached shared secrets to a coordinator that lost them. */
     republishSecrets: () => Promise.all([relaySecret.republish(), config.urlSigningSecret ? undefined : signingSecret.republish()]),
     closeParts: async () => {
+      handoff?.close();
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
       dispatcher.close();
       await transcoder.close();
@@ -170,7 +182,7 @@ function listen(server: http.Server, host: string, port: number, exclusive = fal
 export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const { config, logger, coordinator, workerId } = deps;
   let heartbeat: Heartbeat | null = null;
-  const { app, engine, hls, relaySecret, metrics, broadcasts, republishSecrets, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
+  const { app, engine, hls, relaySecret, metrics, broadcasts, handoff, republishSecrets, closeParts } = buildWorker({ ...deps, onSourcesChanged: async () => heartbeat?.beat() });
   const startedAt = new Date().toISOString();
 
   const relayServer = createRelayServer({
@@ -217,10 +229,11 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
   answerClientErrorsAsJson(server);
   const port = await listen(server, config.host, config.port);
+  handoff?.serveOn(server);
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 
   return {
-    server, relayServer, engine, app, metrics, port, relayAddress, heartbeat,
+    server, relayServer, engine, app, metrics, port, relayAddress, heartbeat, handoff,
     handOver() {
       server.close();
       return engine.ownedSessions();

@@ -20,7 +20,9 @@ describe('cluster (embedded coordinator)', function () {
 
   before(async () => {
     origin = await startOrigin();
-    cluster = await startCluster({ WORKERS: '4', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000' });
+    // Relays are what these tests are about: viewers stay on the worker they land on
+    // (test/viewer-handoff.test.ts covers the default, where most of them move to the owner).
+    cluster = await startCluster({ WORKERS: '4', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000', VIEWER_HANDOFF: 'false' });
   });
   after(async () => {
     await cluster?.stop();

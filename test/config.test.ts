@@ -86,6 +86,7 @@ describe('config', () => {
         urlSigningSecret: undefined,
         signedUrlTtlMs: 21_600_000,
         maxBodyBytes: 1_048_576,
+        viewerHandoff: true,
         viewerMaxDrops: 5,
         viewerStallTimeoutMs: 15_000,
         maxViewersPerWorker: 0,

@@ -65,6 +65,8 @@ describe('metrics: a real Prometheus scraping a cluster under load', function ()
       startCluster({
         WORKERS: '2', API_TOKEN: TOKEN, SHARED_STREAM_GRACE: '2',
         STREAM_RETRY_ATTEMPTS: '1', STREAM_RETRY_DELAY: '0.2', VIEWER_STALL_TIMEOUT: '2',
+        // Viewers stay on the worker they land on, so the relay series have a relay to show.
+        VIEWER_HANDOFF: 'false',
       }, 90_000),
     ]);
     const port = await freePort();

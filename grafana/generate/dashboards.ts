@@ -171,9 +171,10 @@ function cluster(): Dashboard {
       { expr: sumRate('m3u_proxy_lease_renewals_total'), legend: 'renewals/s' },
       { expr: `sum(increase(m3u_proxy_lease_losses_total[${RATE}]))`, legend: 'lost' },
     ]))
-    .withPanel(timeseries('Relay connections', 'short', [
-      { expr: 'sum by (direction) (m3u_proxy_relay_connections)', legend: '{{direction}}' },
-    ], 'One per worker and stream that is not the owner, whatever the number of viewers'))
+    .withPanel(timeseries('Relay connections and viewer moves', 'short', [
+      { expr: 'sum by (direction) (m3u_proxy_relay_connections)', legend: 'relays: {{direction}}' },
+      { expr: sumRate('m3u_proxy_viewer_handoffs_total', 'direction'), legend: 'moved/s: {{direction}}' },
+    ], 'Relays: one per worker and stream that is not the owner, whatever the number of viewers. Moves: viewers handed to the owner worker instead (VIEWER_HANDOFF)'))
     .withPanel(timeseries('Event-loop lag p99', 's', [
       { expr: 'max by (instance, worker) (nodejs_eventloop_lag_p99_seconds)', legend: '{{instance}} {{worker}}' },
     ]))

@@ -2,6 +2,11 @@
 // backends: in-process memory (one worker), embedded in the cluster primary, Redis.
 import type { StreamDefinition } from '../streams/stream-definition.js';
 
+/** The worker id inside a lease token (`{holder}:{random}`, Coordinator.leaseHolder). */
+export function holderWorkerId(token: string): string {
+  return token.slice(0, token.lastIndexOf(':'));
+}
+
 export interface Lease {
   key: string;
   /** `{holder}:{random}`: what the lease key holds while this lease owns it. */

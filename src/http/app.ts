@@ -25,6 +25,7 @@ import { docsRoutes } from './routes/docs-routes.js';
 import { mountedRoutes, openApiDocument } from './openapi.js';
 import swaggerUi from 'swagger-ui-express';
 import type { UrlSigner } from './url-signer.js';
+import type { SocketHandoff } from './socket-handoff.js';
 import type { WebhookDispatcher } from '../streams/events/webhook-dispatcher.js';
 import { webhooksRoutes } from './routes/webhooks-routes.js';
 
@@ -43,6 +44,8 @@ export interface AppDeps {
   transcoder: Transcoder;
   dispatcher: WebhookDispatcher;
   hls: HlsEngine;
+  /** Moves live viewers to the worker of this host that owns their source; absent outside a cluster. */
+  handoff?: SocketHandoff;
   /** `/broadcast/*` (BROADCAST.md); absent → those routes answer 404. */
   broadcasts?: BroadcastService;
   /** `/metrics` and the request counters; absent: no /metrics route. */

@@ -47,6 +47,7 @@ export const WORKER_METRICS = {
   streamReconnects: def('counter', 'stream_upstream_reconnects_total', 'Upstream connections of the stream that ended and were retried or failed over', ['stream_id']),
   viewerJoins: def('counter', 'viewer_joins_total', 'Viewers that started receiving a stream'),
   viewerDepartures: def('counter', 'viewer_departures_total', 'Viewers that left, by reason: closed (the player hung up or the stream was stopped), too_slow (fell off the buffer too often), stalled (socket accepted nothing), source_ended, shed (closed, newest first, by a worker reading its sources late)', ['reason']),
+  viewerHandoffs: def('counter', 'viewer_handoffs_total', 'Live viewers\' connections moved between the workers of this host to the one that owns the stream (VIEWER_HANDOFF), instead of a relay: out (sent by the worker that accepted it), in (served by the owner); a move back to its sender counts both on it', ['direction']),
   timeToFirstByte: def('histogram', 'time_to_first_byte_seconds', 'From a live request to its first byte: warm (the stream was already playing here) or cold (the source had to start)', ['start'],
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15]),
   upstreamConnects: def('counter', 'upstream_connects_total', 'Upstream connection attempts of live sources by result (ok: a media response)', ['result']),

@@ -61,6 +61,7 @@ function createMetrics(r: Registry) {
     streamReconnects: counter(M.streamReconnects, r),
     viewerJoins: counter(M.viewerJoins, r),
     viewerDepartures: counter(M.viewerDepartures, r),
+    viewerHandoffs: counter(M.viewerHandoffs, r),
     timeToFirstByte: histogram(M.timeToFirstByte, r),
     upstreamConnects: counter(M.upstreamConnects, r),
     upstreamErrors: counter(M.upstreamErrors, r),
@@ -108,6 +109,7 @@ export class WorkerMetrics {
     this.m = m;
     m.viewerJoins.inc(0);
     zeroes(m.viewerDepartures, 'reason', VIEWER_END_REASONS);
+    zeroes(m.viewerHandoffs, 'direction', ['out', 'in']);
     zeroes(m.upstreamConnects, 'result', ['ok', 'error']);
     zeroes(m.upstreamErrors, 'reason', UPSTREAM_ERROR_REASONS);
     zeroes(m.failovers, 'reason', FAILOVER_REASONS);
@@ -130,6 +132,7 @@ export class WorkerMetrics {
     this.telemetry = {
       viewerJoined: () => m.viewerJoins.inc(),
       viewerLeft: (reason) => m.viewerDepartures.inc({ reason }),
+      viewerMoved: (direction) => m.viewerHandoffs.inc({ direction }),
       firstByte: (start, seconds) => m.timeToFirstByte.observe({ start }, seconds),
       upstreamConnected: (ok) => m.upstreamConnects.inc({ result: ok ? 'ok' : 'error' }),
       upstreamError: (reason) => m.upstreamErrors.inc({ reason }),
@@ -173,6 +176,8 @@ export class WorkerMetrics {
       seen.add(req);
       const t0 = performance.now();
       res.once('close', () => {
+        // Moved to the worker that owns the stream (socket-handoff.ts): counted there.
+        if (res.locals.handedOff === true) return;
         // Template, never the path: `/streams/:id`, whichever base path it came under.
         let route = 'unmatched';
         if (req.route) {

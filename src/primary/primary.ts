@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import type { Coordinator } from '../coordination/coordinator.js';
 import { forgetWorker } from '../coordination/heartbeat.js';
 import { IpcHost } from '../coordination/ipc-host.js';
+import { HandoffRouter } from './handoff-router.js';
 import type { Logger } from '../logger.js';
 import { MetricsHub } from '../metrics/cluster-scrape.js';
 import { HostMetrics } from '../metrics/host-metrics.js';
@@ -57,6 +58,8 @@ export class Primary {
   private readonly listening = new Set<number>();
   /** Answers workers' `/metrics` with every worker's registry and the host's. */
   private readonly metrics: MetricsHub;
+  /** Passes viewers' connections between workers (VIEWER_HANDOFF). */
+  private readonly handoffs = new HandoffRouter();
   port = 0;
 
   constructor(private readonly deps: PrimaryDeps) {
@@ -90,6 +93,7 @@ export class Primary {
     const alive = [...this.incarnations.keys()].filter((w) => !w.isDead());
     const exits = alive.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
     for (const w of alive) {
+      this.handoffs.forget(w);
       if (w.isConnected()) w.send({ t: 'shutdown', drainMs: config.drainTimeoutMs });
     }
     const kill = setTimeout(() => {
@@ -128,6 +132,7 @@ export class Primary {
           continue;
         }
         if (!old || old.isDead() || !old.isConnected()) continue;
+        this.handoffs.forget(old);
         old.send({ t: 'handover', drainMs: config.drainTimeoutMs });
         await this.message(old, 'worker:handed-over', HANDOVER_MS);
         const kill = setTimeout(() => {
@@ -176,6 +181,7 @@ export class Primary {
     slot.startedAt = Date.now();
     this.ipc?.attach(worker);
     this.metrics.attach(worker);
+    this.handoffs.attach(worker);
     worker.on('message', (msg: { t?: string; port?: number; pids?: number[]; sessions?: unknown }) => {
       if (msg?.t === 'worker:ready' && typeof msg.port === 'number' && slot.worker === worker) this.onListening(slot, msg.port);
       if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) inc.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Config } from '../config.js';
-import type { ClientRecord, Coordinator } from '../coordination/coordinator.js';
+import { holderWorkerId, type ClientRecord, type Coordinator } from '../coordination/coordinator.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Channel } from './live/channel.js';
@@ -399,6 +399,24 @@ export class StreamEngine {
     if (viewer && !viewer.isDone) await this.clientConnected(def, recordId, who);
   }
 
+  /**
+   * The worker holding the lease of the live source a new viewer of `def` would join, when a
+   * move there saves a relay: another worker owns it and this one has no viewer of it (with
+   * one, the relay runs anyway and the new viewer costs one more write either way). Null for
+   * VOD and transcodes (whose source key depends on the client), and while nobody owns it
+   * (the viewer starts it here). One coordinator read.
+   */
+  async liveOwnerElsewhere(def: StreamDefinition): Promise<string | null> {
+    if (def.kind === 'vod' || def.kind === 'transcode') return null;
+    const key = `${def.id}:1`;
+    const session = this.sessions.get(key);
+    if (session && (session.isOwner || session.viewers.size > 0)) return null;
+    const holder = await this.deps.coordinator.leaseHolder(`lease:${key}`);
+    if (!holder) return null;
+    const workerId = holderWorkerId(holder);
+    return workerId === this.deps.workerId ? null : workerId;
+  }
+
   async playVod(def: StreamDefinition, clientId: string, who: ViewerIdentity, req: IncomingMessage, res: ServerResponse, extra: Record<string, string>): Promise<void> {
     this.assertOpen();
     const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
@@ -506,7 +524,7 @@ export class StreamEngine {
 
   /** Where the holder of a lease token serves relays (its worker's relay listener). */
   async resolveRelay(holder: string): Promise<RelayTarget | null> {
-    const workerId = holder.slice(0, holder.lastIndexOf(':'));
+    const workerId = holderWorkerId(holder);
     const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
     return worker?.relay ? { workerId, address: worker.relay } : null;
   }

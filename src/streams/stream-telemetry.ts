@@ -12,6 +12,8 @@ export type FfmpegExitReason = 'stopped' | 'ended' | 'input_error' | 'output_err
 export interface StreamTelemetry {
   viewerJoined(): void;
   viewerLeft(reason: ViewerEndReason): void;
+  /** A live viewer's connection moved to (in) or from (out) this worker (src/http/socket-handoff.ts). */
+  viewerMoved(direction: 'out' | 'in'): void;
   /** A live viewer's first byte, `seconds` after its request arrived. */
   firstByte(start: 'warm' | 'cold', seconds: number): void;
   upstreamConnected(ok: boolean): void;
@@ -28,6 +30,6 @@ const noop = (): void => {};
 
 /** For parts built without metrics (unit tests, tools). */
 export const NO_TELEMETRY: StreamTelemetry = {
-  viewerJoined: noop, viewerLeft: noop, firstByte: noop, upstreamConnected: noop, upstreamError: noop,
+  viewerJoined: noop, viewerLeft: noop, viewerMoved: noop, firstByte: noop, upstreamConnected: noop, upstreamError: noop,
   failover: noop, ffmpegStarted: noop, ffmpegExited: noop, lease: noop, rendered: noop,
 };

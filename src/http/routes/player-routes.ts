@@ -12,6 +12,7 @@ import { authError, tokenState } from '../auth.js';
 import { clientIp } from '../client-ip.js';
 import { streamIdParam } from '../request-values.js';
 import { queryString, urlProblem } from '../schemas.js';
+import type { SocketHandoff } from '../socket-handoff.js';
 import type { UrlSigner } from '../url-signer.js';
 
 export interface PlayerRoutesDeps {
@@ -21,6 +22,8 @@ export interface PlayerRoutesDeps {
   apiToken: string | undefined;
   rootPath: string;
   hls: HlsEngine;
+  /** Moves live viewers to the worker of this host that owns their source (cluster only). */
+  handoff?: SocketHandoff;
 }
 
 export function playerRoutes(deps: PlayerRoutesDeps): Router {
@@ -52,6 +55,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
       // Answered at once: no upstream, no client record.
       return deps.engine.headLive(res, { 'X-Stream-ID': def.id, 'X-Client-ID': clientIdFor({ ...who, streamId: def.id }, () => false) });
     }
+    if (await movedToOwner(req, res, def, deps)) return;
     deps.engine.admit();
     const clientId = await deps.engine.claimClient(def, who);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
@@ -65,6 +69,20 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
   r.head('/stream/:id', play);
   r.get('/stream/:id', play);
   return r;
+}
+
+/**
+ * Hands a live GET to the worker of this host that owns the stream's source, when that saves a
+ * relay and the owner has room (socket-handoff.ts); true when it went (nothing is answered here).
+ */
+async function movedToOwner(req: Request, res: Response, def: StreamDefinition, deps: PlayerRoutesDeps): Promise<boolean> {
+  const { handoff, engine } = deps;
+  if (!handoff?.hasPeers || req.method !== 'GET' || handoff.isHandedIn(req.socket)) return false;
+  const owner = await engine.liveOwnerElsewhere(def);
+  if (!owner || !handoff.shouldMove(owner, engine.admission.load().viewers) || !handoff.moveTo(req, owner)) return false;
+  // The owner answers and counts the request.
+  res.locals.handedOff = true;
+  return true;
 }
 
 export async function resolveStream(req: Request, deps: PlayerRoutesDeps): Promise<StreamDefinition> {

@@ -7,7 +7,7 @@
 import type http from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import type { Config } from '../../config.js';
-import type { Coordinator } from '../../coordination/coordinator.js';
+import { holderWorkerId, type Coordinator } from '../../coordination/coordinator.js';
 import { LeaseKeeper } from '../../coordination/lease-keeper.js';
 import { AppError, isAppError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -171,7 +171,7 @@ export class BroadcastService {
     if (pending) return pending;
     const holder = await this.deps.coordinator.leaseHolder(leaseKeyOf(id));
     if (holder === null) return null;
-    const workerId = holder.slice(0, holder.lastIndexOf(':'));
+    const workerId = holderWorkerId(holder);
     if (workerId === this.deps.workerId) return this.keepers.has(id) ? 'local' : null;
     const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
     if (!worker?.relay) throw new AppError(503, 'UPSTREAM_UNAVAILABLE', `The owner of broadcast ${id} is not reachable yet; try again`);
@@ -206,7 +206,7 @@ export class BroadcastService {
   private async findOwnerNoWait(id: string): Promise<Target | null> {
     const holder = await this.deps.coordinator.leaseHolder(leaseKeyOf(id));
     if (holder === null) return null;
-    const workerId = holder.slice(0, holder.lastIndexOf(':'));
+    const workerId = holderWorkerId(holder);
     if (workerId === this.deps.workerId) return null; // a stale lease of ours: acquire decides
     const worker = (await this.deps.coordinator.listWorkers()).find((w) => w.workerId === workerId);
     return worker?.relay ? { workerId, address: worker.relay } : null;

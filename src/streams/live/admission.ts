@@ -77,6 +77,7 @@ export class Admission {
   private overloaded = false;
   private reason = '';
   private viewers = 0;
+  private lastElu = 0;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private readonly utilization: () => number;
   private readonly timer: NodeJS.Timeout;
@@ -119,6 +120,11 @@ export class Admission {
     return this.overloaded;
   }
 
+  /** The last tick's event-loop utilisation (0–1), this worker's viewers (joins since counted) and whether it refuses. */
+  load(): { elu: number; viewers: number; overloaded: boolean } {
+    return { elu: this.lastElu, viewers: this.viewers, overloaded: this.overloaded };
+  }
+
   close(): void {
     clearInterval(this.timer);
   }
@@ -128,6 +134,7 @@ export class Admission {
     const { viewers, lagging, fastestClock } = this.opts.sample();
     this.viewers = viewers;
     const elu = this.utilization();
+    this.lastElu = elu;
     const share = viewers > 0 ? lagging / viewers : 0;
     const { laggingShare, eluLimit } = this.opts;
     const late = elu >= eluLimit && fastestClock !== null && fastestClock < CLOCK_LIMIT;

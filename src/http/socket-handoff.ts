@@ -1,0 +1,165 @@
+// Viewer hand-off between the workers of one host. A player's connection lands on whichever
+// worker the cluster primary gives it (round robin), not on the worker that owns the stream's
+// source; that worker would then run a relay (one more socket write and read for every byte of
+// the stream) to feed a viewer or two. For a live TS viewer whose source another worker of this
+// host owns, the request is moved instead: this worker sends the socket itself (its file
+// descriptor, through the primary, Node's IPC handle passing) with the request head it read,
+// and the owner replays that head into its own HTTP server, so the viewer is served by the
+// express app there exactly as if it had connected there (auth, admission, client records).
+// A handed-in connection is never handed on: at most one move per connection.
+//
+// When to move is a load rule, so one hot channel still spreads over every core: the owner
+// must not be overloaded, must be under MAX_OWNER_ELU busy, and must hold at most SLACK more
+// viewers than this worker (counting the ones handed to it since its last report). Past that,
+// the viewer stays and a relay feeds it (and the next ones of that stream here).
+import type { Socket } from 'node:net';
+import type http from 'node:http';
+import type { Request } from 'express';
+import type { Logger } from '../logger.js';
+
+/** A worker's load as it reports it to the primary each second. */
+export interface PeerLoad {
+  workerId: string;
+  /** Event-loop utilisation over the last second (0–1). */
+  elu: number;
+  /** Live viewers it serves. */
+  viewers: number;
+  /** It refuses new viewers now (admission). */
+  overloaded: boolean;
+}
+
+/** The messages of the hand-off (worker ⇄ primary ⇄ worker). */
+export type HandoffMessage =
+  | ({ t: 'handoff:load' } & PeerLoad)
+  | { t: 'handoff:peers'; peers: PeerLoad[] }
+  /** `head`: the request line and headers as read (latin1, base64); `from`: the sender. */
+  | { t: 'handoff:socket'; to: string; from: string; head: string };
+
+export interface SocketHandoffOptions {
+  workerId: string;
+  /** process.send of a cluster worker. */
+  send: (msg: HandoffMessage, handle?: Socket, options?: { keepOpen: boolean }, cb?: (err: Error | null) => void) => boolean;
+  /** This worker's load now (reported each `intervalMs`). */
+  load: () => Omit<PeerLoad, 'workerId'>;
+  logger: Logger;
+  /** A connection moved out of or into this worker (metrics). */
+  onMove?: (direction: 'out' | 'in') => void;
+  intervalMs?: number;
+}
+
+/** The owner must be less busy than this (event-loop utilisation) to be handed a viewer. */
+export const MAX_OWNER_ELU = 0.8;
+/** How many more viewers than this worker the owner may hold and still be handed one. */
+export const SLACK = 64;
+/** A peer that has not reported for this long is not handed anything. */
+const STALE_MS = 3000;
+
+/** The request line and headers of `req`, as bytes an HTTP parser reads back to the same request. */
+export function requestHead(req: Pick<http.IncomingMessage, 'method' | 'url' | 'httpVersion' | 'rawHeaders'>): Buffer {
+  let head = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  // Node decodes header bytes as latin1: encoding them back so gives the bytes that arrived.
+  return Buffer.from(`${head}\r\n`, 'latin1');
+}
+
+export class SocketHandoff {
+  private readonly handedIn = new WeakSet<Socket>();
+  private peers = new Map<string, PeerLoad & { at: number }>();
+  /** Viewers handed to each peer since its last report (its report does not count them yet). */
+  private readonly sentSince = new Map<string, number>();
+  private server: http.Server | null = null;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly opts: SocketHandoffOptions) {
+    this.timer = setInterval(() => this.report(), opts.intervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  /** The server handed-in connections are replayed into. */
+  serveOn(server: http.Server): void {
+    this.server = server;
+  }
+
+  /** Whether another worker of this host reported its load lately (with one worker: never). */
+  get hasPeers(): boolean {
+    return this.peers.size > 0;
+  }
+
+  /** Whether the connection was handed to this worker (it is never handed on). */
+  isHandedIn(socket: Socket): boolean {
+    return this.handedIn.has(socket);
+  }
+
+  /**
+   * Whether a new viewer should move to `owner`, a worker of this host, by the load rule;
+   * `myViewers`: this worker's live viewers now.
+   */
+  shouldMove(owner: string, myViewers: number): boolean {
+    const p = this.peers.get(owner);
+    if (!p || Date.now() - p.at > STALE_MS || p.overloaded || p.elu >= MAX_OWNER_ELU) return false;
+    return p.viewers + (this.sentSince.get(owner) ?? 0) <= myViewers + SLACK;
+  }
+
+  /**
+   * Sends the request's connection to `owner`: true once it is on its way (this worker must
+   * not answer it), false when it cannot be sent (answer it here).
+   */
+  moveTo(req: Request, owner: string): boolean {
+    const socket = req.socket;
+    if (!this.server || socket.destroyed || !this.server.listening) return false;
+    const msg: HandoffMessage = { t: 'handoff:socket', to: owner, from: this.opts.workerId, head: requestHead(req).toString('base64') };
+    try {
+      // Node detaches the descriptor when the message is written (after any handle queued
+      // before it); only then may this side's socket object be dropped.
+      this.opts.send(msg, socket, { keepOpen: false }, () => {
+        // Its descriptor left with the message: this only frees the HTTP server's bookkeeping
+        // (no close of the connection, which now belongs to the owner).
+        socket.destroy();
+      });
+    } catch (err) {
+      this.opts.logger.warn('viewer hand-off failed; served here', { error: String(err) });
+      return false;
+    }
+    this.sentSince.set(owner, (this.sentSince.get(owner) ?? 0) + 1);
+    this.opts.onMove?.('out');
+    return true;
+  }
+
+  /** A message from the primary: the peers' loads, or a connection handed to this worker. */
+  onMessage(msg: unknown, handle: unknown): boolean {
+    const m = msg as HandoffMessage | null;
+    if (m?.t === 'handoff:peers' && Array.isArray(m.peers)) {
+      const at = Date.now();
+      this.peers = new Map(m.peers.filter((p) => p.workerId !== this.opts.workerId).map((p) => [p.workerId, { ...p, at }]));
+      this.sentSince.clear();
+      return true;
+    }
+    if (m?.t !== 'handoff:socket') return false;
+    const socket = handle as Socket | undefined;
+    if (!socket || typeof socket.unshift !== 'function') return true; // the player hung up on the way
+    if (!this.server || typeof m.head !== 'string') {
+      socket.destroy();
+      return true;
+    }
+    this.handedIn.add(socket);
+    this.opts.onMove?.('in');
+    // The head goes back in front of whatever the player sends next; the server parses it as
+    // a new connection's first request.
+    socket.unshift(Buffer.from(m.head, 'base64'));
+    this.server.emit('connection', socket);
+    return true;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  private report(): void {
+    try {
+      this.opts.send({ t: 'handoff:load', workerId: this.opts.workerId, ...this.opts.load() });
+    } catch {
+      // The primary is gone: the worker stops on 'disconnect'.
+    }
+  }
+}
