@@ -23,6 +23,8 @@ export interface ChannelsSide {
   rssKiB: number;
   /** Upstream connections open at the origin at the end of the window. */
   upstreams: number;
+  /** Proxy only: relay connections between its workers at the end of the window (each worker's heartbeat). */
+  relays?: number;
 }
 
 export interface ChannelsResult {
@@ -58,7 +60,7 @@ async function openAll(client: LoadClient, port: number, paths: string[], perCha
 
 async function measureSide(
   o: ChannelsOptions, origin: Origin, server: ChannelsSide['server'], pid: number, port: number,
-  paths: string[], originPaths: string[],
+  paths: string[], originPaths: string[], relays?: () => Promise<number>,
 ): Promise<ChannelsSide> {
   const rssIdleKiB = treeRssKiB(sampleTree(pid));
   const client = await LoadClient.start(o.clientBin);
@@ -89,9 +91,11 @@ async function measureSide(
       rssIdleKiB,
       rssKiB: d.rssKiB,
       upstreams: originPaths.reduce((s, p) => s + origin.open(p), 0),
+      ...(relays ? { relays: await relays() } : {}),
     };
     o.log(`  ${server.padEnd(5)} ${o.channels} channels × ${o.perChannel}: ${side.fullRate}/${side.viewers} at full rate, ` +
-      `${fmt(side.cores, 2)} cores, ${fmt(side.cpuSPerGB, 2)} CPU-s/GB, RSS ${fmt(side.rssKiB / 1024, 0)} MiB (idle ${fmt(rssIdleKiB / 1024, 0)}), upstreams ${side.upstreams}`);
+      `${fmt(side.cores, 2)} cores, ${fmt(side.cpuSPerGB, 2)} CPU-s/GB, RSS ${fmt(side.rssKiB / 1024, 0)} MiB (idle ${fmt(rssIdleKiB / 1024, 0)}), upstreams ${side.upstreams}` +
+      (side.relays !== undefined ? `, relays between workers ${side.relays}` : ''));
     return side;
   } finally {
     await client.quit();
@@ -116,7 +120,10 @@ export async function runChannels(o: ChannelsOptions, cleanup: Cleanup): Promise
     for (const p of pxOrigin) ids.push((await proxy.api<{ stream_id: string }>('POST', '/streams', { url: origin.url(p) })).stream_id);
     await sleep(1000);
     const sides = [
-      await measureSide(o, origin, 'proxy', proxy.pid, proxy.port, ids.map((id) => `/stream/${id}`), pxOrigin),
+      await measureSide(o, origin, 'proxy', proxy.pid, proxy.port, ids.map((id) => `/stream/${id}`), pxOrigin, async () => {
+        const { workers } = await proxy.api<{ workers: Array<{ relays: { receiving: number } }> }>('GET', '/workers');
+        return workers.reduce((n, w) => n + w.relays.receiving, 0);
+      }),
       await measureSide(o, origin, 'floor', floor.pid, floor.port, idx.map((i) => `/stream/fl-${i}`), idx.map((i) => `/live/fl-${i}.ts`)),
     ];
     return { channels: o.channels, perChannel: o.perChannel, muxrate: o.muxrate, byteRate: origin.byteRate, workers: o.workers, sides };

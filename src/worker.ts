@@ -113,8 +113,9 @@ export function buildWorker(deps: WorkerDeps) {
   const { telemetry } = metrics;
   const dispatcher = new WebhookDispatcher({ coordinator, logger });
   const events = new StreamEvents({ coordinator, logger, dispatcher });
-  const engine = new StreamEngine({
+  const engine: StreamEngine = new StreamEngine({
     config, coordinator, logger, workerId, relaySecret, rereadRelaySecret: () => relaySecret.reread(), events, onPids, onSourcesChanged, telemetry,
+    canMoveTo: (owner: string): boolean => handoff?.shouldMove(owner, engine.admission.load().viewers) ?? false,
   });
   const service = new StreamService({ config, coordinator, engine, events });
   const hls = new HlsEngine({
@@ -133,7 +134,7 @@ export function buildWorker(deps: WorkerDeps) {
   void versions(); // detected at start: /info and resolver streams need them
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator, hls, webhooks: dispatcher });
-  const handoff = deps.ipcSend && config.viewerHandoff
+  const handoff: SocketHandoff | null = deps.ipcSend && config.viewerHandoff
     ? new SocketHandoff({ workerId, send: deps.ipcSend, load: () => engine.admission.load(), logger, onMove: telemetry.viewerMoved })
     : null;
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));

@@ -113,6 +113,29 @@ describe('viewer hand-off between the workers of a host', function () {
     }
   });
 
+  it('first viewers at once on both workers (the race for the source): the loser\'s viewers move to the winner, no relay', async () => {
+    await waitFor(async () => JSON.stringify(await relays()) === JSON.stringify({ receiving: 0, serving: 0 }), 15_000, 'the relay of the test before to close');
+    for (let round = 0; round < 3; round++) {
+      const path = `/live/handoff-race-${round}.ts`;
+      const id = await createOn(cluster, origin.url(path));
+      const viewers = Array.from({ length: 4 }, (_, i) => openViewer(cluster.url(`/stream/${id}?username=r${i}`)));
+      try {
+        const heads = await Promise.all(viewers.map((v) => v.firstBytes(188)));
+        // Cold: each gets the source's bytes from its first one, packet-aligned.
+        for (const h of heads) expect(h[0]).to.equal(0x47);
+        expect(await Promise.all(viewers.map((v) => v.status))).to.deep.equal([200, 200, 200, 200]);
+        expect(new Set(await Promise.all(viewers.map(workerOf))).size, 'one worker serves them all').to.equal(1);
+        expect(origin.totalRequests(path)).to.equal(1);
+        await sleep(1200);
+        expect(await relays()).to.deep.equal({ receiving: 0, serving: 0 });
+        const { body } = await cluster.api<ClientsBody>('/clients');
+        expect(body.clients.filter((c) => c.stream_id === id).map((c) => c.username).sort()).to.deep.equal(['r0', 'r1', 'r2', 'r3']);
+      } finally {
+        for (const v of viewers) v.close();
+      }
+    }
+  });
+
   it('HEAD is answered where it lands, not moved', async () => {
     const path = '/live/handoff-head.ts';
     const id = await createOn(cluster, origin.url(path));

@@ -9,8 +9,10 @@
 // A handed-in connection is never handed on: at most one move per connection.
 //
 // When to move is a load rule, so one hot channel still spreads over every core: the owner
-// must not be overloaded, must be under MAX_OWNER_ELU busy, and must hold at most SLACK more
-// viewers than this worker (counting the ones handed to it since its last report). Past that,
+// must not be refusing viewers (admission) and must hold at most SLACK more viewers than this
+// worker (counting the ones handed either way since its last report). Not its event-loop
+// utilisation: a burst of joins keeps both workers ~90 % busy for a second without either
+// being short of room, and a rule on it kept a quarter of the relays it should have saved. Past that,
 // the viewer stays and a relay feeds it (and the next ones of that stream here).
 import type { Socket } from 'node:net';
 import type http from 'node:http';
@@ -20,8 +22,6 @@ import type { Logger } from '../logger.js';
 /** A worker's load as it reports it to the primary each second. */
 export interface PeerLoad {
   workerId: string;
-  /** Event-loop utilisation over the last second (0–1). */
-  elu: number;
   /** Live viewers it serves. */
   viewers: number;
   /** It refuses new viewers now (admission). */
@@ -47,8 +47,6 @@ export interface SocketHandoffOptions {
   intervalMs?: number;
 }
 
-/** The owner must be less busy than this (event-loop utilisation) to be handed a viewer. */
-export const MAX_OWNER_ELU = 0.8;
 /** How many more viewers than this worker the owner may hold and still be handed one. */
 export const SLACK = 64;
 /** A peer that has not reported for this long is not handed anything. */
@@ -64,10 +62,15 @@ export function requestHead(req: Pick<http.IncomingMessage, 'method' | 'url' | '
 }
 
 export class SocketHandoff {
-  private readonly handedIn = new WeakSet<Socket>();
+  /** Connections that never move (again): handed in, or a move failed. */
+  private readonly settled = new WeakSet<Socket>();
   private peers = new Map<string, PeerLoad & { at: number }>();
-  /** Viewers handed to each peer since its last report (its report does not count them yet). */
-  private readonly sentSince = new Map<string, number>();
+  /**
+   * Viewers handed to (+) and from (−) each peer since its last report: its report does not
+   * count them yet. Both ways: in a burst both workers hand viewers to each other, and counting
+   * only ours would take a balanced peer for a full one.
+   */
+  private readonly movedSince = new Map<string, number>();
   private server: http.Server | null = null;
   private readonly timer: NodeJS.Timeout;
 
@@ -81,14 +84,18 @@ export class SocketHandoff {
     this.server = server;
   }
 
-  /** Whether another worker of this host reported its load lately (with one worker: never). */
-  get hasPeers(): boolean {
-    return this.peers.size > 0;
+  /**
+   * Whether the request's connection may move: a GET, another worker of this host reported
+   * its load (with one worker: never), and the connection is not settled here (handed in, or
+   * a move of it failed).
+   */
+  mayMove(req: Pick<Request, 'method' | 'socket'>): boolean {
+    return this.peers.size > 0 && req.method === 'GET' && !this.settled.has(req.socket);
   }
 
-  /** Whether the connection was handed to this worker (it is never handed on). */
-  isHandedIn(socket: Socket): boolean {
-    return this.handedIn.has(socket);
+  /** The connection stays on this worker for good. */
+  settle(socket: Socket): void {
+    this.settled.add(socket);
   }
 
   /**
@@ -97,8 +104,8 @@ export class SocketHandoff {
    */
   shouldMove(owner: string, myViewers: number): boolean {
     const p = this.peers.get(owner);
-    if (!p || Date.now() - p.at > STALE_MS || p.overloaded || p.elu >= MAX_OWNER_ELU) return false;
-    return p.viewers + (this.sentSince.get(owner) ?? 0) <= myViewers + SLACK;
+    if (!p || Date.now() - p.at > STALE_MS || p.overloaded) return false;
+    return p.viewers + (this.movedSince.get(owner) ?? 0) <= myViewers + SLACK;
   }
 
   /**
@@ -121,7 +128,7 @@ export class SocketHandoff {
       this.opts.logger.warn('viewer hand-off failed; served here', { error: String(err) });
       return false;
     }
-    this.sentSince.set(owner, (this.sentSince.get(owner) ?? 0) + 1);
+    this.count(owner, 1);
     this.opts.onMove?.('out');
     return true;
   }
@@ -132,7 +139,7 @@ export class SocketHandoff {
     if (m?.t === 'handoff:peers' && Array.isArray(m.peers)) {
       const at = Date.now();
       this.peers = new Map(m.peers.filter((p) => p.workerId !== this.opts.workerId).map((p) => [p.workerId, { ...p, at }]));
-      this.sentSince.clear();
+      this.movedSince.clear();
       return true;
     }
     if (m?.t !== 'handoff:socket') return false;
@@ -142,7 +149,8 @@ export class SocketHandoff {
       socket.destroy();
       return true;
     }
-    this.handedIn.add(socket);
+    this.settled.add(socket);
+    if (typeof m.from === 'string') this.count(m.from, -1);
     this.opts.onMove?.('in');
     // The head goes back in front of whatever the player sends next; the server parses it as
     // a new connection's first request.
@@ -153,6 +161,10 @@ export class SocketHandoff {
 
   close(): void {
     clearInterval(this.timer);
+  }
+
+  private count(peer: string, n: number): void {
+    this.movedSince.set(peer, (this.movedSince.get(peer) ?? 0) + n);
   }
 
   private report(): void {

@@ -30,7 +30,7 @@ export class HandoffRouter {
   }
 
   private onLoad(worker: Worker, msg: PeerLoad): void {
-    const load: PeerLoad = { workerId: msg.workerId, elu: Number(msg.elu) || 0, viewers: Number(msg.viewers) || 0, overloaded: msg.overloaded === true };
+    const load: PeerLoad = { workerId: msg.workerId, viewers: Number(msg.viewers) || 0, overloaded: msg.overloaded === true };
     this.peers.set(load.workerId, { worker, load });
     if (!worker.isConnected()) return;
     const peers = [...this.peers.values()].map((p) => p.load);

@@ -54,6 +54,11 @@ export interface EngineDeps {
   onSourcesChanged?: () => void;
   /** Where events are counted (metrics); nothing by default. */
   telemetry?: StreamTelemetry;
+  /**
+   * Whether a live viewer may move to `workerId`, a worker of this host (the viewer hand-off's
+   * load rule, src/http/socket-handoff.ts); unset: viewers never move.
+   */
+  canMoveTo?: (workerId: string) => boolean;
 }
 
 export interface TranscodeRuntime {
@@ -379,10 +384,12 @@ export class StreamEngine {
    * Plays a live TS stream: resolves once the viewer is attached (or has gone), rejects with
    * an AppError (502) when the source fails before its first byte. `requestedAt`
    * (performance.now() when the request arrived) starts the time-to-first-byte clock.
+   * `movable`: rejects with MoveToOwner (nothing sent) when another worker of this host won the
+   * race for the source and has room; the caller moves the connection there.
    */
   async playLive(
     def: StreamDefinition, clientId: string, who: ViewerIdentity, res: ServerResponse, extra: Record<string, string>,
-    requestedAt = performance.now(),
+    requestedAt = performance.now(), movable = false,
   ): Promise<void> {
     this.assertOpen();
     const key = def.kind === 'transcode' ? await this.transcodeKey(def, clientId) : `${def.id}:1`;
@@ -392,7 +399,8 @@ export class StreamEngine {
       this.sessions.set(key, session);
     }
     const warm = session.channel.hasData;
-    const viewer = await session.addViewer(clientId, res, { ...LIVE_HEAD, ...extra });
+    // A transcode's source key depends on the client: it is chosen again wherever it lands.
+    const viewer = await session.addViewer(clientId, res, { ...LIVE_HEAD, ...extra }, movable && def.kind !== 'transcode');
     if (viewer && viewer.bytesSent > 0) this.telemetry.firstByte(warm ? 'warm' : 'cold', (performance.now() - requestedAt) / 1000);
     // A warm join's claim ran meanwhile: events and records use the id it settled on.
     const recordId = await this.recordIdOf(def.id, clientId);
@@ -675,6 +683,7 @@ export class StreamEngine {
       onOwnership: () => this.deps.onSourcesChanged?.(),
       onViewerEnd: (clientId, _viewer, reason) => void this.clientGone(def.id, clientId, reason),
       onLeaseEvent: (event) => this.telemetry.lease(event),
+      canMoveTo: this.deps.canMoveTo,
     });
     if (this.handingOver) session.handOver();
     return session;

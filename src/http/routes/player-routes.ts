@@ -5,6 +5,7 @@ import { Router, type Request, type Response } from 'express';
 import type { HlsEngine } from '../../streams/hls/hls-engine.js';
 import { AppError, streamNotFound, validationError } from '../../errors.js';
 import type { StreamEngine, ViewerIdentity } from '../../streams/stream-engine.js';
+import { MoveToOwner } from '../../streams/live/live-session.js';
 import { clientIdFor } from '../../streams/client-identity.js';
 import { isVodPath, streamIdForUrl, type StreamDefinition } from '../../streams/stream-definition.js';
 import type { StreamService } from '../../streams/stream-service.js';
@@ -59,12 +60,25 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
     deps.engine.admit();
     const clientId = await deps.engine.claimClient(def, who);
     const extra = { 'X-Stream-ID': def.id, 'X-Client-ID': clientId };
+    let owner: string | null = null;
     try {
       if (def.kind === 'vod') return await deps.engine.playVod(def, clientId, who, req, res, extra);
-      return await deps.engine.playLive(def, clientId, who, res, extra, requestedAt);
+      return await deps.engine.playLive(def, clientId, who, res, extra, requestedAt, deps.handoff?.mayMove(req) ?? false);
+    } catch (err) {
+      if (!(err instanceof MoveToOwner)) throw err;
+      owner = err.workerId;
     } finally {
       await deps.engine.releaseClient(def.id, clientId);
     }
+    // Another worker won the race for the source (players open two connections at once) and
+    // has room: the player goes there, its claim released first.
+    if (deps.handoff!.moveTo(req, owner)) {
+      res.locals.handedOff = true;
+      return;
+    }
+    // It could not be sent: played here after all (relayed), and never moved again.
+    deps.handoff!.settle(req.socket);
+    return play(req, res);
   };
   r.head('/stream/:id', play);
   r.get('/stream/:id', play);
@@ -77,7 +91,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
  */
 async function movedToOwner(req: Request, res: Response, def: StreamDefinition, deps: PlayerRoutesDeps): Promise<boolean> {
   const { handoff, engine } = deps;
-  if (!handoff?.hasPeers || req.method !== 'GET' || handoff.isHandedIn(req.socket)) return false;
+  if (!handoff?.mayMove(req)) return false;
   const owner = await engine.liveOwnerElsewhere(def);
   if (!owner || !handoff.shouldMove(owner, engine.admission.load().viewers) || !handoff.moveTo(req, owner)) return false;
   // The owner answers and counts the request.

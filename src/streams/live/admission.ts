@@ -77,7 +77,6 @@ export class Admission {
   private overloaded = false;
   private reason = '';
   private viewers = 0;
-  private lastElu = 0;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private readonly utilization: () => number;
   private readonly timer: NodeJS.Timeout;
@@ -120,9 +119,9 @@ export class Admission {
     return this.overloaded;
   }
 
-  /** The last tick's event-loop utilisation (0–1), this worker's viewers (joins since counted) and whether it refuses. */
-  load(): { elu: number; viewers: number; overloaded: boolean } {
-    return { elu: this.lastElu, viewers: this.viewers, overloaded: this.overloaded };
+  /** This worker's viewers (joins since the last tick counted) and whether it refuses new ones. */
+  load(): { viewers: number; overloaded: boolean } {
+    return { viewers: this.viewers, overloaded: this.overloaded };
   }
 
   close(): void {
@@ -134,7 +133,6 @@ export class Admission {
     const { viewers, lagging, fastestClock } = this.opts.sample();
     this.viewers = viewers;
     const elu = this.utilization();
-    this.lastElu = elu;
     const share = viewers > 0 ? lagging / viewers : 0;
     const { laggingShare, eluLimit } = this.opts;
     const late = elu >= eluLimit && fastestClock !== null && fastestClock < CLOCK_LIMIT;

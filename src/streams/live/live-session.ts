@@ -17,6 +17,18 @@ export interface RelayTarget {
   address: string;
 }
 
+/**
+ * The answer to a viewer still waiting for its first byte when this worker lost the race for
+ * the source to `workerId`, a worker of this host with room: its connection should move there
+ * (src/http/socket-handoff.ts) rather than be fed by a relay started for it alone.
+ */
+export class MoveToOwner extends Error {
+  constructor(readonly workerId: string) {
+    super(`The stream's source runs on worker ${workerId}`);
+    this.name = 'MoveToOwner';
+  }
+}
+
 /** What feeds the channel while this worker owns the session (upstream GET, FFmpeg). */
 export interface OwnedSource {
   start(): void;
@@ -69,6 +81,8 @@ export interface LiveSessionOptions {
   onViewerEnd: (clientId: string, viewer: Viewer, reason: ViewerEndReason) => void;
   /** Lease acquisitions, renewals and losses (metrics). */
   onLeaseEvent?: (event: LeaseEvent) => void;
+  /** Whether viewers may move to `workerId` (a worker of this host with room); unset: never. */
+  canMoveTo?: (workerId: string) => boolean;
 }
 
 const TICK_MS = 250;
@@ -108,7 +122,7 @@ export class LiveSession implements ChannelReader {
   private deleted = false;
   /** Rolling restart, old side: this session only relays from now on. */
   private handingOver = false;
-  private readyWaiters: Array<{ resolve: () => void; reject: (e: AppError) => void; since: number }> = [];
+  private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void; since: number; movable: boolean }> = [];
   private owning: Promise<void> = Promise.resolve();
   private acquiring = false;
   /** Bytes of viewers that already left. */
@@ -239,8 +253,8 @@ export class LiveSession implements ChannelReader {
    * Attaches a viewer: waits for the first data (or the source's failure, as a 502), then
    * sends the head and starts at the newest join point.
    */
-  async addViewer(clientId: string, res: ServerResponse, head: Record<string, string>): Promise<Viewer | null> {
-    const viewer = await this.attach(res, head, (v, reason) => {
+  async addViewer(clientId: string, res: ServerResponse, head: Record<string, string>, movable = false): Promise<Viewer | null> {
+    const viewer = await this.attach(res, head, movable, (v, reason) => {
       if (this.viewers.get(clientId) === v) this.viewers.delete(clientId);
       this.bytesOfLeft += v.bytesSent;
       this.lastAccess = new Date();
@@ -258,7 +272,7 @@ export class LiveSession implements ChannelReader {
     this.cancelGrace();
     await this.owning;
     if (!this.isOwner || !this.lease.confirm()) return 'not_owner';
-    const viewer = await this.attach(res, TS_HEAD, (v) => this.relayViewers.delete(v));
+    const viewer = await this.attach(res, TS_HEAD, false, (v) => this.relayViewers.delete(v));
     if (viewer) this.relayViewers.add(viewer);
     return viewer;
   }
@@ -296,9 +310,14 @@ export class LiveSession implements ChannelReader {
     this.dispose(error);
   }
 
+  /**
+   * `movable`: the viewer's connection may move to another worker of this host; it is then
+   * rejected with MoveToOwner if this worker loses the race for the source.
+   */
   private async attach(
     res: ServerResponse,
     head: Record<string, string>,
+    movable: boolean,
     onEnd: (viewer: Viewer, reason: ViewerEndReason) => void,
   ): Promise<Viewer | null> {
     this.cancelGrace();
@@ -306,8 +325,10 @@ export class LiveSession implements ChannelReader {
     // channel starts at its newest join point.
     const waited = !this.channel.hasData;
     this.pending++;
+    // A session whose first viewers moved away has neither source nor relay: this one needs a feed.
+    if (!this.retry) this.tryOwn();
     try {
-      await this.ready(res);
+      await this.ready(res, movable);
     } catch (err) {
       this.pending--;
       this.maybeIdle(); // a waiter that got an error is interest no more
@@ -340,13 +361,13 @@ export class LiveSession implements ChannelReader {
     return viewer;
   }
 
-  private ready(res: ServerResponse): Promise<void> {
+  private ready(res: ServerResponse, movable: boolean): Promise<void> {
     if (this.channel.hasData) return Promise.resolve();
     if (this.closed) return Promise.reject(upstreamUnavailable('The stream source is not available'));
     // The player hung up before it got here (during the client claim): its 'close' is past.
     if (res.destroyed || !res.socket || res.socket.destroyed) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const waiter = { resolve, reject, since: Date.now() };
+      const waiter = { resolve, reject, since: Date.now(), movable };
       this.readyWaiters.push(waiter);
       // A player that hangs up while waiting stops counting as interest.
       res.once('close', () => {
@@ -411,6 +432,7 @@ export class LiveSession implements ChannelReader {
     const target = holder ? await this.opts.resolveRelay(holder) : null;
     if (this.closed) return;
     if (!target || target.workerId === this.opts.workerId) return this.retrySoon();
+    if (this.movedAway(target.workerId)) return;
     const secret = await this.opts.relaySecret();
     // Stopped while the secret was fetched: no relay for a session nobody watches.
     if (this.closed) return;
@@ -426,6 +448,21 @@ export class LiveSession implements ChannelReader {
     });
     logger.info('relaying from the owner', { stream_id: def.id, source: this.key, owner: target.workerId });
     this.relay.start();
+  }
+
+  /**
+   * Lost the race for the source (players often open two connections at once): when every
+   * viewer of this session is still waiting for its first byte and may move, and the owner
+   * has room, they move there instead of this worker relaying for them alone. True when they
+   * were sent away (no relay starts; the session idles out unless someone else joins).
+   */
+  private movedAway(owner: string): boolean {
+    const waiting = this.readyWaiters;
+    if (this.viewers.size + this.relayViewers.size > 0 || waiting.length === 0 || waiting.some((w) => !w.movable)) return false;
+    if (!this.opts.canMoveTo?.(owner)) return false;
+    this.readyWaiters = [];
+    for (const w of waiting) w.reject(new MoveToOwner(owner));
+    return true;
   }
 
   private onRelayEnd(how: RelayEnd, detail: string): void {
@@ -496,7 +533,7 @@ export class LiveSession implements ChannelReader {
     }
   }
 
-  private failWaiters(err: AppError, olderThan = 0): void {
+  private failWaiters(err: Error, olderThan = 0): void {
     const now = Date.now();
     const failed = this.readyWaiters.filter((w) => now - w.since >= olderThan);
     if (failed.length === 0) return;
