@@ -142,6 +142,8 @@ describe('events once per cluster (WORKERS=2)', function () {
     // a swept worker's viewer records vanish (which would end the run early, rightly).
     cluster = await startCluster({
       WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000', HEARTBEAT_INTERVAL: '2', CLEANUP_INTERVAL: '5',
+      // Viewers on both workers are the point (events once per cluster): none moves to the owner.
+      VIEWER_HANDOFF: 'false',
     }, 60_000); // a loaded box starts workers slowly
     const reg = await cluster.api('/webhooks', {
       method: 'POST', body: JSON.stringify({ url: hook(), events: EDITOR_EVENTS, timeout: 5, retry_attempts: 2 }),

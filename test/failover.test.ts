@@ -392,6 +392,7 @@ describe('failover across workers (WORKERS=2)', function () {
       WORKERS: '2', SHARED_STREAM_GRACE: '1', LEASE_TTL_MS: '2000',
       STREAM_RETRY_ATTEMPTS: '1', STREAM_RETRY_DELAY: '0.1', LIVE_CHUNK_TIMEOUT_SECONDS: '1.5',
       HEARTBEAT_INTERVAL: '2', CLEANUP_INTERVAL: '5', // no sweep of a worker slowed by the box's load
+      VIEWER_HANDOFF: 'false', // viewers on both workers are the point: none moves to the owner
     }, 60_000); // a loaded box starts workers slowly
   });
   after(async () => {

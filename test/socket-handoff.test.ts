@@ -58,14 +58,16 @@ describe('viewer hand-off parts', () => {
       await new Promise((r) => setTimeout(r, 70));
       expect(sent.length).to.be.greaterThan(1);
       expect(sent[0]).to.deep.equal({ t: 'handoff:load', workerId: 'w-1', viewers: 7, overloaded: false });
-      expect(h.mayMove({ method: 'GET', socket: new net.Socket() })).to.equal(false);
+      expect(h.mayMove({ method: 'GET', socket: new net.Socket(), headers: {} })).to.equal(false);
       expect(h.shouldMove('w-2', 0)).to.equal(false);
     });
 
     it('moves to a peer with room: not refusing viewers, at most SLACK more viewers than here', () => {
       peers([{ workerId: 'w-1', viewers: 0 }, { workerId: 'w-2', viewers: 100 }, { workerId: 'w-3', viewers: 0, overloaded: true }]);
-      expect(h.mayMove({ method: 'GET', socket: new net.Socket() })).to.equal(true);
-      expect(h.mayMove({ method: 'HEAD', socket: new net.Socket() })).to.equal(false);
+      expect(h.mayMove({ method: 'GET', socket: new net.Socket(), headers: {} })).to.equal(true);
+      expect(h.mayMove({ method: 'HEAD', socket: new net.Socket(), headers: {} })).to.equal(false);
+      expect(h.mayMove({ method: 'GET', socket: new net.Socket(), headers: { 'content-length': '5' } }), 'a body would not move').to.equal(false);
+      expect(h.mayMove({ method: 'GET', socket: new net.Socket(), headers: { 'transfer-encoding': 'chunked' } })).to.equal(false);
       expect(h.shouldMove('w-2', 100 - SLACK)).to.equal(true);
       expect(h.shouldMove('w-2', 100 - SLACK - 1)).to.equal(false);
       expect(h.shouldMove('w-3', 1000), 'a peer refusing viewers').to.equal(false);
@@ -94,10 +96,10 @@ describe('viewer hand-off parts', () => {
       const s = new net.Socket();
       h.serveOn({ listening: true, emit: () => true } as unknown as http.Server);
       h.onMessage({ t: 'handoff:socket', to: 'w-1', from: 'w-2', head: '' }, s);
-      expect(h.mayMove({ method: 'GET', socket: s })).to.equal(false);
+      expect(h.mayMove({ method: 'GET', socket: s, headers: {} })).to.equal(false);
       const t = new net.Socket();
       h.settle(t);
-      expect(h.mayMove({ method: 'GET', socket: t })).to.equal(false);
+      expect(h.mayMove({ method: 'GET', socket: t, headers: {} })).to.equal(false);
     });
   });
 });

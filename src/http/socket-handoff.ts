@@ -53,8 +53,9 @@ export const SLACK = 64;
 const STALE_MS = 3000;
 
 /** The request line and headers of `req`, as bytes an HTTP parser reads back to the same request. */
-export function requestHead(req: Pick<http.IncomingMessage, 'method' | 'url' | 'httpVersion' | 'rawHeaders'>): Buffer {
-  let head = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+export function requestHead(req: Pick<http.IncomingMessage, 'method' | 'url' | 'httpVersion' | 'rawHeaders'> & { originalUrl?: string }): Buffer {
+  // express rewrites req.url under a mount (ROOT_PATH); originalUrl is the request line's.
+  let head = `${req.method} ${req.originalUrl ?? req.url} HTTP/${req.httpVersion}\r\n`;
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
   // Node decodes header bytes as latin1: encoding them back so gives the bytes that arrived.
@@ -89,8 +90,10 @@ export class SocketHandoff {
    * its load (with one worker: never), and the connection is not settled here (handed in, or
    * a move of it failed).
    */
-  mayMove(req: Pick<Request, 'method' | 'socket'>): boolean {
-    return this.peers.size > 0 && req.method === 'GET' && !this.settled.has(req.socket);
+  mayMove(req: Pick<Request, 'method' | 'socket' | 'headers'>): boolean {
+    // A body (or a pipelined request) read past the head would not move with it.
+    const body = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    return this.peers.size > 0 && req.method === 'GET' && !body && !this.settled.has(req.socket);
   }
 
   /** The connection stays on this worker for good. */
@@ -119,9 +122,11 @@ export class SocketHandoff {
     try {
       // Node detaches the descriptor when the message is written (after any handle queued
       // before it); only then may this side's socket object be dropped.
-      this.opts.send(msg, socket, { keepOpen: false }, () => {
+      this.opts.send(msg, socket, { keepOpen: false }, (err) => {
         // Its descriptor left with the message: this only frees the HTTP server's bookkeeping
-        // (no close of the connection, which now belongs to the owner).
+        // (no close of the connection, which now belongs to the owner). Node counts the
+        // connection out of server._connections twice (send, destroy); nothing here reads it.
+        if (err) this.opts.logger.warn('viewer hand-off failed: the connection is closed', { owner, error: String(err) });
         socket.destroy();
       });
     } catch (err) {
@@ -149,6 +154,8 @@ export class SocketHandoff {
       socket.destroy();
       return true;
     }
+    // A reset before the server took the socket must not be an unhandled 'error'.
+    socket.on('error', () => socket.destroy());
     this.settled.add(socket);
     if (typeof m.from === 'string') this.count(m.from, -1);
     this.opts.onMove?.('in');

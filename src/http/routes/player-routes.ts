@@ -77,6 +77,7 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
       return;
     }
     // It could not be sent: played here after all (relayed), and never moved again.
+    if (req.socket.destroyed) return;
     deps.handoff!.settle(req.socket);
     return play(req, res);
   };
@@ -92,7 +93,8 @@ export function playerRoutes(deps: PlayerRoutesDeps): Router {
 async function movedToOwner(req: Request, res: Response, def: StreamDefinition, deps: PlayerRoutesDeps): Promise<boolean> {
   const { handoff, engine } = deps;
   if (!handoff?.mayMove(req)) return false;
-  const owner = await engine.liveOwnerElsewhere(def);
+  // Nobody can say who owns it: played here, as without the hand-off.
+  const owner = await engine.liveOwnerElsewhere(def).catch(() => null);
   if (!owner || !handoff.shouldMove(owner, engine.admission.load().viewers) || !handoff.moveTo(req, owner)) return false;
   // The owner answers and counts the request.
   res.locals.handedOff = true;

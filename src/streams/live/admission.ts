@@ -119,9 +119,10 @@ export class Admission {
     return this.overloaded;
   }
 
-  /** This worker's viewers (joins since the last tick counted) and whether it refuses new ones. */
+  /** This worker's viewers (joins since the last tick counted) and whether it refuses new ones (late, lagging or at the cap). */
   load(): { viewers: number; overloaded: boolean } {
-    return { viewers: this.viewers, overloaded: this.overloaded };
+    const { maxViewers } = this.opts;
+    return { viewers: this.viewers, overloaded: this.overloaded || (maxViewers > 0 && this.viewers >= maxViewers) };
   }
 
   close(): void {

@@ -413,6 +413,8 @@ export class LiveSession implements ChannelReader {
       })
       .finally(() => {
         this.acquiring = false;
+        // A viewer that came while the last waiters were moved away found `acquiring` set.
+        if (!this.source && !this.relay && this.readyWaiters.length > 0) this.retrySoon();
       });
   }
 
@@ -458,7 +460,8 @@ export class LiveSession implements ChannelReader {
    */
   private movedAway(owner: string): boolean {
     const waiting = this.readyWaiters;
-    if (this.viewers.size + this.relayViewers.size > 0 || waiting.length === 0 || waiting.some((w) => !w.movable)) return false;
+    // Handing over (rolling restart): this worker's server no longer takes connections to move.
+    if (this.handingOver || this.viewers.size + this.relayViewers.size > 0 || waiting.length === 0 || waiting.some((w) => !w.movable)) return false;
     if (!this.opts.canMoveTo?.(owner)) return false;
     this.readyWaiters = [];
     for (const w of waiting) w.reject(new MoveToOwner(owner));
