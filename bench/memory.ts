@@ -31,7 +31,7 @@ export interface MemoryResult {
 /** Classes a finished stream must not leave behind. */
 // (`Channel` is not among them: node:diagnostics_channel has a class of that name too; every TS
 // channel owns one TsPacketizer.)
-const WATCHED = ['Viewer', 'LiveSession', 'HttpSource', 'RelaySource', 'ServerResponse', 'Socket', 'TsPacketizer'];
+const WATCHED = ['Viewer', 'LiveSession', 'HttpSource', 'RelaySource', 'ServerResponse', 'Socket', 'TsPacketizer', 'TCP', 'WriteWrap'];
 
 /**
  * Counts heap-snapshot nodes of type "object" by name (the constructor), for the watched
@@ -112,12 +112,16 @@ export async function runMemoryCycles(o: MemoryOptions, cleanup: Set<() => Promi
       }
       await proxy.api('DELETE', `/streams/${id}`);
       await sleep(3000); // grace, sockets closed, a GC or two
-      const rssAfterKiB = treeRssKiB(sampleTree(proxy.pid));
+      const tree = sampleTree(proxy.pid);
+      const rssAfterKiB = treeRssKiB(tree);
       cycles.push({ cycle: c, viewers: o.viewers, connected, rssPlayingKiB, rssAfterKiB });
-      o.log(`  memory cycle ${c}: ${connected}/${o.viewers} viewers, RSS playing ${fmt(rssPlayingKiB / 1024, 1)} MiB, after ${fmt(rssAfterKiB / 1024, 1)} MiB`);
+      // Per process (primary first): which one grows, if any.
+      const each = tree.map((s) => `${s.pid === proxy.pid ? 'primary' : s.comm} ${fmt(s.rssKiB / 1024, 0)}`).join(', ');
+      o.log(`  memory cycle ${c}: ${connected}/${o.viewers} viewers, RSS playing ${fmt(rssPlayingKiB / 1024, 1)} MiB, after ${fmt(rssAfterKiB / 1024, 1)} MiB (${each})`);
     }
-    // One snapshot per worker (not the primary: it holds no stream state).
-    const workers = sampleTree(proxy.pid).filter((s) => s.pid !== proxy.pid && s.comm !== 'ffmpeg');
+    // One snapshot per process: the workers, and the primary (viewers' connections pass
+    // through it when they move to the worker that owns their stream).
+    const workers = sampleTree(proxy.pid).filter((s) => s.comm !== 'ffmpeg');
     for (const w of workers) process.kill(w.pid, 'SIGUSR2');
     const files = await waitForSnapshots(snapDir, workers.length);
     const retained: Record<string, number> = Object.fromEntries(WATCHED.map((n) => [n, 0]));
