@@ -10,10 +10,10 @@
 //
 // When to move is a load rule, so one hot channel still spreads over every core: the owner
 // must not be refusing viewers (admission) and must hold at most SLACK more viewers than this
-// worker (counting the ones handed either way since its last report). Not its event-loop
-// utilisation: a burst of joins keeps both workers ~90 % busy for a second without either
-// being short of room, and a rule on it kept a quarter of the relays it should have saved. Past that,
-// the viewer stays and a relay feeds it (and the next ones of that stream here).
+// worker (counting the ones handed either way since its last report). Past that, the viewer
+// stays and a relay feeds it (and the next ones of that stream here). Not the owner's
+// event-loop utilisation: a burst of joins keeps both workers ~90 % busy for a second without
+// either being short of room, and a rule on it kept a quarter of the relays it should save.
 import type { Socket } from 'node:net';
 import type http from 'node:http';
 import type { Request } from 'express';

@@ -14,7 +14,7 @@ import type { StreamEvents } from './events/stream-events.js';
 import { FfmpegSource } from './sources/ffmpeg-source.js';
 import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
 import { Admission, LAG_MS, type LoadSample } from './live/admission.js';
-import { LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
+import { leaseKeyOf, LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { kindFromUrl, md5, sha256, type StreamDefinition } from './stream-definition.js';
 import { FailoverControl, type FailoverAnswer } from './live/failover-control.js';
 import type { SourceState } from './sources/failover-plan.js';
@@ -111,6 +111,8 @@ const ADOPT_WAIT_MS = 10_000;
 /** Client records are refreshed (bytes served, TTL) at most this often. */
 const CLIENT_REFRESH_MIN_MS = 120_000;
 
+/** The source key of a stream that is not a transcode: its one source, slot 1. */
+const directKey = (id: string): string => `${id}:1`;
 const LIVE_HEAD = {
   'Content-Type': 'video/mp2t',
   'Cache-Control': 'no-cache, no-store, must-revalidate',
@@ -272,7 +274,7 @@ export class StreamEngine {
    * the stream_updated and stream_deleted events and by the reconciliation (missed events).
    */
   warmDefinition(id: string): StreamDefinition | null {
-    const session = this.sessions.get(`${id}:1`);
+    const session = this.session(id);
     if (this.closing || !session || !session.channel.hasData || session.channel.isEnded || this.missing.has(id)) return null;
     return this.latest.get(id) ?? session.definition;
   }
@@ -392,7 +394,7 @@ export class StreamEngine {
     requestedAt = performance.now(), movable = false,
   ): Promise<void> {
     this.assertOpen();
-    const key = def.kind === 'transcode' ? await this.transcodeKey(def, clientId) : `${def.id}:1`;
+    const key = def.kind === 'transcode' ? await this.transcodeKey(def, clientId) : directKey(def.id);
     let session = this.sessions.get(key);
     if (!session) {
       session = this.createSession(def, key);
@@ -408,21 +410,21 @@ export class StreamEngine {
   }
 
   /**
-   * The worker holding the lease of the live source a new viewer of `def` would join, when a
-   * move there saves a relay: another worker owns it and this one has no viewer of it (with
-   * one, the relay runs anyway and the new viewer costs one more write either way). Null for
-   * VOD and transcodes (whose source key depends on the client), and while nobody owns it
-   * (the viewer starts it here). One coordinator read.
+   * The worker a new live viewer of `def` should move to (viewer hand-off), or null: another
+   * worker of this host holds the source's lease, this one has no viewer of it (with one, the
+   * relay runs anyway and the new viewer costs one more write either way), and the load rule
+   * (`canMoveTo`) says the owner has room. Null for VOD and transcodes (whose source key
+   * depends on the client), and while nobody owns it (the viewer starts it here). One
+   * coordinator read.
    */
-  async liveOwnerElsewhere(def: StreamDefinition): Promise<string | null> {
-    if (def.kind === 'vod' || def.kind === 'transcode') return null;
-    const key = `${def.id}:1`;
-    const session = this.sessions.get(key);
+  async moveTarget(def: StreamDefinition): Promise<string | null> {
+    const { canMoveTo, coordinator, workerId } = this.deps;
+    if (!canMoveTo || def.kind === 'vod' || def.kind === 'transcode') return null;
+    const session = this.session(def.id);
     if (session && (session.isOwner || session.viewers.size > 0)) return null;
-    const holder = await this.deps.coordinator.leaseHolder(`lease:${key}`);
-    if (!holder) return null;
-    const workerId = holderWorkerId(holder);
-    return workerId === this.deps.workerId ? null : workerId;
+    const holder = await coordinator.leaseHolder(leaseKeyOf(directKey(def.id)));
+    const owner = holder ? holderWorkerId(holder) : null;
+    return owner && owner !== workerId && canMoveTo(owner) ? owner : null;
   }
 
   async playVod(def: StreamDefinition, clientId: string, who: ViewerIdentity, req: IncomingMessage, res: ServerResponse, extra: Record<string, string>): Promise<void> {
@@ -484,7 +486,7 @@ export class StreamEngine {
 
   /** The session of a direct live stream on this worker, if one runs. */
   session(id: string): LiveSession | undefined {
-    return this.sessions.get(`${id}:1`);
+    return this.sessions.get(directKey(id));
   }
 
   /** Every session of a stream on this worker (a transcode may have several slots). */
@@ -893,7 +895,7 @@ export class StreamEngine {
   }
 
   private clientBytes(record: ClientRecord): number {
-    const key = record.source ?? `${record.streamId}:1`;
+    const key = record.source ?? directKey(record.streamId);
     const viewer = this.sessions.get(key)?.viewers.get(this.sentIdOf(record));
     return viewer ? viewer.bytesSent : record.bytesServed;
   }

@@ -94,8 +94,8 @@ async function movedToOwner(req: Request, res: Response, def: StreamDefinition, 
   const { handoff, engine } = deps;
   if (!handoff?.mayMove(req)) return false;
   // Nobody can say who owns it: played here, as without the hand-off.
-  const owner = await engine.liveOwnerElsewhere(def).catch(() => null);
-  if (!owner || !handoff.shouldMove(owner, engine.admission.load().viewers) || !handoff.moveTo(req, owner)) return false;
+  const owner = await engine.moveTarget(def).catch(() => null);
+  if (!owner || !handoff.moveTo(req, owner)) return false;
   // The owner answers and counts the request.
   res.locals.handedOff = true;
   return true;

@@ -17,6 +17,9 @@ export interface RelayTarget {
   address: string;
 }
 
+/** The coordinator key of the lease on source `key` (`{pool_key}:{slot}`). */
+export const leaseKeyOf = (key: string): string => `lease:${key}`;
+
 /**
  * The answer to a viewer still waiting for its first byte when this worker lost the race for
  * the source to `workerId`, a worker of this host with room: its connection should move there
@@ -146,7 +149,7 @@ export class LiveSession implements ChannelReader {
     this.channel.admit = () => this.source === null || this.lease.confirm();
     this.lease = new LeaseKeeper({
       coordinator: opts.coordinator,
-      key: `lease:${opts.key}`,
+      key: leaseKeyOf(opts.key),
       holder: opts.workerId,
       ttlMs: opts.leaseTtlMs,
       ephemeral: opts.ephemeralLease ?? false,
