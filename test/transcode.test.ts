@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { isAlive, startCluster, type TestCluster } from './support/cluster.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { report } from './support/report.js';
+import { sample } from './support/sampler.js';
 import { openViewer, sleep, waitFor, type TsViewer } from './support/ts-viewer.js';
 
 const execFileAsync = promisify(execFile);
@@ -255,5 +256,38 @@ describe('transcoding models', function () {
     expect(await c.stop()).to.equal(0);
     await sleep(200);
     expect(ffmpegPids(marker)).to.deep.equal([]);
+  });
+
+  it('a stopped FFmpeg slow to exit keeps the lease until it has exited: the next viewer\'s FFmpeg never runs beside it', async () => {
+    // FFmpeg may take seconds to finish after SIGTERM (flushing, a slow network output). A
+    // wrapper that waits 2 s on SIGTERM before passing it on stands in for one.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'slow-exit-'));
+    const wrapper = path.join(dir, 'slow-exit'); // not named ffmpeg: ffmpegPids counts the real one
+    await writeFile(wrapper, '#!/bin/sh\nffmpeg "$@" &\nchild=$!\ntrap \'sleep 2; kill -TERM $child; wait $child; exit 0\' TERM\nwait $child\n', { mode: 0o755 });
+    const marker = '/live/tm-slow-exit.ts';
+    const c = await startCluster({ WORKERS: '1', SHARED_STREAM_GRACE: '0', FFMPEG_PATH: wrapper });
+    const ffmpeg = sample(() => ffmpegPids(marker).length, 100);
+    try {
+      // A short probe: the test origin's stream otherwise takes FFmpeg's whole 5 s analyzeduration.
+      const id = await createTranscode(c, origin.url(marker), `-analyzeduration 500000 ${COPY}`);
+      const first = openViewer(c.url(`/stream/${id}`));
+      await first.firstBytes(188 * 10);
+      const closedBefore = c.logs.filter((l) => l.message === 'live session closed').length;
+      first.close();
+      // The session ends (no grace) and its FFmpeg is told to stop; a viewer comes meanwhile.
+      await waitFor(() => c.logs.filter((l) => l.message === 'live session closed').length > closedBefore, 10_000, 'the session to close');
+      expect(ffmpegPids(marker), 'the old FFmpeg still exiting').to.have.length(1);
+      const next = openViewer(c.url(`/stream/${id}`));
+      try {
+        await next.firstBytes(188 * 10);
+        expect(ffmpegPids(marker)).to.have.length(1);
+      } finally {
+        next.close();
+      }
+    } finally {
+      expect(ffmpeg.stop(), 'FFmpeg processes at the same instant').to.equal(1);
+      expect(await c.stop()).to.equal(0);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

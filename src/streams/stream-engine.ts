@@ -123,6 +123,8 @@ const LIVE_HEAD = {
 
 export class StreamEngine {
   private readonly sessions = new Map<string, LiveSession>();
+  /** Closed sessions whose source is still exiting: shutdown waits for them. */
+  private readonly exiting = new Set<Promise<void>>();
   /** Open connections of this worker: client id → record (live and VOD). */
   private readonly clients = new Map<string, ClientRecord>();
   /** Claimed clients whose response started (the others are still waiting or failed). */
@@ -543,7 +545,7 @@ export class StreamEngine {
   stopStream(id: string): boolean {
     this.latest.delete(id);
     const sessions = this.sessionsOf(id);
-    for (const s of sessions) s.stop(true);
+    for (const s of sessions) void s.stop(true);
     return sessions.length > 0;
   }
 
@@ -654,8 +656,10 @@ export class StreamEngine {
     this.admission.close();
     this.unsubscribe();
     this.failovers.close();
-    for (const s of [...this.sessions.values()]) s.stop();
+    for (const s of [...this.sessions.values()]) void s.stop();
     await Promise.all([...this.clients.values()].map((c) => this.clientGone(c.streamId, c.clientId, 'closed')));
+    // Every source's process has exited and its lease is free for the workers that stay.
+    await Promise.all([...this.exiting]);
   }
 
   private assertOpen(): void {
@@ -850,6 +854,8 @@ export class StreamEngine {
   private sessionClosed(session: LiveSession): void {
     if (this.sessions.get(session.key) !== session) return;
     this.sessions.delete(session.key);
+    const released = session.sourceReleased.finally(() => this.exiting.delete(released));
+    this.exiting.add(released);
     if (this.sessionsOf(session.id).length === 0) this.latest.delete(session.id);
     const t = this.totals.get(session.id) ?? { bytesServed: 0, lastAccess: null };
     t.bytesServed += session.bytesServed;

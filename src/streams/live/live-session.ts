@@ -35,7 +35,13 @@ export class MoveToOwner extends Error {
 /** What feeds the channel while this worker owns the session (upstream GET, FFmpeg). */
 export interface OwnedSource {
   start(): void;
-  stop(): void;
+  /**
+   * Stops the source. A source with a process (FFmpeg, a resolver) returns a promise that
+   * settles once the process has exited (SIGKILL after its kill timeout at the latest): until
+   * then it may still hold its upstream connection, so the session keeps the lease that long
+   * and the next owner never runs beside it (DESIGN.md §5: one source per key).
+   */
+  stop(): void | Promise<void>;
   /**
    * Stops at once, with no graceful end (SIGKILL for a process): the lease is lost and a new
    * owner may be running its own source already. Unset: stop().
@@ -111,6 +117,10 @@ export class LiveSession implements ChannelReader {
   readonly relayViewers = new Set<Viewer>();
   readonly startedAt = new Date();
   private source: OwnedSource | null = null;
+  /** A source told to stop whose process has not exited yet; the lease is held until it has. */
+  private stopping: OwnedSource | null = null;
+  /** Settles once the last stopped source has exited and the lease was given back. */
+  private released: Promise<void> = Promise.resolve();
   private relay: RelaySource | null = null;
   /** The lease token of the owner the relay reads from. */
   private relayHolder: string | null = null;
@@ -178,10 +188,7 @@ export class LiveSession implements ChannelReader {
     this.handingOver = true;
     if (this.closed || !this.source) return;
     this.opts.logger.info('handing the source over', { stream_id: this.id, source: this.key });
-    this.source.stop();
-    this.source = null;
-    this.opts.onOwnership?.();
-    void this.lease.release();
+    this.stopSourceThenRelease();
     // Workers relaying from here look for the new owner.
     for (const v of [...this.relayViewers]) v.close('closed');
     this.retryDelay = RETRY_MIN_MS;
@@ -213,6 +220,11 @@ export class LiveSession implements ChannelReader {
 
   get key(): string {
     return this.opts.key;
+  }
+
+  /** Settles once a stopped source has exited and the lease was given back (now when none). */
+  get sourceReleased(): Promise<void> {
+    return this.released;
   }
 
   get sourcePid(): number | null {
@@ -281,14 +293,17 @@ export class LiveSession implements ChannelReader {
   }
 
   /**
-   * Stops everything now: viewers disconnected, source stopped, lease released. `deleted`:
+   * Stops everything now: viewers disconnected, source stopped; the promise settles when the
+   * source's process has exited and the lease is released. `deleted`:
    * the stream is gone, so no status is written (it would bring back a `stream:{id}` hash).
    */
-  stop(deleted = false): void {
-    if (this.closed) return;
-    if (deleted) this.deleted = true;
-    for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
-    this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
+  stop(deleted = false): Promise<void> {
+    if (!this.closed) {
+      if (deleted) this.deleted = true;
+      for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
+      this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
+    }
+    return this.released;
   }
 
   /** Manual failover (owner only): advances exactly once; false when nothing is left. */
@@ -506,11 +521,39 @@ export class LiveSession implements ChannelReader {
       .catch((err: unknown) => this.opts.logger.warn('status write failed', { stream_id: this.id, error: String(err) }));
   }
 
+  /**
+   * Stops the owned source (if any) and releases the lease once it has stopped: the replacement
+   * (rolling restart) or a worker waiting for the key starts its FFmpeg only after this one
+   * has exited, never beside it.
+   */
+  private stopSourceThenRelease(): void {
+    const source = this.source;
+    this.source = null;
+    if (!source) {
+      this.released = this.lease.release();
+      return;
+    }
+    this.opts.onOwnership?.();
+    this.stopping = source;
+    this.released = Promise.resolve()
+      .then(() => source.stop())
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.stopping === source) this.stopping = null;
+        return this.lease.release();
+      });
+  }
+
   private onLeaseLost(): void {
+    // Lost while a stopped source was still exiting: it goes now (a new owner may run).
+    const stopping = this.stopping;
+    this.stopping = null;
+    if (stopping?.kill) stopping.kill();
+    if (this.closed) return;
     // Bytes held for coalescing came from the source we no longer own: never passed on.
     this.channel.dropPending();
     if (this.source?.kill) this.source.kill();
-    else this.source?.stop();
+    else void this.source?.stop();
     this.opts.logger.warn('lease lost, source stopped', { stream_id: this.id });
     this.source = null;
     this.opts.onOwnership?.();
@@ -572,15 +615,10 @@ export class LiveSession implements ChannelReader {
     this.cancelGrace();
     if (this.retry) clearTimeout(this.retry);
     clearInterval(this.tick);
-    if (this.source) {
-      void this.writeStatus('stopped');
-      this.source.stop();
-      this.source = null;
-      this.opts.onOwnership?.();
-    }
+    if (this.source) void this.writeStatus('stopped');
     this.relay?.stop();
     this.relay = null;
-    void this.lease.release();
+    this.stopSourceThenRelease();
     const failure =
       error instanceof AppError ? error : upstreamUnavailable(error ? `Upstream unavailable: ${error.message}` : 'The stream ended');
     for (const w of this.readyWaiters) w.reject(failure);

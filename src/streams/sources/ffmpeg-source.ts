@@ -99,19 +99,20 @@ export class FfmpegSource implements OwnedSource {
     this.spawn();
   }
 
-  stop(): void {
+  /** Settles when FFmpeg has exited (SIGKILL after killAfterMs at the latest). */
+  stop(): Promise<void> | undefined {
     this.stopped = true;
     this.preparing.abort();
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.trigger?.done(false);
     this.trigger = null;
-    if (this.proc) void this.proc.stop();
+    return this.proc?.stop().then(() => undefined);
   }
 
   /** Stops now: FFmpeg is killed (SIGKILL), not asked to finish (the lease is lost). */
   kill(): void {
     const proc = this.proc;
-    this.stop();
+    void this.stop();
     proc?.kill();
   }
 

@@ -44,13 +44,24 @@ export class ResolverSource implements OwnedSource {
     void this.run();
   }
 
-  stop(): void {
+  /** Settles when the resolver process has exited (SIGKILL after killAfterMs at the latest). */
+  stop(): Promise<void> | undefined {
     this.stopped = true;
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return undefined;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
-    this.killTimer = setTimeout(() => child.kill('SIGKILL'), this.opts.killAfterMs);
-    this.killTimer.unref();
+    if (!this.killTimer) {
+      this.killTimer = setTimeout(() => child.kill('SIGKILL'), this.opts.killAfterMs);
+      this.killTimer.unref();
+    }
+    return exited;
+  }
+
+  /** Stops now (SIGKILL): the lease is lost and a new owner may already be running. */
+  kill(): void {
+    void this.stop();
+    this.child?.kill('SIGKILL');
   }
 
   private async run(): Promise<void> {
