@@ -91,6 +91,13 @@ export interface Config {
    * of relaying to it (VIEWER_HANDOFF, default true). See src/http/socket-handoff.ts.
    */
   readonly viewerHandoff: boolean;
+  /**
+   * Live viewers a worker may hold (VIEWER_HANDOFF_SPREAD_FROM, default 400) before viewers of
+   * its streams that land elsewhere stay there and are relayed; past it, SLACK more than the
+   * sender. Below it every viewer moves to its stream's owner: a relay for a handful of
+   * viewers costs about as much CPU as those viewers (BENCHMARKS.md, target 2).
+   */
+  readonly viewerHandoffSpreadFrom: number;
 
   readonly hlsTempDir: string;
   readonly hlsWaitTimeMs: number;
@@ -453,6 +460,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     channelBufferMs: r.ms('CHANNEL_BUFFER_SECONDS', 4),
     channelCoalesceMs: r.int('CHANNEL_COALESCE_MS', 50, 0, 1000),
     viewerHandoff: r.bool('VIEWER_HANDOFF', true),
+    viewerHandoffSpreadFrom: r.int('VIEWER_HANDOFF_SPREAD_FROM', 400, 0),
 
     hlsTempDir: path.resolve(r.str('HLS_TEMP_DIR', opts.tmpdir ?? os.tmpdir())),
     hlsWaitTimeMs: r.ms('HLS_WAIT_TIME', 10),

@@ -135,7 +135,10 @@ export function buildWorker(deps: WorkerDeps) {
   const transcoder = new Transcoder({ config, logger, telemetry });
   metrics.attach({ engine, transcoder, coordinator, hls, webhooks: dispatcher });
   const handoff: SocketHandoff | null = deps.ipcSend && config.viewerHandoff
-    ? new SocketHandoff({ workerId, send: deps.ipcSend, load: () => engine.admission.load(), logger, onMove: telemetry.viewerMoved })
+    ? new SocketHandoff({
+      workerId, send: deps.ipcSend, load: () => engine.admission.load(), logger, onMove: telemetry.viewerMoved,
+      spreadFrom: config.viewerHandoffSpreadFrom,
+    })
     : null;
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   let broadcasts: BroadcastService | null = null;

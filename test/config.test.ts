@@ -87,6 +87,7 @@ describe('config', () => {
         signedUrlTtlMs: 21_600_000,
         maxBodyBytes: 1_048_576,
         viewerHandoff: true,
+        viewerHandoffSpreadFrom: 400,
         viewerMaxDrops: 5,
         viewerStallTimeoutMs: 15_000,
         maxViewersPerWorker: 0,

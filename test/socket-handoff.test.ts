@@ -75,6 +75,19 @@ describe('viewer hand-off parts', () => {
       expect(h.shouldMove('w-9', 1000), 'unknown').to.equal(false);
     });
 
+    it('below spreadFrom the owner takes every viewer, whatever this worker holds', () => {
+      const spread = new SocketHandoff({ workerId: 'w-1', send: () => true, load: () => ({ viewers: 0, overloaded: false }), logger: createLogger({ level: 'error', format: 'json', workerId: 't' }), spreadFrom: 400, intervalMs: 60_000 });
+      try {
+        spread.onMessage({ t: 'handoff:peers', peers: [{ workerId: 'w-2', viewers: 399, overloaded: false }, { workerId: 'w-3', viewers: 400, overloaded: false }, { workerId: 'w-4', viewers: 10, overloaded: true }] }, undefined);
+        expect(spread.shouldMove('w-2', 0)).to.equal(true);
+        expect(spread.shouldMove('w-3', 0), 'at spreadFrom: the slack rule').to.equal(false);
+        expect(spread.shouldMove('w-3', 400 - SLACK)).to.equal(true);
+        expect(spread.shouldMove('w-4', 0), 'a peer refusing viewers').to.equal(false);
+      } finally {
+        spread.close();
+      }
+    });
+
     it('counts moves both ways until the next report: a burst of moves to each other is no imbalance', () => {
       peers([{ workerId: 'w-2', viewers: 0 }]);
       const socket = (): net.Socket => new net.Socket();

@@ -9,9 +9,12 @@
 // A handed-in connection is never handed on: at most one move per connection.
 //
 // When to move is a load rule, so one hot channel still spreads over every core: the owner
-// must not be refusing viewers (admission) and must hold at most SLACK more viewers than this
-// worker (counting the ones handed either way since its last report). Past that, the viewer
-// stays and a relay feeds it (and the next ones of that stream here). Not the owner's
+// must not be refusing viewers (admission) and must hold fewer than `spreadFrom` viewers or at
+// most SLACK more than this worker (counting the ones handed either way since its last
+// report). Past that, the viewer stays and a relay feeds it (and the next ones of that stream
+// here). Below `spreadFrom` spreading buys no capacity and the relay costs as much CPU as a
+// few viewers' writes: at 50 viewers of one channel a relay for the 2 left on the other
+// worker doubled that worker's CPU and cost 1.7× the floor per GB (BENCHMARKS.md). Not the owner's
 // event-loop utilisation: a burst of joins keeps both workers ~90 % busy for a second without
 // either being short of room, and a rule on it kept a quarter of the relays it should save.
 import type { Socket } from 'node:net';
@@ -44,6 +47,8 @@ export interface SocketHandoffOptions {
   logger: Logger;
   /** A connection moved out of or into this worker (metrics). */
   onMove?: (direction: 'out' | 'in') => void;
+  /** Viewers an owner may hold whatever this worker holds (VIEWER_HANDOFF_SPREAD_FROM); default 0. */
+  spreadFrom?: number;
   intervalMs?: number;
 }
 
@@ -108,7 +113,8 @@ export class SocketHandoff {
   shouldMove(owner: string, myViewers: number): boolean {
     const p = this.peers.get(owner);
     if (!p || Date.now() - p.at > STALE_MS || p.overloaded) return false;
-    return p.viewers + (this.movedSince.get(owner) ?? 0) <= myViewers + SLACK;
+    const theirs = p.viewers + (this.movedSince.get(owner) ?? 0);
+    return theirs < (this.opts.spreadFrom ?? 0) || theirs <= myViewers + SLACK;
   }
 
   /**
