@@ -86,3 +86,42 @@ describe('lease keeper deadline', () => {
     }
   });
 });
+
+describe('lease keeper release after a stop', () => {
+  it('releaseAfter keeps the lease (renewed past its TTL) until the stop settles, and gives it back then', async () => {
+    const { LeaseKeeper } = await import('../src/coordination/lease-keeper.js');
+    const { MemoryCoordinator } = await import('../src/coordination/memory-coordinator.js');
+    const store = new MemoryCoordinator();
+    try {
+      const keeper = new LeaseKeeper({ coordinator: store, key: 'lease:exit:1', holder: 'w-1', ttlMs: 200, onLost: () => undefined });
+      expect(await keeper.acquire()).to.equal(true);
+      let exited!: () => void;
+      const released = keeper.releaseAfter(new Promise<void>((r) => { exited = r; }), 10_000);
+      // Three TTLs later the process is still "exiting": nobody else may take the key.
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await store.leaseHolder('lease:exit:1')).to.match(/^w-1:/);
+      expect(await store.acquireLease('lease:exit:1', 'w-2', 200), 'another worker meanwhile').to.equal(null);
+      exited();
+      await released;
+      expect(await store.leaseHolder('lease:exit:1')).to.equal(null);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a stop that never settles (a process whose pipes outlive it) holds the lease maxWaitMs at most', async () => {
+    const { LeaseKeeper } = await import('../src/coordination/lease-keeper.js');
+    const { MemoryCoordinator } = await import('../src/coordination/memory-coordinator.js');
+    const store = new MemoryCoordinator();
+    try {
+      const keeper = new LeaseKeeper({ coordinator: store, key: 'lease:exit:2', holder: 'w-1', ttlMs: 200, onLost: () => undefined });
+      expect(await keeper.acquire()).to.equal(true);
+      const t0 = Date.now();
+      await keeper.releaseAfter(new Promise<void>(() => undefined), 400);
+      expect(Date.now() - t0).to.be.within(390, 2000);
+      expect(await store.leaseHolder('lease:exit:2')).to.equal(null);
+    } finally {
+      await store.close();
+    }
+  });
+});

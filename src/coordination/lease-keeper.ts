@@ -81,6 +81,24 @@ export class LeaseKeeper {
     return true;
   }
 
+  /**
+   * Gives the lease back once `stopped` (a stopped source's process exiting) has settled, or
+   * after `maxWaitMs` at the latest; until then it stays held and renewed, so the next holder
+   * never runs its source beside one still exiting (one source per key, DESIGN.md §5).
+   */
+  async releaseAfter(stopped: Promise<unknown> | void | undefined, maxWaitMs: number): Promise<void> {
+    if (stopped) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, maxWaitMs);
+        timer.unref();
+      });
+      await Promise.race([stopped.catch(() => undefined), bound]);
+      clearTimeout(timer);
+    }
+    await this.release();
+  }
+
   async release(): Promise<void> {
     const lease = this.current;
     this.stopTimer();

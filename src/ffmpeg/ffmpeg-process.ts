@@ -36,7 +36,13 @@ export interface FfmpegProcessOptions {
 
 // `-loglevel error -stats`: only errors, plus the stats line (which -stats prints regardless).
 const BASE_ARGS = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-stats'];
-const DEFAULT_KILL_AFTER_MS = 3000;
+export const DEFAULT_KILL_AFTER_MS = 3000;
+/**
+ * The longest a stopped source's process may be waited for before its lease is given back
+ * anyway (ms): SIGKILL comes DEFAULT_KILL_AFTER_MS after SIGTERM; the rest covers a process
+ * whose pipes outlive it (a wrapper's orphaned child), so a lease is never held forever.
+ */
+export const SOURCE_EXIT_WAIT_MS = DEFAULT_KILL_AFTER_MS + 2000;
 const LOG_WINDOW_MS = 10_000;
 const LOG_LINES_PER_WINDOW = 20;
 

@@ -73,7 +73,7 @@ export class HlsEngine {
   /** Stops a stream's HLS sessions on this worker (deleted stream). */
   stopStream(id: string): boolean {
     const list = this.sessionsOf(id);
-    for (const s of list) s.stop();
+    for (const s of list) void s.stop();
     return list.length > 0;
   }
 
@@ -242,7 +242,8 @@ export class HlsEngine {
 
   async close(): Promise<void> {
     this.unsubscribe();
-    for (const s of [...this.sessions.values()]) s.stop();
+    // Every owner part's FFmpeg has exited and its lease is free before the outputs go.
+    await Promise.all([...this.sessions.values()].map((s) => s.stop()));
     await this.outputs.close();
   }
 

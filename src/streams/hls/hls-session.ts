@@ -4,6 +4,7 @@
 // and leaves after CLIENT_TIMEOUT without one (API.md §4.2); requests other workers forward to
 // the owner count as interest the same way, so the owner keeps its part while anyone watches.
 import type { Coordinator } from '../../coordination/coordinator.js';
+import { SOURCE_EXIT_WAIT_MS } from '../../ffmpeg/ffmpeg-process.js';
 import { LeaseKeeper } from '../../coordination/lease-keeper.js';
 import { AppError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -50,6 +51,8 @@ export class HlsSession<P extends HlsOwnedPart = HlsOwnedPart> {
   private target: RelayTarget | null = null;
   private routing: Promise<HlsRoute<P>> | null = null;
   private readonly lease: LeaseKeeper;
+  /** Settles once the stopped owner part has exited and the lease was given back. */
+  private released: Promise<void> = Promise.resolve();
   private readonly tick: NodeJS.Timeout;
   private grace: NodeJS.Timeout | null = null;
   private inFlight = 0;
@@ -137,23 +140,26 @@ export class HlsSession<P extends HlsOwnedPart = HlsOwnedPart> {
     this.target = null;
   }
 
-  /** Ends the session now (deleted stream, failed part). */
-  stop(error?: Error): void {
-    if (this.closed) return;
+  /**
+   * Ends the session now (deleted stream, failed part). Settles once the owner part's FFmpeg
+   * has exited and the lease is given back (the next owner never runs beside it).
+   */
+  stop(error?: Error): Promise<void> {
+    if (this.closed) return this.released;
     this.closed = true;
     this.cancelGrace();
     clearInterval(this.tick);
     const owned = this.owned;
     this.owned = null;
     if (owned) {
-      void owned.stop();
       this.opts.onOwnership?.();
       if (error) this.opts.logger.warn('HLS owner part failed', { stream_id: this.id, error: error.message });
     }
-    void this.lease.release();
+    this.released = this.lease.releaseAfter(owned?.stop(), SOURCE_EXIT_WAIT_MS);
     for (const clientId of [...this.viewers.keys()]) this.opts.onViewerEnd(clientId);
     this.viewers.clear();
     this.opts.onClosed(this);
+    return this.released;
   }
 
   private async resolve(): Promise<HlsRoute<P>> {
@@ -170,8 +176,10 @@ export class HlsSession<P extends HlsOwnedPart = HlsOwnedPart> {
           throw err;
         }
         if (this.closed) {
-          await this.owned.stop();
+          // stop() ran while the part started: the lease goes back once this one has exited.
+          const late = this.owned;
           this.owned = null;
+          await this.lease.releaseAfter(late.stop(), SOURCE_EXIT_WAIT_MS);
           break;
         }
         this.opts.logger.info('HLS owner part started', { stream_id: this.id, source: this.key });
@@ -218,7 +226,7 @@ export class HlsSession<P extends HlsOwnedPart = HlsOwnedPart> {
     if (this.closed || this.interest > 0 || this.grace) return;
     this.grace = setTimeout(() => {
       this.grace = null;
-      if (this.interest === 0) this.stop();
+      if (this.interest === 0) void this.stop();
     }, this.opts.graceMs);
   }
 

@@ -4,6 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import { CoordinatorUnavailableError, type Coordinator } from '../../coordination/coordinator.js';
 import { LeaseKeeper, type LeaseEvent } from '../../coordination/lease-keeper.js';
+import { SOURCE_EXIT_WAIT_MS } from '../../ffmpeg/ffmpeg-process.js';
 import { AppError, upstreamUnavailable } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { Channel, type ChannelReader } from './channel.js';
@@ -529,18 +530,17 @@ export class LiveSession implements ChannelReader {
   private stopSourceThenRelease(): void {
     const source = this.source;
     this.source = null;
-    if (!source) {
-      this.released = this.lease.release();
-      return;
+    let stopped: Promise<unknown> | undefined;
+    if (source) {
+      this.opts.onOwnership?.();
+      this.stopping = source;
+      stopped = Promise.resolve().then(() => source.stop());
     }
-    this.opts.onOwnership?.();
-    this.stopping = source;
-    this.released = Promise.resolve()
-      .then(() => source.stop())
-      .catch(() => undefined)
+    // After a hand-over the source is already exiting: this release waits behind that one.
+    this.released = this.released
+      .then(() => this.lease.releaseAfter(stopped, SOURCE_EXIT_WAIT_MS))
       .finally(() => {
-        if (this.stopping === source) this.stopping = null;
-        return this.lease.release();
+        if (source && this.stopping === source) this.stopping = null;
       });
   }
 

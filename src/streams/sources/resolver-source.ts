@@ -48,7 +48,8 @@ export class ResolverSource implements OwnedSource {
   stop(): Promise<void> | undefined {
     this.stopped = true;
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return undefined;
+    // A failed spawn (no pid) emits 'error', never 'exit'.
+    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return undefined;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
     if (!this.killTimer) {
