@@ -8,7 +8,7 @@ import { MediaClock } from '../src/streams/mpegts/media-clock.js';
 interface Rig {
   adm: Admission;
   /** Sets what the next ticks see. */
-  set(elu: number, fastestClock: number | null, viewers?: number): void;
+  set(elu: number, fastestClock: number | null, viewers?: number, lagging?: number): void;
   /** Whether a new viewer is admitted now (the count is then undone by the next tick). */
   admits(): boolean;
   shed: number[];
@@ -25,9 +25,9 @@ function rig(shedShare = 0.03): Rig {
   return {
     adm,
     shed,
-    set(e, clock, viewers = 1000) {
+    set(e, clock, viewers = 1000, lagging = 0) {
       elu = e;
-      sample = { viewers, lagging: 0, fastestClock: clock };
+      sample = { viewers, lagging, fastestClock: clock };
     },
     admits() {
       try {
@@ -108,6 +108,49 @@ describe('admission rule: a worker reading its sources late (issue 19)', () => {
     for (let i = 0; i < 6; i++) off.adm.tick();
     expect(off.shed).to.deep.equal([]);
     expect(off.admits()).to.equal(false);
+  });
+});
+
+describe('admission rule: a crowd of viewers lagging together (issue 19, target 6)', () => {
+  const rigs: Rig[] = [];
+  afterEach(() => rigs.splice(0).forEach((r) => r.adm.close()));
+  const make = (share?: number) => {
+    const r = rig(share);
+    rigs.push(r);
+    return r;
+  };
+
+  it('most viewers lagging with a busy loop, sources on time: refuses at once, sheds the newest after SHED_AFTER ticks', () => {
+    const r = make(0.03);
+    r.set(0.85, 1.0, 2000, 1200);
+    r.adm.tick();
+    expect(r.admits(), 'a crowd lagging: refused').to.equal(false);
+    r.adm.tick();
+    expect(r.shed, 'refusing alone may be enough: no shedding for SHED_AFTER ticks').to.deep.equal([]);
+    r.adm.tick();
+    expect(r.shed).to.deep.equal([60]);
+    for (let i = 0; i < 20; i++) r.adm.tick();
+    expect(r.shed, 'at most 10 ticks an episode').to.have.length(10);
+    // Back at rate: no more shedding, and new viewers are taken again.
+    r.set(0.85, 1.0, 1700, 0);
+    r.adm.tick();
+    expect(r.shed).to.have.length(10);
+    expect(r.admits()).to.equal(true);
+  });
+
+  it('a crowd lagging on an idle loop (paused players, one slow network) is refused newcomers but never shed', () => {
+    const r = make(0.03);
+    r.set(0.3, 1.0, 40, 30);
+    for (let i = 0; i < 8; i++) r.adm.tick();
+    expect(r.admits()).to.equal(false);
+    expect(r.shed).to.deep.equal([]);
+  });
+
+  it('a few lagging viewers on a busy loop (under half) shed nobody', () => {
+    const r = make(0.03);
+    r.set(0.9, 1.0, 2000, 300);
+    for (let i = 0; i < 8; i++) r.adm.tick();
+    expect(r.shed).to.deep.equal([]);
   });
 });
 

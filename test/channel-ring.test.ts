@@ -269,3 +269,44 @@ describe('Channel media clock (admission control, issue 19)', () => {
     expect(plain.clockRatio).to.equal(null);
   });
 });
+
+describe('Viewer lag behind the live edge (admission, issue 19 target 6)', () => {
+  it('a socket that drains slower than the stream grows behindMs though it never waits long for drain; one that keeps up stays at 0', () => {
+    let now = 0;
+    const ch = new Channel({ maxBytes: 64 << 20, maxAgeMs: 60_000, now: () => now });
+    const f = feed(ch);
+    f.write(27, true);
+    // A socket that takes one read's worth per 'drain', and drains on 3 of every 4 reads.
+    let queued = 0;
+    let drain: (() => void) | null = null;
+    const slow = {
+      destroyed: false,
+      get writableLength() { return queued; },
+      write(chunk: Buffer) { queued += chunk.length; return false; },
+      once(_e: 'drain', l: () => void) { drain = l; return undefined; },
+      end() { return undefined; },
+      destroy() { return undefined; },
+    };
+    const fast = { destroyed: false, writableLength: 0, write: () => true, once: () => undefined, end: () => undefined, destroy: () => undefined };
+    const lagging = new Viewer(ch, slow, { maxDrops: 3, queueBudget: 1000, now: () => now });
+    const keeping = new Viewer(ch, fast, { maxDrops: 3, queueBudget: 1000, now: () => now });
+    lagging.start();
+    keeping.start();
+    let longestWait = 0;
+    for (let tick = 1; tick <= 100; tick++) {
+      now += 40;
+      f.write(27, false);
+      if (lagging.waitingSince > 0) longestWait = Math.max(longestWait, now - lagging.waitingSince);
+      // Never stuck for long, but 3 reads sent for every 4 that arrive: further behind each time.
+      if (tick % 4 !== 0 && drain) {
+        queued = 0;
+        const d = drain as () => void;
+        drain = null;
+        d();
+      }
+    }
+    expect(longestWait, 'never refused for a LAG_MS second straight').to.be.below(1000);
+    expect(lagging.behindMs(now)).to.be.at.least(900);
+    expect(keeping.behindMs(now)).to.equal(0);
+  });
+});

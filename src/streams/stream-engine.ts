@@ -13,7 +13,7 @@ import { clientIdFor } from './client-identity.js';
 import type { StreamEvents } from './events/stream-events.js';
 import { FfmpegSource } from './sources/ffmpeg-source.js';
 import { HttpSource, type FailoverInfo, type SourceError } from './sources/http-source.js';
-import { Admission, LAG_MS, type LoadSample } from './live/admission.js';
+import { Admission, BEHIND_MS, LAG_MS, SETTLE_MS, type LoadSample } from './live/admission.js';
 import { leaseKeyOf, LiveSession, type OwnedSource, type RelayTarget } from './live/live-session.js';
 import { kindFromUrl, md5, sha256, type StreamDefinition } from './stream-definition.js';
 import { FailoverControl, type FailoverAnswer } from './live/failover-control.js';
@@ -363,16 +363,18 @@ export class StreamEngine {
     let viewers = 0;
     let lagging = 0;
     let fastest: number | null = null;
+    const lags = (v: Viewer): boolean =>
+      (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) || (now - v.joinedAt >= SETTLE_MS && v.behindMs(now) >= BEHIND_MS);
     for (const s of this.sessions.values()) {
       const r = s.viewers.size + s.relayViewers.size > 0 ? s.channel.clockRatio : null;
       if (r !== null && (fastest === null || r > fastest)) fastest = r;
       for (const v of s.viewers.values()) {
         viewers++;
-        if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
+        if (lags(v)) lagging++;
       }
       for (const v of s.relayViewers) {
         viewers++;
-        if (v.waitingSince > 0 && now - v.waitingSince >= LAG_MS) lagging++;
+        if (lags(v)) lagging++;
       }
     }
     return { viewers: Math.max(viewers, this.clients.size), lagging, fastestClock: fastest };

@@ -6,8 +6,11 @@
 //
 // "Not keeping up" is measured, not guessed: once a second the worker samples
 //   - how many of its viewers are lagging: their socket has refused bytes beyond the queue
-//     budget for longer than LAG_MS (a viewer that is merely slow on its own network is one
-//     of them, so a share AND a count are required);
+//     budget for longer than LAG_MS, or (past its first SETTLE_MS) they are more than
+//     BEHIND_MS behind the live edge — a host short of CPU or uplink slows every socket a
+//     little, each drains every few hundred ms and none waits long, but they fall behind (a
+//     viewer that is merely slow on its own network is one of them, so a share AND a count
+//     are required);
 //   - whether it reads its sources late: the highest media-clock ratio (Channel.clockRatio,
 //     media seconds by the source's PCR per wall second) of its channels with viewers, so
 //     one slow provider is not taken for a late worker;
@@ -22,7 +25,10 @@
 // and after SHED_AFTER ticks it closes the newest `shedShare` of its viewers each late tick
 // (reason `shed`), for SHED_MAX_TICKS ticks an episode at most: refusing newcomers alone can
 // leave everyone at the slow rate (the collapse sustains itself), and a cause that shedding
-// does not cure must not empty the worker. Always at `maxViewers` (0 = no cap). The state
+// does not cure must not empty the worker. It sheds the same way while most of its viewers
+// (≥ CROWD_SHARE, ≥ MIN_LAGGING) lag together with its loop ≥ CROWD_ELU busy for SHED_AFTER
+// ticks: viewers slowed all at once are a host past its knee, not one slow network, and
+// only fewer viewers bring the rest back to rate. Always at `maxViewers` (0 = no cap). The state
 // changes at most once a tick, so a join costs one comparison. Sources without a PCR (raw
 // audio) or arriving in bursts (HLS segments) are judged only by lagging viewers and the cap.
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
@@ -72,6 +78,16 @@ const SHED_AFTER = 2;
 const SHED_MAX_TICKS = 10;
 /** How long a viewer's socket must have refused bytes to count as lagging (ms). */
 export const LAG_MS = 1000;
+/** How far behind the live edge a viewer must be to count as lagging (ms). */
+export const BEHIND_MS = 2000;
+/**
+ * A viewer's first milliseconds never count as behind: it starts at a join point up to a GOP
+ * old and is sent that backlog at once.
+ */
+export const SETTLE_MS = 5000;
+/** Share of lagging viewers, and the event-loop utilisation, that make a crowd to shed from. */
+const CROWD_SHARE = 0.5;
+const CROWD_ELU = 0.8;
 
 export class Admission {
   private overloaded = false;
@@ -83,6 +99,7 @@ export class Admission {
   private late = 0;
   private fine = 0;
   private behindTicks = 0;
+  private crowdTicks = 0;
   private shedTicks = 0;
   /** New viewers refused since start (for stats and metrics). */
   refused = 0;
@@ -141,7 +158,9 @@ export class Admission {
     this.fine = late ? 0 : this.fine + 1;
     const behind = this.behindTicks > 0 ? this.fine < FINE_TICKS : this.late >= LATE_TICKS;
     this.behindTicks = behind ? this.behindTicks + 1 : 0;
-    if (!behind) this.shedTicks = 0;
+    const crowd = laggingShare > 0 && lagging >= MIN_LAGGING && share >= CROWD_SHARE && elu >= CROWD_ELU;
+    this.crowdTicks = crowd ? this.crowdTicks + 1 : 0;
+    if (!behind && !crowd) this.shedTicks = 0;
     if (laggingShare > 0 && lagging >= MIN_LAGGING && share >= laggingShare) {
       this.overloaded = true;
       this.reason = `${lagging} of its ${viewers} viewers are not keeping up`;
@@ -156,7 +175,8 @@ export class Admission {
       this.reason = '';
     }
     const shedShare = this.opts.shedShare ?? 0;
-    if (late && this.behindTicks > SHED_AFTER && this.shedTicks < SHED_MAX_TICKS && shedShare > 0 && viewers > 0 && this.opts.shed) {
+    const shedding = (late && this.behindTicks > SHED_AFTER) || this.crowdTicks > SHED_AFTER;
+    if (shedding && this.shedTicks < SHED_MAX_TICKS && shedShare > 0 && viewers > 0 && this.opts.shed) {
       this.shedTicks++;
       this.shed += this.opts.shed(shedShare);
     }

@@ -170,6 +170,11 @@ export class Channel {
     return this.readers.size;
   }
 
+  /** When the chunk with this sequence number arrived (ms); the caller checks the range first. */
+  arrivedAt(seq: number): number {
+    return this.times[seq - this.base]!;
+  }
+
   /** The chunk with this sequence number; the caller checks the range first. */
   chunk(seq: number): Buffer {
     return this.chunks[seq - this.base]!;

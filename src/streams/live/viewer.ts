@@ -55,6 +55,18 @@ export class Viewer implements ChannelReader {
     return this.sink.writableLength ?? 0;
   }
 
+  /**
+   * How far behind the live edge this viewer is (ms): the age of the oldest chunk in the ring
+   * it has not been sent yet; 0 when it has everything. A viewer whose socket drains a little
+   * every few hundred ms but slower than the stream arrives grows this without ever waiting
+   * long for 'drain'.
+   */
+  behindMs(now: number): number {
+    const ch = this.channel;
+    if (this.done || this.cursor < 0 || this.cursor >= ch.nextSeq) return 0;
+    return now - ch.arrivedAt(Math.max(this.cursor, ch.firstSeq));
+  }
+
   get isDone(): boolean {
     return this.done;
   }
