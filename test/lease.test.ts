@@ -88,13 +88,22 @@ describe('lease keeper deadline', () => {
 });
 
 describe('lease keeper release after a stop', () => {
-  it('releaseAfter keeps the lease (renewed past its TTL) until the stop settles, and gives it back then', async () => {
+  /** A keeper holding `key` (TTL 200 ms) on a fresh embedded store, closed after `fn`. */
+  async function withHeldLease(key: string, fn: (keeper: import('../src/coordination/lease-keeper.js').LeaseKeeper, store: import('../src/coordination/memory-coordinator.js').MemoryCoordinator) => Promise<void>): Promise<void> {
     const { LeaseKeeper } = await import('../src/coordination/lease-keeper.js');
     const { MemoryCoordinator } = await import('../src/coordination/memory-coordinator.js');
     const store = new MemoryCoordinator();
     try {
-      const keeper = new LeaseKeeper({ coordinator: store, key: 'lease:exit:1', holder: 'w-1', ttlMs: 200, onLost: () => undefined });
+      const keeper = new LeaseKeeper({ coordinator: store, key, holder: 'w-1', ttlMs: 200, onLost: () => undefined });
       expect(await keeper.acquire()).to.equal(true);
+      await fn(keeper, store);
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('releaseAfter keeps the lease (renewed past its TTL) until the stop settles, and gives it back then', () =>
+    withHeldLease('lease:exit:1', async (keeper, store) => {
       let exited!: () => void;
       const released = keeper.releaseAfter(new Promise<void>((r) => { exited = r; }), 10_000);
       // Three TTLs later the process is still "exiting": nobody else may take the key.
@@ -104,24 +113,13 @@ describe('lease keeper release after a stop', () => {
       exited();
       await released;
       expect(await store.leaseHolder('lease:exit:1')).to.equal(null);
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 
-  it('a stop that never settles (a process whose pipes outlive it) holds the lease maxWaitMs at most', async () => {
-    const { LeaseKeeper } = await import('../src/coordination/lease-keeper.js');
-    const { MemoryCoordinator } = await import('../src/coordination/memory-coordinator.js');
-    const store = new MemoryCoordinator();
-    try {
-      const keeper = new LeaseKeeper({ coordinator: store, key: 'lease:exit:2', holder: 'w-1', ttlMs: 200, onLost: () => undefined });
-      expect(await keeper.acquire()).to.equal(true);
+  it('a stop that never settles (a process whose pipes outlive it) holds the lease maxWaitMs at most', () =>
+    withHeldLease('lease:exit:2', async (keeper, store) => {
       const t0 = Date.now();
       await keeper.releaseAfter(new Promise<void>(() => undefined), 400);
       expect(Date.now() - t0).to.be.within(390, 2000);
       expect(await store.leaseHolder('lease:exit:2')).to.equal(null);
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });

@@ -547,7 +547,7 @@ export class StreamEngine {
   stopStream(id: string): boolean {
     this.latest.delete(id);
     const sessions = this.sessionsOf(id);
-    for (const s of sessions) void s.stop(true);
+    for (const s of sessions) s.stop(true);
     return sessions.length > 0;
   }
 
@@ -658,7 +658,7 @@ export class StreamEngine {
     this.admission.close();
     this.unsubscribe();
     this.failovers.close();
-    for (const s of [...this.sessions.values()]) void s.stop();
+    for (const s of [...this.sessions.values()]) s.stop();
     await Promise.all([...this.clients.values()].map((c) => this.clientGone(c.streamId, c.clientId, 'closed')));
     // Every source's process has exited and its lease is free for the workers that stay.
     await Promise.all([...this.exiting]);

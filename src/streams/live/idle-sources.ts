@@ -29,7 +29,7 @@ export function stopIdleSourcesToHost(sessions: Iterable<LiveSession>, url: stri
   for (const s of [...sessions]) {
     const src = s.failoverPlan; // an idle HTTP source or FFmpeg input holds a provider connection alike
     if (s.key === exceptKey || !s.isIdle || !src || hostOf(src.currentUrl) !== host) continue;
-    void s.stop();
+    s.stop();
     stopped++;
   }
   return stopped;

@@ -294,17 +294,15 @@ export class LiveSession implements ChannelReader {
   }
 
   /**
-   * Stops everything now: viewers disconnected, source stopped; the promise settles when the
-   * source's process has exited and the lease is released. `deleted`:
-   * the stream is gone, so no status is written (it would bring back a `stream:{id}` hash).
+   * Stops everything now: viewers disconnected, source stopped, the lease released once its
+   * process has exited (`sourceReleased`). `deleted`: the stream is gone, so no status is
+   * written (it would bring back a `stream:{id}` hash).
    */
-  stop(deleted = false): Promise<void> {
-    if (!this.closed) {
-      if (deleted) this.deleted = true;
-      for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
-      this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
-    }
-    return this.released;
+  stop(deleted = false): void {
+    if (this.closed) return;
+    if (deleted) this.deleted = true;
+    for (const v of [...this.viewers.values(), ...this.relayViewers]) v.close('closed');
+    this.dispose(new AppError(404, 'STREAM_NOT_FOUND', `Stream ${this.id} was deleted`));
   }
 
   /** Manual failover (owner only): advances exactly once; false when nothing is left. */
