@@ -1,11 +1,12 @@
 // The ring of one stream on one worker: the last few seconds of the source (sized by the byte
 // rate it arrives at, not by a fixed byte count), with the join points (chunks that start at a
-// PAT, preferably one followed by a keyframe). Every viewer reads the same Buffer objects;
-// nothing is copied per viewer.
+// PAT, preferably one followed by a keyframe). Every viewer reads the same bytes; nothing is
+// copied per viewer. The bytes live in reused blocks (ring-memory.ts), copied there once.
 import { MediaClock } from '../mpegts/media-clock.js';
 import { sniff } from '../mpegts/sniff.js';
 import { NULL_PACKET, TS_PACKET_SIZE, TsPacketizer, type TsSegment } from '../mpegts/ts-packets.js';
 import type { ProgramInfo } from '../mpegts/media-info.js';
+import { RingMemory, type ChunkHolder } from './ring-memory.js';
 
 export interface ChannelOptions {
   /** Ceiling in bytes, whatever the rate or GOP (CHANNEL_BUFFER_BYTES). */
@@ -40,6 +41,9 @@ export interface ChannelReader {
   wake(): void;
   /** The channel ended: the source is gone for good. */
   end(error?: Error): void;
+  /** A reader that hands chunks to a socket says which it may still hold (see ChunkHolder). */
+  heldFrom?(): number;
+  readonly isDone?: boolean;
 }
 
 const KEEPALIVE_CHUNK = Buffer.concat(Array.from({ length: 7 }, () => NULL_PACKET));
@@ -78,6 +82,8 @@ export class Channel {
   private pendingBytes = 0;
   private flushTimer: NodeJS.Timeout | null = null;
   private readonly clock = new MediaClock();
+  /** The blocks chunks are copied into and reused from. */
+  private readonly memory = new RingMemory();
 
   /** Bytes appended over the channel's life (upstream bytes, for stats). */
   bytesIn = 0;
@@ -258,13 +264,16 @@ export class Channel {
     const pats: number[] = [];
     const keyframes: number[] = [];
     let packets = 0;
+    let total = 0;
     for (const seg of segs) {
       for (const p of seg.pats) pats.push(packets + p);
       for (const k of seg.keyframes) keyframes.push(packets + k);
       packets += seg.data.length / TS_PACKET_SIZE;
+      total += seg.data.length;
     }
-    // One copy per chunk per channel buys one write instead of several per viewer.
-    const data = segs.length === 1 ? segs[0]!.data : Buffer.concat(segs.map((seg) => seg.data));
+    // One copy per chunk per channel, into reused memory; it also buys one write instead of
+    // several per viewer.
+    const data = this.memory.store(segs.map((seg) => seg.data), total, this.nextSeq);
     this.index(this.append(data), pats, keyframes);
     this.evict();
     for (const r of this.readers) r.wake();
@@ -291,6 +300,12 @@ export class Channel {
 
   addReader(r: ChannelReader): void {
     this.readers.add(r);
+    if (r.heldFrom) this.memory.addHolder(r as ChunkHolder);
+  }
+
+  /** Bytes of block memory the ring holds (see RingMemory). */
+  get reservedBytes(): number {
+    return this.memory.reservedBytes;
   }
 
   removeReader(r: ChannelReader): void {
@@ -374,6 +389,7 @@ export class Channel {
       this.head++;
     }
     const first = this.firstSeq;
+    this.memory.evictedBefore(first);
     while (this.pats.length > 0 && this.pats[0]!.seq < first) this.pats.shift();
     while (this.keyPats.length > 0 && this.keyPats[0]!.seq < first) this.keyPats.shift();
     if (this.head > 1024 && this.head * 2 > this.chunks.length) {

@@ -32,6 +32,8 @@ export class Viewer implements ChannelReader {
   private skip = 0;
   private waiting = false;
   private done = false;
+  /** The oldest chunk written since the socket's queue was last seen empty. */
+  private queuedFrom = Infinity;
   private readonly now: () => number;
   bytesSent = 0;
   drops = 0;
@@ -69,6 +71,16 @@ export class Viewer implements ChannelReader {
 
   get isDone(): boolean {
     return this.done;
+  }
+
+  /**
+   * The oldest chunk (sequence number) whose bytes the socket may still hold, Infinity when its
+   * queue is empty or it is destroyed: the ring does not reuse that chunk's memory before
+   * (ring-memory.ts). A sink that does not say its queue length holds from its first write on.
+   */
+  heldFrom(): number {
+    if (this.sink.destroyed || this.sink.writableLength === 0) return Infinity;
+    return this.queuedFrom;
   }
 
   /** Starts at a join point (default: the newest one). */
@@ -116,6 +128,8 @@ export class Viewer implements ChannelReader {
         this.skip = at.offset;
         continue;
       }
+      // The queue was empty: what it holds from now on starts at this chunk.
+      if (this.queuedFrom === Infinity || this.sink.writableLength === 0) this.queuedFrom = this.cursor;
       let chunk = ch.chunk(this.cursor++);
       if (this.skip > 0) {
         chunk = chunk.subarray(this.skip);

@@ -1,0 +1,131 @@
+// Where a channel's ring keeps its bytes: blocks of a fixed size, each filled with chunks in
+// order and reused once no chunk of the ring and no viewer's socket queue refers to it.
+//
+// Why: a fresh Buffer per chunk that lives the ring's few seconds is promoted to V8's old
+// generation, and its bytes count as external memory there. At tens of MB/s of such Buffers
+// (200 channels at 4 Mbit/s on two workers) V8 starts a mark-compact every few hundred ms and
+// malloc hands out cold memory for every read; with reused blocks neither happens
+// (BENCHMARKS.md, target 5: the same 600 viewers at −30 % CPU).
+
+/** Something that may still send chunk bytes after the ring dropped them: a viewer's socket queue. */
+export interface ChunkHolder {
+  /**
+   * The oldest chunk (sequence number) whose bytes it may still hold; Infinity when it holds
+   * none. Must not grow back below a value it has reported once it is done.
+   */
+  heldFrom(): number;
+  /** True once it will never write another chunk (it may still be flushing its queue). */
+  readonly isDone: boolean;
+}
+
+interface Block {
+  buf: Buffer;
+  used: number;
+  /** Sequence number of the newest chunk stored in it (-1: none yet). */
+  lastSeq: number;
+}
+
+export interface RingMemoryOptions {
+  /** Bytes per block to start with (default 256 KiB); grows with the chunk size. */
+  blockBytes?: number;
+  /**
+   * Blocks out of the ring kept for reuse (default 2: in a steady state one is reused as one
+   * leaves); older ones are left to the GC.
+   */
+  maxSpare?: number;
+}
+
+const DEFAULT_BLOCK = 256 * 1024;
+/** A block holds at least this many chunks of the largest size seen. */
+const CHUNKS_PER_BLOCK = 2;
+/** Blocks never grow past this (a chunk over half of it gets a Buffer of its own). */
+const MAX_BLOCK = 4 * 1024 * 1024;
+
+export class RingMemory {
+  private blockBytes: number;
+  private readonly maxSpare: number;
+  /** Blocks with chunks in the ring, oldest first; the last one is being filled. */
+  private readonly live: Block[] = [];
+  /** Blocks out of the ring, oldest first: reused once no holder holds them. */
+  private readonly spare: Block[] = [];
+  private readonly holders = new Set<ChunkHolder>();
+  /** Blocks made and blocks reused over the ring's life (tests, diagnostics). */
+  allocated = 0;
+  reused = 0;
+
+  constructor(opts: RingMemoryOptions = {}) {
+    this.blockBytes = opts.blockBytes ?? DEFAULT_BLOCK;
+    this.maxSpare = opts.maxSpare ?? 2;
+  }
+
+  /** Bytes of block memory this ring holds (live and spare blocks). */
+  get reservedBytes(): number {
+    let n = 0;
+    for (const b of this.live) n += b.buf.length;
+    for (const b of this.spare) n += b.buf.length;
+    return n;
+  }
+
+  /** A reader that writes ring chunks to a socket: its queue pins the blocks it refers to. */
+  addHolder(h: ChunkHolder): void {
+    this.holders.add(h);
+  }
+
+  /**
+   * Copies `parts` (`total` bytes) into block memory as chunk `seq` (sequence numbers grow)
+   * and returns the view the ring keeps. A chunk larger than a block may hold is returned as
+   * it came (one part) or joined into a Buffer of its own.
+   */
+  store(parts: readonly Buffer[], total: number, seq: number): Buffer {
+    if (total * CHUNKS_PER_BLOCK > this.blockBytes && this.blockBytes < MAX_BLOCK) {
+      let size = this.blockBytes;
+      while (size < total * CHUNKS_PER_BLOCK && size < MAX_BLOCK) size *= 2;
+      this.blockBytes = size;
+    }
+    if (total * CHUNKS_PER_BLOCK > this.blockBytes) return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+    let block = this.live[this.live.length - 1];
+    if (!block || block.buf.length - block.used < total) {
+      block = this.take();
+      this.live.push(block);
+    }
+    const at = block.used;
+    for (const p of parts) block.used += p.copy(block.buf, block.used);
+    block.lastSeq = seq;
+    return block.buf.subarray(at, block.used);
+  }
+
+  /** The ring's oldest chunk is now `firstSeq`: blocks with nothing newer leave the ring. */
+  evictedBefore(firstSeq: number): void {
+    // The block being filled stays: its free space is where the next chunk goes.
+    while (this.live.length > 1 && this.live[0]!.lastSeq < firstSeq) this.spare.push(this.live.shift()!);
+    if (this.spare.length > this.maxSpare) this.spare.splice(0, this.spare.length - this.maxSpare);
+  }
+
+  /** The oldest spare block no holder needs, else a new one. */
+  private take(): Block {
+    const oldest = this.spare[0];
+    if (oldest && oldest.buf.length === this.blockBytes && oldest.lastSeq < this.oldestHeld()) {
+      this.spare.shift();
+      oldest.used = 0;
+      oldest.lastSeq = -1;
+      this.reused++;
+      return oldest;
+    }
+    // A spare of an outgrown size is never reused.
+    if (oldest && oldest.buf.length !== this.blockBytes) this.spare.shift();
+    this.allocated++;
+    return { buf: Buffer.allocUnsafeSlow(this.blockBytes), used: 0, lastSeq: -1 };
+  }
+
+  /** The oldest chunk any holder may still send; holders that are done and hold nothing are forgotten. */
+  private oldestHeld(): number {
+    let min = Infinity;
+    for (const h of this.holders) {
+      const from = h.heldFrom();
+      if (from === Infinity) {
+        if (h.isDone) this.holders.delete(h);
+      } else if (from < min) min = from;
+    }
+    return min;
+  }
+}
