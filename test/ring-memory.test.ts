@@ -76,66 +76,80 @@ class QueueSink implements ViewerSink {
 }
 
 describe('ring memory (issue 19, target 5)', () => {
+  // 60 KiB chunks: blocks of 256 KiB (four of them), seq 0–3 in the first, 4–7 in the second.
+  const C = 60 * KiB;
+  const fill = (mem: RingMemory, from: number, to: number): Buffer[] =>
+    Array.from({ length: to - from }, (_, i) => mem.store([bytes(C, (from + i) % 256)], C, from + i));
+
   it('reuses a block only after its chunks left the ring and no holder holds them; until then a new block is made', () => {
-    const mem = new RingMemory({ blockBytes: 256 * KiB });
+    const mem = new RingMemory();
     const holder = new FixedHolder();
     mem.addHolder(holder);
-    // Two 100 KiB chunks per block: seq 0,1 in block A, 2,3 in block B.
-    const views = [0, 1, 2, 3].map((seq) => mem.store([bytes(100 * KiB, seq + 1)], 100 * KiB, seq));
+    const views = fill(mem, 0, 8);
     expect(mem.allocated).to.equal(2);
-    expect(views[0]!.buffer).to.equal(views[1]!.buffer);
-    mem.evictedBefore(2); // A leaves the ring
-    holder.from = 1; // a socket still queues chunk 1
-    const next = mem.store([bytes(100 * KiB, 9)], 100 * KiB, 4);
-    expect(mem.allocated, 'a new block while A is held').to.equal(3);
+    expect(views[0]!.buffer.byteLength).to.equal(256 * KiB);
+    expect(views[3]!.buffer).to.equal(views[0]!.buffer);
+    expect(views[4]!.buffer).to.not.equal(views[0]!.buffer);
+    mem.evictedBefore(4); // the first block leaves the ring
+    holder.from = 3; // a socket still queues chunk 3
+    const next = fill(mem, 8, 9)[0]!;
+    expect(mem.allocated, 'a new block while the first is held').to.equal(3);
     expect(mem.reused).to.equal(0);
     expect(next.buffer).to.not.equal(views[0]!.buffer);
-    expect(views[1]!.every((b) => b === 2), 'the held chunk is intact').to.equal(true);
+    expect(views[3]!.every((b) => b === 3), 'the held chunk is intact').to.equal(true);
 
-    mem.store([bytes(100 * KiB, 9)], 100 * KiB, 5);
-    mem.evictedBefore(5); // B leaves too
+    fill(mem, 9, 12);
+    mem.evictedBefore(12); // the second block leaves too
     holder.from = Infinity; // the socket sent everything
-    const reused = mem.store([bytes(100 * KiB, 7)], 100 * KiB, 6);
+    const reused = fill(mem, 12, 13)[0]!;
     expect(mem.reused).to.equal(1);
-    expect(reused.buffer, 'A is the oldest spare').to.equal(views[0]!.buffer);
-    expect(reused.every((b) => b === 7)).to.equal(true);
+    expect(reused.buffer, 'the first block is the oldest spare').to.equal(views[0]!.buffer);
+    expect(reused.every((b) => b === 12)).to.equal(true);
   });
 
   it('a holder that is done and holds nothing is forgotten; one that is done but still flushing pins its block', () => {
-    const mem = new RingMemory({ blockBytes: 256 * KiB });
+    const mem = new RingMemory();
     const flushing = new FixedHolder();
     flushing.isDone = true;
     flushing.from = 0;
     mem.addHolder(flushing);
-    for (let seq = 0; seq < 4; seq++) mem.store([bytes(100 * KiB, seq)], 100 * KiB, seq);
-    mem.evictedBefore(2);
-    mem.store([bytes(100 * KiB, 4)], 100 * KiB, 4);
+    fill(mem, 0, 8);
+    mem.evictedBefore(4);
+    fill(mem, 8, 9);
     expect(mem.reused).to.equal(0);
     flushing.from = Infinity;
-    mem.store([bytes(100 * KiB, 5)], 100 * KiB, 5);
-    mem.evictedBefore(5);
-    mem.store([bytes(100 * KiB, 6)], 100 * KiB, 6);
+    fill(mem, 9, 12);
+    mem.evictedBefore(12);
+    fill(mem, 12, 13);
     expect(mem.reused).to.equal(1);
   });
 
-  it('blocks grow to hold two of the largest chunks; a chunk over half the largest block is a Buffer of its own', () => {
-    const mem = new RingMemory({ blockBytes: 256 * KiB });
-    mem.store([bytes(10 * KiB, 1)], 10 * KiB, 0);
-    const big = mem.store([bytes(300 * KiB, 2)], 300 * KiB, 1);
-    expect(big.buffer.byteLength, '300 KiB × 2 → 1 MiB blocks').to.equal(1024 * KiB);
-    const parts = [bytes(2 * 1024 * KiB, 3), bytes(1024 * KiB, 4)];
-    const huge = mem.store(parts, 3 * 1024 * KiB, 2);
+  it('sizes blocks for four typical chunks: larger at once after a burst, smaller step by step as it fades; a chunk over 2 MiB is a Buffer of its own', () => {
+    const mem = new RingMemory();
+    expect(mem.store([bytes(10 * KiB, 1)], 10 * KiB, 0).buffer.byteLength, '4 × 10 KiB → the 64 KiB minimum').to.equal(64 * KiB);
+    const burst = mem.store([bytes(300 * KiB, 2)], 300 * KiB, 1);
+    expect(burst.buffer.byteLength, '4 × 300 KiB → 2 MiB').to.equal(2048 * KiB);
+    // 20 KiB chunks after it: the burst fades by 1/64 per chunk, the sizes only go down.
+    const sizes: number[] = [];
+    for (let seq = 2; seq < 400; seq++) {
+      const view = mem.store([bytes(20 * KiB, 3)], 20 * KiB, seq);
+      if (sizes[sizes.length - 1] !== view.buffer.byteLength || seq === 2) sizes.push(view.buffer.byteLength);
+    }
+    expect(sizes.slice(1).every((size, i) => size <= sizes[i]!), `sizes ${sizes.join(', ')}`).to.equal(true);
+    expect(sizes[sizes.length - 1], '4 × 20 KiB → 128 KiB').to.equal(128 * KiB);
+    const parts = [bytes(2 * 1024 * KiB, 5), bytes(1024 * KiB, 6)];
+    const huge = mem.store(parts, 3 * 1024 * KiB, 400);
     expect(huge.length).to.equal(3 * 1024 * KiB);
     expect(huge.buffer.byteLength).to.equal(3 * 1024 * KiB);
-    expect(huge[0]).to.equal(3);
-    expect(huge[huge.length - 1]).to.equal(4);
+    expect(huge[0]).to.equal(5);
+    expect(huge[huge.length - 1]).to.equal(6);
   });
 
   it('keeps at most two spare blocks: a ring that shrinks gives the rest back', () => {
-    const mem = new RingMemory({ blockBytes: 256 * KiB });
-    for (let seq = 0; seq < 20; seq++) mem.store([bytes(100 * KiB, seq)], 100 * KiB, seq);
+    const mem = new RingMemory();
+    fill(mem, 0, 40);
     expect(mem.reservedBytes).to.equal(10 * 256 * KiB);
-    mem.evictedBefore(19);
+    mem.evictedBefore(39);
     expect(mem.reservedBytes, 'the block being filled + 2 spares').to.equal(3 * 256 * KiB);
   });
 
@@ -159,34 +173,54 @@ describe('ring memory (issue 19, target 5)', () => {
     expect(ch.reservedBytes, 'blocks were reused, not made for every chunk').to.be.lessThan(2 * 1024 * KiB);
   });
 
+  it('a socket queue that spans two blocks pins the older one: the oldest chunk queued counts, not the newest', () => {
+    // 60 KiB chunks (four per 256 KiB block), a ring of five chunks.
+    const ch = new Channel({ maxBytes: 300 * KiB, maxAgeMs: 60_000, raw: true });
+    for (let seq = 0; seq < 3; seq++) ch.write(bytes(C, seq));
+    const sink = new QueueSink();
+    const viewer = new Viewer(ch, sink, { maxDrops: 1000, queueBudget: 64 * KiB });
+    viewer.start();
+    sink.send();
+    ch.write(bytes(C, 3)); // the last chunk of the first block: queued
+    ch.write(bytes(C, 4)); // the first of the second block: queued too, then the viewer waits
+    expect(sink.writableLength).to.equal(2 * C);
+    // The first block leaves the ring at chunk 8; a block is taken again at chunk 12.
+    for (let seq = 5; seq < 16; seq++) ch.write(bytes(C, seq));
+    sink.send();
+    expect(sink.corrupted, 'queued chunks overwritten').to.equal(0);
+  });
+
   it('any interleaving of reads, socket sends and viewers joining and leaving: no queued write changes before it is sent (property)', () => {
     const runs = 120;
     type Op =
       | { kind: 'read'; size: number }
       | { kind: 'send'; viewer: number; writes: number }
+      | { kind: 'sendAll' }
       | { kind: 'join' }
       | { kind: 'leave'; viewer: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
-      { weight: 6, arbitrary: fc.record({ kind: fc.constant('read' as const), size: fc.integer({ min: 1, max: 90 * KiB }) }) },
+      { weight: 6, arbitrary: fc.record({ kind: fc.constant('read' as const), size: fc.integer({ min: 1, max: 16 * KiB }) }) },
       { weight: 4, arbitrary: fc.record({ kind: fc.constant('send' as const), viewer: fc.nat(7), writes: fc.integer({ min: 1, max: 6 }) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('sendAll' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('join' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('leave' as const), viewer: fc.nat(7) }) },
     );
     let reused = 0;
     fc.assert(
-      fc.property(fc.array(op, { minLength: 20, maxLength: 300 }), (ops) => {
-        const ch = new Channel({ maxBytes: 192 * KiB, maxAgeMs: 60_000, raw: true });
+      fc.property(fc.array(op, { minLength: 100, maxLength: 400, size: 'max' }), (ops) => {
+        const ch = new Channel({ maxBytes: 96 * KiB, maxAgeMs: 60_000, raw: true });
         const viewers: Array<{ viewer: Viewer; sink: QueueSink }> = [];
         let fill = 0;
         ch.write(bytes(1000, 0));
         for (const o of ops) {
           if (o.kind === 'read') ch.write(bytes(o.size, ++fill % 256));
-          else if (o.kind === 'join' && viewers.length < 8) {
+          else if (o.kind === 'join' && viewers.length < 6) {
             const sink = new QueueSink();
-            const viewer = new Viewer(ch, sink, { maxDrops: 1e9, queueBudget: 48 * KiB });
+            const viewer = new Viewer(ch, sink, { maxDrops: 1e9, queueBudget: 24 * KiB });
             viewer.start();
             viewers.push({ viewer, sink });
-          } else if (o.kind === 'send') viewers[o.viewer % Math.max(1, viewers.length)]?.sink.send(o.writes);
+          } else if (o.kind === 'sendAll') for (const v of viewers) v.sink.send();
+          else if (o.kind === 'send') viewers[o.viewer % Math.max(1, viewers.length)]?.sink.send(o.writes);
           else if (o.kind === 'leave') {
             // A viewer that ends flushes what its socket holds (end(), not destroy()).
             const v = viewers[o.viewer % Math.max(1, viewers.length)];

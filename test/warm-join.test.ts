@@ -111,7 +111,7 @@ describe('warm join: no coordinator round trip before the first byte (issue 19)'
     await raw.del(other);
   });
 
-  it('/metrics shows each stream\'s ring: a few seconds of its bitrate (CHANNEL_BUFFER_SECONDS, default 4), not a fixed byte budget', async () => {
+  it('/metrics shows each stream\'s ring: a few seconds of its bitrate (CHANNEL_BUFFER_SECONDS, default 4), not a fixed byte budget, and the memory behind it', async () => {
     const id = await warmStream('/live/warm-ring.ts');
     const series = async (name: string): Promise<number> => {
       const text = await (await fetch(proxy.url('/metrics'))).text();
@@ -125,6 +125,9 @@ describe('warm join: no coordinator round trip before the first byte (issue 19)'
     const held = await series('stream_buffer_bytes');
     // About 4 s (a keyframe every second in the test source), far under CHANNEL_BUFFER_BYTES (8 MiB).
     expect(held / rate, `${held} bytes at ${rate} bytes/s`).to.be.within(2.5, 5.5);
+    // The memory behind it: the reused blocks (ring-memory.ts), a few blocks more than the bytes held.
+    const reserved = await series('stream_buffer_reserved_bytes');
+    expect(reserved, `${reserved} reserved for ${held} held`).to.be.within(held * 0.9, held + 3 * 1024 * 1024);
   });
 
   it('a stream deleted while it plays: the next join answers 404 JSON, not the running channel', async () => {

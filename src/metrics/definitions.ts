@@ -43,6 +43,7 @@ export const WORKER_METRICS = {
   streamUpstreamBytes: def('counter', 'stream_upstream_bytes_total', 'Bytes the stream\'s owner received from its source (the upstream body; a transcode: FFmpeg\'s output; a resolver: its output; an HLS source played as TS: the segments)', ['stream_id']),
   streamUpstreamRate: def('gauge', 'stream_upstream_bytes_per_second', 'Upstream bitrate of the stream in bytes/s (×8 for bit/s), over the last 5 s, on its owner', ['stream_id']),
   streamBufferBytes: def('gauge', 'stream_buffer_bytes', 'Bytes the stream\'s ring buffers hold on this host, every worker that plays it (owner and relays); about CHANNEL_BUFFER_SECONDS × its bitrate each, at least its newest keyframe GOP', ['stream_id']),
+  streamBufferReservedBytes: def('gauge', 'stream_buffer_reserved_bytes', 'Memory the stream\'s rings keep on this host: the blocks their bytes are copied into, with the one being filled and up to two spares each (stream_buffer_bytes plus at most a few blocks of 64 KiB–4 MiB)', ['stream_id']),
   streamCcErrors: def('counter', 'stream_cc_errors_total', 'MPEG-TS continuity-counter errors in the stream\'s source (packets lost upstream, reconnects included); duplicates and flagged discontinuities are not errors', ['stream_id']),
   streamReconnects: def('counter', 'stream_upstream_reconnects_total', 'Upstream connections of the stream that ended and were retried or failed over', ['stream_id']),
   viewerJoins: def('counter', 'viewer_joins_total', 'Viewers that started receiving a stream'),

@@ -35,6 +35,8 @@ interface StreamFigures {
   egress: number;
   /** Bytes the channel rings hold (owner and relay workers). */
   buffer: number;
+  /** Block memory of its rings (stream_buffer_reserved_bytes). */
+  reserved: number;
   upstream: number;
   rate: number;
   cc: number;
@@ -57,6 +59,7 @@ function createMetrics(r: Registry) {
     streamUpstreamBytes: counter(M.streamUpstreamBytes, r),
     streamUpstreamRate: gauge(M.streamUpstreamRate, r),
     streamBufferBytes: gauge(M.streamBufferBytes, r),
+    streamBufferReservedBytes: gauge(M.streamBufferReservedBytes, r),
     streamCcErrors: counter(M.streamCcErrors, r),
     streamReconnects: counter(M.streamReconnects, r),
     viewerJoins: counter(M.viewerJoins, r),
@@ -202,13 +205,13 @@ export class WorkerMetrics {
     const figures = (id: string): StreamFigures => {
       let f = streams.get(id);
       if (!f) {
-        f = { viewers: 0, egress: 0, buffer: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false, ts: false };
+        f = { viewers: 0, egress: 0, buffer: 0, reserved: 0, upstream: 0, rate: 0, cc: 0, reconnects: 0, owner: false, relay: false, ts: false };
         streams.set(id, f);
       }
       return f;
     };
     const perStream = [m.streamViewers, m.sourceViewers, m.streamEgressBytes, m.streamUpstreamBytes, m.streamUpstreamRate,
-      m.streamBufferBytes, m.streamCcErrors, m.streamReconnects, m.transcodeSpeed, m.transcodeFps, m.transcodeDroppedFrames];
+      m.streamBufferBytes, m.streamBufferReservedBytes, m.streamCcErrors, m.streamReconnects, m.transcodeSpeed, m.transcodeFps, m.transcodeDroppedFrames];
     for (const metric of perStream) metric.reset();
 
     for (const s of engine.liveSessions()) {
@@ -217,6 +220,7 @@ export class WorkerMetrics {
       f.viewers += s.viewers.size;
       f.egress += s.bytesServed;
       f.buffer += s.channel.bufferedBytes;
+      f.reserved += s.channel.reservedBytes;
       m.sourceViewers.inc({ stream_id: s.id, slot: slotOf(s.key) }, s.viewers.size);
       if (s.isOwner) {
         f.owner = true;
@@ -243,6 +247,7 @@ export class WorkerMetrics {
       if (!f.ts) continue;
       m.streamEgressBytes.inc(stream_id, f.egress);
       m.streamBufferBytes.set(stream_id, f.buffer);
+      m.streamBufferReservedBytes.set(stream_id, f.reserved);
       if (!f.owner) continue;
       m.streamUpstreamBytes.inc(stream_id, f.upstream);
       m.streamUpstreamRate.set(stream_id, f.rate);

@@ -1,5 +1,6 @@
-// Where a channel's ring keeps its bytes: blocks of a fixed size, each filled with chunks in
-// order and reused once no chunk of the ring and no viewer's socket queue refers to it.
+// Where a channel's ring keeps its bytes: blocks (64 KiB to 4 MiB, sized by the chunks), each
+// filled with chunks in order and reused once no chunk of the ring and no viewer's socket
+// queue refers to it.
 //
 // Why: a fresh Buffer per chunk that lives the ring's few seconds is promoted to V8's old
 // generation, and its bytes count as external memory there. At tens of MB/s of such Buffers
@@ -26,8 +27,6 @@ interface Block {
 }
 
 export interface RingMemoryOptions {
-  /** Bytes per block to start with (default 256 KiB); grows with the chunk size. */
-  blockBytes?: number;
   /**
    * Blocks out of the ring kept for reuse (default 2: in a steady state one is reused as one
    * leaves); older ones are left to the GC.
@@ -35,14 +34,20 @@ export interface RingMemoryOptions {
   maxSpare?: number;
 }
 
-const DEFAULT_BLOCK = 256 * 1024;
-/** A block holds at least this many chunks of the largest size seen. */
-const CHUNKS_PER_BLOCK = 2;
+/** The smallest block: 4 s of a 128 kbit/s radio stream. */
+const MIN_BLOCK = 64 * 1024;
+/** A new block is sized for this many typical chunks. */
+const CHUNKS_PER_BLOCK = 4;
 /** Blocks never grow past this (a chunk over half of it gets a Buffer of its own). */
 const MAX_BLOCK = 4 * 1024 * 1024;
 
 export class RingMemory {
-  private blockBytes: number;
+  /**
+   * The size of the source's larger chunks: the largest, fading by 1/64 per chunk stored (a
+   * burst is forgotten after a few seconds of chunks), so block sizes follow the bitrate
+   * without following every burst.
+   */
+  private typical = 0;
   private readonly maxSpare: number;
   /** Blocks with chunks in the ring, oldest first; the last one is being filled. */
   private readonly live: Block[] = [];
@@ -54,7 +59,6 @@ export class RingMemory {
   reused = 0;
 
   constructor(opts: RingMemoryOptions = {}) {
-    this.blockBytes = opts.blockBytes ?? DEFAULT_BLOCK;
     this.maxSpare = opts.maxSpare ?? 2;
   }
 
@@ -73,19 +77,15 @@ export class RingMemory {
 
   /**
    * Copies `parts` (`total` bytes) into block memory as chunk `seq` (sequence numbers grow)
-   * and returns the view the ring keeps. A chunk larger than a block may hold is returned as
-   * it came (one part) or joined into a Buffer of its own.
+   * and returns the view the ring keeps. A chunk over half the largest block (2 MiB) is
+   * returned as it came (one part) or joined into a Buffer of its own.
    */
   store(parts: readonly Buffer[], total: number, seq: number): Buffer {
-    if (total * CHUNKS_PER_BLOCK > this.blockBytes && this.blockBytes < MAX_BLOCK) {
-      let size = this.blockBytes;
-      while (size < total * CHUNKS_PER_BLOCK && size < MAX_BLOCK) size *= 2;
-      this.blockBytes = size;
-    }
-    if (total * CHUNKS_PER_BLOCK > this.blockBytes) return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+    if (total * 2 > MAX_BLOCK) return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+    this.typical = Math.max(total, this.typical - this.typical / 64);
     let block = this.live[this.live.length - 1];
     if (!block || block.buf.length - block.used < total) {
-      block = this.take();
+      block = this.take(total);
       this.live.push(block);
     }
     const at = block.used;
@@ -101,20 +101,28 @@ export class RingMemory {
     if (this.spare.length > this.maxSpare) this.spare.splice(0, this.spare.length - this.maxSpare);
   }
 
-  /** The oldest spare block no holder needs, else a new one. */
-  private take(): Block {
+  /**
+   * The oldest spare block if no holder needs it and its size suits the source (within a
+   * factor 2 of four typical chunks, and room for this one), else a new block of four
+   * typical chunks.
+   */
+  private take(total: number): Block {
+    let want = MIN_BLOCK;
+    while (want < this.typical * CHUNKS_PER_BLOCK && want < MAX_BLOCK) want *= 2;
     const oldest = this.spare[0];
-    if (oldest && oldest.buf.length === this.blockBytes && oldest.lastSeq < this.oldestHeld()) {
+    if (oldest && oldest.lastSeq < this.oldestHeld()) {
       this.spare.shift();
-      oldest.used = 0;
-      oldest.lastSeq = -1;
-      this.reused++;
-      return oldest;
+      const size = oldest.buf.length;
+      if (size >= total && size * 2 >= want && size <= want * 2) {
+        oldest.used = 0;
+        oldest.lastSeq = -1;
+        this.reused++;
+        return oldest;
+      }
+      // Outgrown, or far too large for what the source sends now: left to the GC.
     }
-    // A spare of an outgrown size is never reused.
-    if (oldest && oldest.buf.length !== this.blockBytes) this.spare.shift();
     this.allocated++;
-    return { buf: Buffer.allocUnsafeSlow(this.blockBytes), used: 0, lastSeq: -1 };
+    return { buf: Buffer.allocUnsafeSlow(want), used: 0, lastSeq: -1 };
   }
 
   /** The oldest chunk any holder may still send; holders that are done and hold nothing are forgotten. */
