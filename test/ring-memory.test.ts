@@ -190,6 +190,32 @@ describe('ring memory (issue 19, target 5)', () => {
     expect(sink.corrupted, 'queued chunks overwritten').to.equal(0);
   });
 
+  it('a player that reads at playback speed with a backlog that never empties lets go of what it was sent: blocks are reused', () => {
+    const ch = new Channel({ maxBytes: 300 * KiB, maxAgeMs: 60_000, raw: true });
+    ch.write(bytes(C, 0));
+    const sink = new QueueSink();
+    const viewer = new Viewer(ch, sink, { maxDrops: 1000, queueBudget: 256 * KiB });
+    viewer.start();
+    for (let seq = 1; seq < 200; seq++) {
+      ch.write(bytes(C, seq % 256));
+      sink.send(1); // one write out per write in: the queue keeps its backlog, never empty
+      expect(sink.writableLength).to.be.greaterThan(0);
+    }
+    sink.send();
+    const memory = (ch as unknown as { memory: RingMemory }).memory;
+    expect(sink.corrupted).to.equal(0);
+    expect(memory.reused, `${memory.allocated} blocks made`).to.be.greaterThan(40);
+  });
+
+  it('finished holders are forgotten even when the ring never takes a block (chunks over 2 MiB, keep-alives)', () => {
+    const mem = new RingMemory();
+    const gone = Array.from({ length: 10 }, () => Object.assign(new FixedHolder(), { isDone: true }));
+    const flushing = Object.assign(new FixedHolder(), { isDone: true, from: 5 });
+    for (const h of [...gone, flushing]) mem.addHolder(h);
+    for (let i = 0; i < 64; i++) mem.evictedBefore(i);
+    expect(mem.holderCount, 'only the one still flushing').to.equal(1);
+  });
+
   it('any interleaving of reads, socket sends and viewers joining and leaving: no queued write changes before it is sent (property)', () => {
     const runs = 120;
     type Op =

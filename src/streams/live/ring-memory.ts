@@ -12,7 +12,8 @@
 export interface ChunkHolder {
   /**
    * The oldest chunk (sequence number) whose bytes it may still hold; Infinity when it holds
-   * none. Must not grow back below a value it has reported once it is done.
+   * none. It writes only chunks still in the ring, in order, so it never comes to hold a
+   * chunk of a block already out of the ring.
    */
   heldFrom(): number;
   /** True once it will never write another chunk (it may still be flushing its queue). */
@@ -54,12 +55,19 @@ export class RingMemory {
   /** Blocks out of the ring, oldest first: reused once no holder holds them. */
   private readonly spare: Block[] = [];
   private readonly holders = new Set<ChunkHolder>();
+  /** Evictions since holders were last looked at. */
+  private sinceSweep = 0;
   /** Blocks made and blocks reused over the ring's life (tests, diagnostics). */
   allocated = 0;
   reused = 0;
 
   constructor(opts: RingMemoryOptions = {}) {
     this.maxSpare = opts.maxSpare ?? 2;
+  }
+
+  /** Holders known (finished ones are forgotten once they hold nothing). */
+  get holderCount(): number {
+    return this.holders.size;
   }
 
   /** Bytes of block memory this ring holds (live and spare blocks). */
@@ -77,8 +85,9 @@ export class RingMemory {
 
   /**
    * Copies `parts` (`total` bytes) into block memory as chunk `seq` (sequence numbers grow)
-   * and returns the view the ring keeps. A chunk over half the largest block (2 MiB) is
-   * returned as it came (one part) or joined into a Buffer of its own.
+   * and returns the view the ring keeps. A chunk over half the largest block (2 MiB; an HLS
+   * segment read whole) is not copied into a block: returned as it came (one part, maybe a
+   * view of the source's own read) or joined into a Buffer of its own.
    */
   store(parts: readonly Buffer[], total: number, seq: number): Buffer {
     if (total * 2 > MAX_BLOCK) return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
@@ -99,6 +108,9 @@ export class RingMemory {
     // The block being filled stays: its free space is where the next chunk goes.
     while (this.live.length > 1 && this.live[0]!.lastSeq < firstSeq) this.spare.push(this.live.shift()!);
     if (this.spare.length > this.maxSpare) this.spare.splice(0, this.spare.length - this.maxSpare);
+    // Finished holders are forgotten in take(); a ring that seldom takes a block (oversize
+    // chunks, keep-alives while the source is away) must not keep them for its whole life.
+    if (++this.sinceSweep >= 64) this.oldestHeld();
   }
 
   /**
@@ -127,6 +139,7 @@ export class RingMemory {
 
   /** The oldest chunk any holder may still send; holders that are done and hold nothing are forgotten. */
   private oldestHeld(): number {
+    this.sinceSweep = 0;
     let min = Infinity;
     for (const h of this.holders) {
       const from = h.heldFrom();

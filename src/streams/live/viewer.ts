@@ -1,6 +1,7 @@
 // A viewer is a cursor into a Channel. It writes while its socket accepts and waits for
-// `drain` once its queue passes a small budget, so a slow viewer holds at most that budget
-// plus one chunk (references to the ring's own Buffers) and never delays anyone else. A viewer that falls off the ring's tail jumps to
+// `drain` once its queue passes a small budget, so a slow viewer queues at most that budget
+// plus one chunk (views of the ring's blocks, which are not reused while it holds them; see
+// heldFrom()) and never delays anyone else. A viewer that falls off the ring's tail jumps to
 // the newest join point and counts a drop; too many drops and it is disconnected.
 import type { Channel, ChannelReader, JoinPoint } from './channel.js';
 
@@ -32,8 +33,12 @@ export class Viewer implements ChannelReader {
   private skip = 0;
   private waiting = false;
   private done = false;
-  /** The oldest chunk written since the socket's queue was last seen empty. */
-  private queuedFrom = Infinity;
+  /**
+   * The writes the socket may still hold, oldest first, as pairs (chunk sequence number,
+   * bytesSent once it was written) from index `heldHead`.
+   */
+  private held: number[] = [];
+  private heldHead = 0;
   private readonly now: () => number;
   bytesSent = 0;
   drops = 0;
@@ -74,13 +79,37 @@ export class Viewer implements ChannelReader {
   }
 
   /**
-   * The oldest chunk (sequence number) whose bytes the socket may still hold, Infinity when its
-   * queue is empty or it is destroyed: the ring does not reuse that chunk's memory before
-   * (ring-memory.ts). A sink that does not say its queue length holds from its first write on.
+   * The oldest chunk (sequence number) whose bytes the socket may still hold, Infinity when it
+   * holds none or is destroyed: the ring does not reuse that chunk's memory before
+   * (ring-memory.ts). What the socket holds is the newest `writableLength` bytes written (less,
+   * as that count includes the HTTP chunk framing), so a player that reads at playback speed
+   * with a backlog that never empties still lets go of what it has been sent. A sink that
+   * does not say its queue length holds from its first write on.
    */
   heldFrom(): number {
-    if (this.sink.destroyed || this.sink.writableLength === 0) return Infinity;
-    return this.queuedFrom;
+    if (this.sink.destroyed) {
+      this.held = [];
+      this.heldHead = 0;
+      return Infinity;
+    }
+    this.trimHeld();
+    return this.heldHead < this.held.length ? this.held[this.heldHead]! : Infinity;
+  }
+
+  /** Forgets the writes the socket has sent. */
+  private trimHeld(): void {
+    const queued = this.sink.writableLength;
+    if (queued === undefined) return;
+    const sent = this.bytesSent - queued;
+    const h = this.held;
+    while (this.heldHead < h.length && h[this.heldHead + 1]! <= sent) this.heldHead += 2;
+    if (this.heldHead === h.length) {
+      h.length = 0;
+      this.heldHead = 0;
+    } else if (this.heldHead >= 64) {
+      this.held = h.slice(this.heldHead);
+      this.heldHead = 0;
+    }
   }
 
   /** Starts at a join point (default: the newest one). */
@@ -128,15 +157,18 @@ export class Viewer implements ChannelReader {
         this.skip = at.offset;
         continue;
       }
-      // The queue was empty: what it holds from now on starts at this chunk.
-      if (this.queuedFrom === Infinity || this.sink.writableLength === 0) this.queuedFrom = this.cursor;
-      let chunk = ch.chunk(this.cursor++);
+      const seq = this.cursor++;
+      let chunk = ch.chunk(seq);
       if (this.skip > 0) {
         chunk = chunk.subarray(this.skip);
         this.skip = 0;
       }
       if (this.bytesSent === 0) this.firstByteAt = this.now();
+      // Before bytesSent counts this chunk: the socket's queue does not hold it yet.
+      this.trimHeld();
       this.bytesSent += chunk.length;
+      // Only the oldest write matters to a sink that does not say its queue length.
+      if (this.sink.writableLength !== undefined || this.held.length === 0) this.held.push(seq, this.bytesSent);
       // write() says false for any chunk above the socket's 16 KiB high-water mark, even when
       // the kernel took it all; waiting for 'drain' after every chunk costs a round of
       // listeners per chunk per viewer. Wait only once the bytes queued here pass a budget.
