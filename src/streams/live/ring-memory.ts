@@ -6,7 +6,7 @@
 // generation, and its bytes count as external memory there. At tens of MB/s of such Buffers
 // (200 channels at 4 Mbit/s on two workers) V8 starts a mark-compact every few hundred ms and
 // malloc hands out cold memory for every read; with reused blocks neither happens
-// (BENCHMARKS.md, target 5: the same 600 viewers at −30 % CPU).
+// (BENCHMARKS.md, target 5: the same 600 viewers at −16 % CPU in interleaved runs).
 
 /** Something that may still send chunk bytes after the ring dropped them: a viewer's socket queue. */
 export interface ChunkHolder {
@@ -27,14 +27,8 @@ interface Block {
   lastSeq: number;
 }
 
-export interface RingMemoryOptions {
-  /**
-   * Blocks out of the ring kept for reuse (default 2: in a steady state one is reused as one
-   * leaves); older ones are left to the GC.
-   */
-  maxSpare?: number;
-}
-
+/** Blocks out of the ring kept for reuse (in a steady state one is reused as one leaves); older ones are left to the GC. */
+const MAX_SPARE = 2;
 /** The smallest block: 4 s of a 128 kbit/s radio stream. */
 const MIN_BLOCK = 64 * 1024;
 /** A new block is sized for this many typical chunks. */
@@ -49,7 +43,6 @@ export class RingMemory {
    * without following every burst.
    */
   private typical = 0;
-  private readonly maxSpare: number;
   /** Blocks with chunks in the ring, oldest first; the last one is being filled. */
   private readonly live: Block[] = [];
   /** Blocks out of the ring, oldest first: reused once no holder holds them. */
@@ -60,10 +53,6 @@ export class RingMemory {
   /** Blocks made and blocks reused over the ring's life (tests, diagnostics). */
   allocated = 0;
   reused = 0;
-
-  constructor(opts: RingMemoryOptions = {}) {
-    this.maxSpare = opts.maxSpare ?? 2;
-  }
 
   /** Holders known (finished ones are forgotten once they hold nothing). */
   get holderCount(): number {
@@ -107,7 +96,7 @@ export class RingMemory {
   evictedBefore(firstSeq: number): void {
     // The block being filled stays: its free space is where the next chunk goes.
     while (this.live.length > 1 && this.live[0]!.lastSeq < firstSeq) this.spare.push(this.live.shift()!);
-    if (this.spare.length > this.maxSpare) this.spare.splice(0, this.spare.length - this.maxSpare);
+    if (this.spare.length > MAX_SPARE) this.spare.splice(0, this.spare.length - MAX_SPARE);
     // Finished holders are forgotten in take(); a ring that seldom takes a block (oversize
     // chunks, keep-alives while the source is away) must not keep them for its whole life.
     if (++this.sinceSweep >= 64) this.oldestHeld();

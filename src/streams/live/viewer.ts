@@ -39,6 +39,8 @@ export class Viewer implements ChannelReader {
    */
   private held: number[] = [];
   private heldHead = 0;
+  /** Whether the sink says its queue length (an http.ServerResponse does). */
+  private readonly queueKnown: boolean;
   private readonly now: () => number;
   bytesSent = 0;
   drops = 0;
@@ -55,6 +57,7 @@ export class Viewer implements ChannelReader {
   ) {
     this.now = opts.now ?? Date.now;
     this.joinedAt = this.now();
+    this.queueKnown = sink.writableLength !== undefined;
   }
 
   /** Bytes queued in this process for the viewer's socket (not yet taken by the kernel). */
@@ -96,11 +99,14 @@ export class Viewer implements ChannelReader {
     return this.heldHead < this.held.length ? this.held[this.heldHead]! : Infinity;
   }
 
-  /** Forgets the writes the socket has sent. */
+  /**
+   * Forgets the writes the socket has sent. Run from heldFrom() only, which the ring asks at
+   * least every 64 chunks (RingMemory.evictedBefore), so the list stays short without a cost
+   * per write.
+   */
   private trimHeld(): void {
-    const queued = this.sink.writableLength;
-    if (queued === undefined) return;
-    const sent = this.bytesSent - queued;
+    if (!this.queueKnown) return;
+    const sent = this.bytesSent - this.sink.writableLength!;
     const h = this.held;
     while (this.heldHead < h.length && h[this.heldHead + 1]! <= sent) this.heldHead += 2;
     if (this.heldHead === h.length) {
@@ -164,11 +170,9 @@ export class Viewer implements ChannelReader {
         this.skip = 0;
       }
       if (this.bytesSent === 0) this.firstByteAt = this.now();
-      // Before bytesSent counts this chunk: the socket's queue does not hold it yet.
-      this.trimHeld();
       this.bytesSent += chunk.length;
       // Only the oldest write matters to a sink that does not say its queue length.
-      if (this.sink.writableLength !== undefined || this.held.length === 0) this.held.push(seq, this.bytesSent);
+      if (this.queueKnown || this.held.length === 0) this.held.push(seq, this.bytesSent);
       // write() says false for any chunk above the socket's 16 KiB high-water mark, even when
       // the kernel took it all; waiting for 'drain' after every chunk costs a round of
       // listeners per chunk per viewer. Wait only once the bytes queued here pass a budget.
