@@ -37,6 +37,8 @@ export interface ChaosReport {
   duplicateSources: number;
   maxConsumingUpstreams: Record<string, number>;
   maxFfmpeg: number;
+  /** Where each duplicate was seen: "<path or ffmpeg> during <fault kind>", with its count. */
+  duplicatesDuring: Record<string, number>;
   /** Viewers on workers that were not killed that lost their connection (0 expected). */
   survivorsDisconnected: number;
   /** Viewers of a worker that was frozen (SIGSTOP) that lost their connection (reported). */
@@ -100,7 +102,7 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
   const rdb = `chaos-${process.pid}.rdb`;
   const rdbPath = path.join(os.tmpdir(), rdb);
   const report: ChaosReport = {
-    seconds: opts.seconds, faults: {}, longestGapMs: {}, duplicateSources: 0, maxConsumingUpstreams: {}, maxFfmpeg: 0,
+    seconds: opts.seconds, faults: {}, longestGapMs: {}, duplicateSources: 0, maxConsumingUpstreams: {}, maxFfmpeg: 0, duplicatesDuring: {},
     survivorsDisconnected: 0, frozenViewersCut: 0, departuresDuringSigstop: {}, clientRecordsLeft: -1, leasesLeft: -1, processesLeft: -1, workersServing: 0, failures: [],
   };
   let origin: Origin | null = null;
@@ -145,17 +147,23 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
     const workersOf = new Set(watched.map((w) => w.worker));
     log(`chaos: ${watched.length} viewers on workers ${[...workersOf].sort().join(', ')}`);
 
+    let during = 'start';
+    /** A sampled count, with the fault it was seen during noted when it is a duplicate. */
+    const noting = (what: string, read: () => number) => (): number => {
+      const n = read();
+      if (n > 1) report.duplicatesDuring[`${what} during ${during}`] = (report.duplicatesDuring[`${what} during ${during}`] ?? 0) + 1;
+      return n;
+    };
     for (const p of [...LIVE, TX]) {
-      const s = sample(() => origin!.consumingConnections(p), 25);
+      const s = sample(noting(p, () => origin!.consumingConnections(p)), 25);
       samplers.push(s);
       report.maxConsumingUpstreams[p] = 0;
       (s as Sampler & { path?: string }).path = p;
     }
-    const ff = sample(() => ffmpegOf(TX).length, 500);
+    const ff = sample(noting('ffmpeg', () => ffmpegOf(TX).length), 500);
 
     const survivors = (): Watched[] => watched.filter((w) => !killed.has(w.worker) && !frozen.has(w.worker) && !w.viewer.isClosed());
     const alive = new Set(watched);
-    let during = 'start';
     const noteDisconnects = (): void => {
       for (const w of [...alive]) {
         if (!w.viewer.isClosed()) continue;
@@ -320,13 +328,13 @@ export async function runChaos(opts: { seconds: number; log?: (line: string) => 
   const left = [...allPids, a?.pid ?? 0, b?.pid ?? 0].filter((p) => p > 0 && isAlive(p));
   report.processesLeft = left.length + ffmpegOf(TX).length;
 
-  if (report.duplicateSources > 0) report.failures.push(`duplicate sources seen: ${JSON.stringify(report.maxConsumingUpstreams)}, FFmpeg ${report.maxFfmpeg}`);
+  if (report.duplicateSources > 0) report.failures.push(`duplicate sources seen: ${JSON.stringify(report.maxConsumingUpstreams)}, FFmpeg ${report.maxFfmpeg}, ${JSON.stringify(report.duplicatesDuring)}`);
   if (report.clientRecordsLeft !== 0) report.failures.push(`client records left: ${report.clientRecordsLeft}`);
   if (report.leasesLeft !== 0) report.failures.push(`leases left: ${report.leasesLeft}`);
   if (report.processesLeft !== 0) report.failures.push(`processes left: ${report.processesLeft}`);
   if (report.workersServing !== 4) report.failures.push(`workers serving: ${report.workersServing} of 4`);
   if (report.failures.length > 0 && opts.logsTo) {
-    const lines = [a, b].flatMap((c) => (c?.logs ?? []).filter((l) => l.level === 'warn' || l.level === 'error').map((l) => JSON.stringify(l)));
+    const lines = [a, b].flatMap((c) => (c?.logs ?? []).filter((l) => l.level !== 'debug').map((l) => JSON.stringify(l)));
     writeFileSync(opts.logsTo, `${lines.join('\n')}\n`);
   }
   return report;
