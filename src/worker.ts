@@ -25,6 +25,8 @@ import { HlsEngine } from './streams/hls/hls-engine.js';
 import { StreamEngine } from './streams/stream-engine.js';
 import { StreamService } from './streams/stream-service.js';
 import { Transcoder } from './streams/transcode/transcoder.js';
+import type { StreamTelemetry } from './streams/stream-telemetry.js';
+import { QuietGc } from './quiet-gc.js';
 
 export interface WorkerDeps {
   config: Config;
@@ -110,7 +112,20 @@ export function buildWorker(deps: WorkerDeps) {
     }, 50);
   };
   const metrics = new WorkerMetrics({ worker: String(deps.index ?? 1), rootPath: config.rootPath });
-  const { telemetry } = metrics;
+  // A viewer that left or moved away ends its short-lived state here: once they stop leaving,
+  // one full collection gives their memory back (src/quiet-gc.ts).
+  const quietGc = new QuietGc();
+  const telemetry: StreamTelemetry = {
+    ...metrics.telemetry,
+    viewerLeft: (reason) => {
+      metrics.telemetry.viewerLeft(reason);
+      quietGc.note();
+    },
+    viewerMoved: (direction) => {
+      metrics.telemetry.viewerMoved(direction);
+      if (direction === 'out') quietGc.note();
+    },
+  };
   const dispatcher = new WebhookDispatcher({ coordinator, logger });
   const events = new StreamEvents({ coordinator, logger, dispatcher });
   const engine: StreamEngine = new StreamEngine({
@@ -163,6 +178,7 @@ export function buildWorker(deps: WorkerDeps) {
     republishSecrets: () => Promise.all([relaySecret.republish(), config.urlSigningSecret ? undefined : signingSecret.republish()]),
     closeParts: async () => {
       handoff?.close();
+      quietGc.close();
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out
       dispatcher.close();
       await transcoder.close();

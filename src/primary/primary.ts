@@ -11,6 +11,7 @@ import { HandoffRouter } from './handoff-router.js';
 import type { Logger } from '../logger.js';
 import { MetricsHub } from '../metrics/cluster-scrape.js';
 import { HostMetrics } from '../metrics/host-metrics.js';
+import { QuietGc } from '../quiet-gc.js';
 
 export interface PrimaryDeps {
   config: Config;
@@ -60,6 +61,8 @@ export class Primary {
   private readonly metrics: MetricsHub;
   /** Passes viewers' connections between workers (VIEWER_HANDOFF). */
   private readonly handoffs = new HandoffRouter();
+  /** Collects once workers stop passing connections and viewers through here (src/quiet-gc.ts). */
+  private readonly quietGc = new QuietGc();
   port = 0;
 
   constructor(private readonly deps: PrimaryDeps) {
@@ -102,6 +105,7 @@ export class Primary {
     await Promise.all(exits);
     clearTimeout(kill);
     this.ipc?.close();
+    this.quietGc.close();
     await coordinator.close().catch(() => undefined);
     logger.info('primary stopped');
   }
@@ -182,7 +186,9 @@ export class Primary {
     this.ipc?.attach(worker);
     this.metrics.attach(worker);
     this.handoffs.attach(worker);
-    worker.on('message', (msg: { t?: string; port?: number; pids?: number[]; sessions?: unknown }) => {
+    worker.on('message', (msg: { t?: string; port?: number; pids?: number[]; sessions?: unknown; method?: string }) => {
+      // The end of a viewer's short-lived state here: its record deleted, its connection passed on.
+      if (msg?.t === 'handoff:socket' || (msg?.t === 'coord:call' && msg.method === 'deleteClient')) this.quietGc.note();
       if (msg?.t === 'worker:ready' && typeof msg.port === 'number' && slot.worker === worker) this.onListening(slot, msg.port);
       if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) inc.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);
       // An old worker's sources go to its replacement, which takes each lease once released.
