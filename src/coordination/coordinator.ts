@@ -141,6 +141,12 @@ export interface Coordinator {
   putClient(client: ClientRecord, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
   deleteClient(streamId: string, clientId: string): Promise<void>;
   listClients(streamId?: string): Promise<ClientRecord[]>;
+  /**
+   * Whether the stream has at least one live client record. Answers a departure's "was that
+   * the last viewer?" without listing the others: listing them on every departure made a
+   * crowd leaving cost N² records over IPC (BENCHMARKS.md, issue 19).
+   */
+  hasClients(streamId: string): Promise<boolean>;
 
   /** Heartbeat: writes the record into the `workers` hash. */
   putWorker(worker: WorkerRecord): Promise<void>;

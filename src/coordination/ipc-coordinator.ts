@@ -43,6 +43,7 @@ export class IpcCoordinator implements Coordinator {
   putClient(client: ClientRecord, ttlMs: number, onlyIfAbsent = false) { return this.call<boolean>('putClient', client, ttlMs, onlyIfAbsent); }
   deleteClient(streamId: string, clientId: string) { return this.call<void>('deleteClient', streamId, clientId); }
   listClients(streamId?: string) { return this.call<ClientRecord[]>('listClients', streamId); }
+  hasClients(streamId: string) { return this.call<boolean>('hasClients', streamId); }
   putWorker(worker: WorkerRecord) { return this.call<void>('putWorker', worker); }
   listWorkers() { return this.call<WorkerRecord[]>('listWorkers'); }
   removeWorker(workerId: string) { return this.call<void>('removeWorker', workerId); }

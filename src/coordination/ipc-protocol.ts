@@ -31,7 +31,7 @@ export const isIpcMessage = (m: unknown): m is IpcMessage =>
 export const CALLABLE = new Set([
   'putStream', 'getStream', 'listStreams', 'deleteStream', 'deleteStreamIfIdle', 'setStreamStatus', 'getStreamStatus',
   'acquireLease', 'renewLease', 'releaseLease', 'leaseHolder', 'releaseLeasesHeldBy',
-  'putClient', 'deleteClient', 'listClients', 'putWorker', 'listWorkers', 'removeWorker',
+  'putClient', 'deleteClient', 'listClients', 'hasClients', 'putWorker', 'listWorkers', 'removeWorker',
   'getOrSetValue', 'publish', 'ping',
   'setValue', 'getValue', 'deleteValue', 'putWebhook', 'deleteWebhook', 'listWebhooks',
 ]);

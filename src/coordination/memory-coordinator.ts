@@ -140,6 +140,15 @@ export class MemoryCoordinator implements Coordinator {
     return out;
   }
 
+  async hasClients(streamId: string): Promise<boolean> {
+    const prefix = `${streamId}:`;
+    for (const key of [...this.clients.keys()]) {
+      if (!key.startsWith(prefix)) continue;
+      if (this.live(this.clients, key)?.value.streamId === streamId) return true;
+    }
+    return false;
+  }
+
   async getOrSetValue(name: string, create: () => string): Promise<string> {
     let v = this.values.get(name);
     if (v === undefined) {

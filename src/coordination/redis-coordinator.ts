@@ -397,6 +397,23 @@ export class RedisCoordinator implements Coordinator {
     });
   }
 
+  async hasClients(streamId: string): Promise<boolean> {
+    return this.run(async () => {
+      // SCAN until the first record of this stream: nothing is read but that one.
+      const pattern = `${globEscape(this.prefix)}client:${globEscape(streamId)}:*`;
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.cmd.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+        cursor = next;
+        for (const k of keys) {
+          // Gone between SCAN and HGET (expired, deleted) or of a stream whose id this one prefixes.
+          if ((await this.cmd.hget(k, 'stream_id')) === streamId) return true;
+        }
+      } while (cursor !== '0');
+      return false;
+    });
+  }
+
   // --- workers ---------------------------------------------------------------------------
 
   async putWorker(worker: WorkerRecord): Promise<void> {

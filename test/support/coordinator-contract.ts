@@ -293,6 +293,21 @@ export function contract(
         expect(await c.listClients('s1')).to.deep.equal([long]);
       });
 
+      it('hasClients: true while one live record of that stream exists, false once expired or deleted', async () => {
+        expect(await c.hasClients('s1')).to.equal(false);
+        await c.putClient(clientRec('s10', 'c-other'), 10_000);
+        expect(await c2.hasClients('s1'), 'another stream whose id this one prefixes').to.equal(false);
+        await c.putClient(clientRec('s1', 'c-short'), 300);
+        expect(await c2.hasClients('s1')).to.equal(true);
+        await sleep(500);
+        expect(await c.hasClients('s1'), 'expired').to.equal(false);
+        await c2.putClient(clientRec('s1', 'c-long'), 10_000);
+        expect(await c.hasClients('s1')).to.equal(true);
+        await c.deleteClient('s1', 'c-long');
+        expect(await c2.hasClients('s1')).to.equal(false);
+        expect(await c.hasClients('s10')).to.equal(true);
+      });
+
       it('a put replaces the record; delete removes it', async () => {
         expect(await c.putClient(clientRec('s1', 'c1'), 10_000)).to.equal(true);
         const updated = clientRec('s1', 'c1', {

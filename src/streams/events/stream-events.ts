@@ -77,13 +77,14 @@ export class StreamEvents {
   }
 
   /**
-   * The stream may have no viewer left in the cluster: when the coordinator lists none and
+   * The stream may have no viewer left in the cluster: when the coordinator holds no record of it and
    * this worker is the one to end the run, stream_stopped goes out (once).
    */
   async maybeStopped(def: StreamDefinition | null, streamId: string, reason: StopReason, bytesServed: number): Promise<void> {
     const { coordinator } = this.opts;
-    const left = await this.safe(() => coordinator.listClients(streamId));
-    if (left === false || left.length > 0) return;
+    // false: the coordinator could not say, and nothing is sent.
+    const state = await this.safe(async () => ((await coordinator.hasClients(streamId)) ? 'watched' : 'empty'));
+    if (state !== 'empty') return;
     if (!(await this.safe(() => coordinator.deleteValue(runKey(streamId))))) return;
     this.emit('stream_stopped', streamId, { reason, metadata: def?.metadata ?? {}, bytes_served: bytesServed });
   }
