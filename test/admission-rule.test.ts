@@ -1,7 +1,7 @@
 // The admission rule on its own (issue 19, target 6), driven tick by tick: which load samples
 // make a worker refuse new viewers, when it takes them again, and when it sheds its newest.
 import { expect } from 'chai';
-import { Admission, CLOCK_LIMIT, type LoadSample } from '../src/streams/live/admission.js';
+import { Admission, CLOCK_LIMIT, LOOP_STALL_MS, type LoadSample } from '../src/streams/live/admission.js';
 import { AppError } from '../src/errors.js';
 import { MediaClock } from '../src/streams/mpegts/media-clock.js';
 
@@ -108,6 +108,48 @@ describe('admission rule: a worker reading its sources late (issue 19)', () => {
     for (let i = 0; i < 6; i++) off.adm.tick();
     expect(off.shed).to.deep.equal([]);
     expect(off.admits()).to.equal(false);
+  });
+});
+
+describe('admission rule: a worker whose loop stalls (issue 19, target 6)', () => {
+  const rigs: Rig[] = [];
+  afterEach(() => rigs.splice(0).forEach((r) => r.adm.close()));
+  const make = (share?: number) => {
+    const r = rig(share);
+    rigs.push(r);
+    return r;
+  };
+
+  it('busy, no clock to judge by (read in bursts), ticks LOOP_STALL_MS late twice in a row: refused, then shed; on time again: admitted', () => {
+    const r = make(0.03);
+    r.set(0.99, null, 2000);
+    r.adm.tick(LOOP_STALL_MS + 300);
+    expect(r.admits(), 'one stalled tick is a GC or a burst of joins').to.equal(true);
+    r.adm.tick(LOOP_STALL_MS + 300);
+    expect(r.admits()).to.equal(false);
+    try {
+      r.adm.admit();
+    } catch (err) {
+      expect((err as AppError).message).to.match(/event loop stalls \(a 1 s tick ran 700 ms late\)/);
+    }
+    r.adm.tick(LOOP_STALL_MS + 300);
+    r.adm.tick(LOOP_STALL_MS + 300);
+    expect(r.shed, 'shedding once behind for more than two ticks').to.deep.equal([60]);
+    r.set(0.99, null, 1940);
+    for (let i = 0; i < 3; i++) r.adm.tick(50);
+    expect(r.admits()).to.equal(true);
+    expect(r.shed).to.have.length(1);
+  });
+
+  it('a stalled tick on a loop under the limit (one long task, then idle), or busy ticks under LOOP_STALL_MS, refuse nobody', () => {
+    const r = make(0.03);
+    r.set(0.5, null, 2000);
+    for (let i = 0; i < 6; i++) r.adm.tick(LOOP_STALL_MS * 3);
+    expect(r.admits()).to.equal(true);
+    r.set(1.0, 1.0, 2000);
+    for (let i = 0; i < 6; i++) r.adm.tick(LOOP_STALL_MS - 1);
+    expect(r.admits()).to.equal(true);
+    expect(r.shed).to.deep.equal([]);
   });
 });
 

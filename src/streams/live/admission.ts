@@ -14,13 +14,17 @@
 //   - whether it reads its sources late: the highest media-clock ratio (Channel.clockRatio,
 //     media seconds by the source's PCR per wall second) of its channels with viewers, so
 //     one slow provider is not taken for a late worker;
-//   - its event-loop utilisation over that second (performance.eventLoopUtilization).
+//   - its event-loop utilisation over that second (performance.eventLoopUtilization);
+//   - how late the tick itself ran: a loop that runs stretches of LOOP_STALL_MS and more
+//     holds every viewer's bytes that long and reads its sources in bursts the clock cannot
+//     judge (no ratio), the state a worker past its knee is in.
 // A worker is *lagging* while ≥ `laggingShare` of its viewers (and at least MIN_LAGGING of
 // them) lag, or while its loop is ≥ `eluLimit` busy and some viewers lag. It is *behind* once
 // LATE_TICKS ticks in a row found its loop ≥ `eluLimit` busy and every channel's clock below
-// CLOCK_LIMIT — a busy loop alone is no sign (a worker 100 % busy still keeps thousands of
-// viewers at rate, and refusing there halved the host's capacity: BENCHMARKS.md), a slow clock
-// alone is a slow provider; both together are a worker reading its source late. It stays
+// CLOCK_LIMIT or the tick LOOP_STALL_MS late — a busy loop alone is no sign (a worker 100 %
+// busy still keeps thousands of viewers at rate, and refusing there halved the host's
+// capacity: BENCHMARKS.md), a slow clock alone is a slow provider; both together are a worker
+// reading its source late, and a busy loop that stalls is one past its knee. It stays
 // behind until FINE_TICKS ticks in a row are not late. While behind it refuses new viewers,
 // and after SHED_AFTER ticks it closes the newest `shedShare` of its viewers each late tick
 // (reason `shed`), for SHED_MAX_TICKS ticks an episode at most: refusing newcomers alone can
@@ -85,6 +89,14 @@ export const BEHIND_MS = 2000;
  * old and is sent that backlog at once.
  */
 export const SETTLE_MS = 5000;
+/**
+ * A tick this late (ms) means the loop ran one stretch about this long: every viewer's bytes
+ * waited as long, and the sources were read in bursts, which the media clock cannot judge (too
+ * few arrivals: no ratio, as for an HLS source). Measured (bench, proxy on one core, 2× its
+ * knee): ticks 430 and 720 ms late the two ticks before the collapse, then 2.5 s, while the
+ * clock had no ratio; a loop 100 % busy but keeping up ran its ticks ≤ 270 ms late.
+ */
+export const LOOP_STALL_MS = 400;
 /** Share of lagging viewers, and the event-loop utilisation, that make a crowd to shed from. */
 const CROWD_SHARE = 0.5;
 const CROWD_ELU = 0.8;
@@ -99,6 +111,9 @@ export class Admission {
   private late = 0;
   private fine = 0;
   private behindTicks = 0;
+  private lastTickAt = performance.now();
+  /** Why the last late tick was late (the 503's detail). */
+  private lateCause = '';
   private crowdTicks = 0;
   private shedTicks = 0;
   /** New viewers refused since start (for stats and metrics). */
@@ -113,7 +128,13 @@ export class Admission {
       this.elu = now;
       return u;
     });
-    this.timer = setInterval(() => this.tick(), opts.intervalMs ?? 1000);
+    const intervalMs = opts.intervalMs ?? 1000;
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      const lateMs = now - this.lastTickAt - intervalMs;
+      this.lastTickAt = now;
+      this.tick(Math.max(0, lateMs));
+    }, intervalMs);
     this.timer.unref();
   }
 
@@ -146,14 +167,24 @@ export class Admission {
     clearInterval(this.timer);
   }
 
-  /** One sample of the load (each `intervalMs`; public for tests that drive it by hand). */
-  tick(): void {
+  /**
+   * One sample of the load (each `intervalMs`; public for tests that drive it by hand).
+   * `loopLateMs`: how late this tick ran (its timer's lateness, ms).
+   */
+  tick(loopLateMs = 0): void {
     const { viewers, lagging, fastestClock } = this.opts.sample();
     this.viewers = viewers;
     const elu = this.utilization();
     const share = viewers > 0 ? lagging / viewers : 0;
     const { laggingShare, eluLimit } = this.opts;
-    const late = elu >= eluLimit && fastestClock !== null && fastestClock < CLOCK_LIMIT;
+    const clockLate = fastestClock !== null && fastestClock < CLOCK_LIMIT;
+    const stalled = loopLateMs >= LOOP_STALL_MS;
+    const late = elu >= eluLimit && (clockLate || stalled);
+    if (late) {
+      this.lateCause = clockLate
+        ? `it reads its sources late (media clock ${fastestClock.toFixed(2)}× real time)`
+        : `its event loop stalls (a 1 s tick ran ${Math.round(loopLateMs)} ms late)`;
+    }
     this.late = late ? this.late + 1 : 0;
     this.fine = late ? 0 : this.fine + 1;
     const behind = this.behindTicks > 0 ? this.fine < FINE_TICKS : this.late >= LATE_TICKS;
@@ -169,7 +200,7 @@ export class Admission {
       this.reason = `its event loop is ${Math.round(elu * 100)} % busy and ${lagging} viewers lag`;
     } else if (behind) {
       this.overloaded = true;
-      this.reason = `it reads its sources late (media clock ${fastestClock?.toFixed(2) ?? 'recovering'}× real time)`;
+      this.reason = late ? this.lateCause : `${this.lateCause}; recovering`;
     } else {
       this.overloaded = false;
       this.reason = '';
