@@ -28,6 +28,9 @@ import { Transcoder } from './streams/transcode/transcoder.js';
 import type { StreamTelemetry } from './streams/stream-telemetry.js';
 import { QuietGc } from './quiet-gc.js';
 
+/** A worker holding this many live viewers or more is not stopped for a full collection. */
+const QUIET_GC_MAX_VIEWERS = 100;
+
 export interface WorkerDeps {
   config: Config;
   logger: Logger;
@@ -112,18 +115,14 @@ export function buildWorker(deps: WorkerDeps) {
     }, 50);
   };
   const metrics = new WorkerMetrics({ worker: String(deps.index ?? 1), rootPath: config.rootPath });
-  // A viewer that left or moved away ends its short-lived state here: once they stop leaving,
-  // one full collection gives their memory back (src/quiet-gc.ts).
-  const quietGc = new QuietGc();
+  // A viewer that left ends its short-lived state here: once they stop leaving and few are
+  // left, one full collection gives their memory back (src/quiet-gc.ts).
+  const quietGc = new QuietGc({ when: () => engine.admission.load().viewers < QUIET_GC_MAX_VIEWERS });
   const telemetry: StreamTelemetry = {
     ...metrics.telemetry,
     viewerLeft: (reason) => {
       metrics.telemetry.viewerLeft(reason);
       quietGc.note();
-    },
-    viewerMoved: (direction) => {
-      metrics.telemetry.viewerMoved(direction);
-      if (direction === 'out') quietGc.note();
     },
   };
   const dispatcher = new WebhookDispatcher({ coordinator, logger });

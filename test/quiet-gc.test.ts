@@ -51,6 +51,22 @@ describe('quiet GC', () => {
     expect(c.calls()).to.equal(1);
   });
 
+  it('skips a collection while `when` says no (a worker still holding viewers), and forgets those events', async () => {
+    let calls = 0;
+    let busy = true;
+    gc = new QuietGc({ minEvents: 5, quietMs: QUIET_MS, collect: () => calls++, when: () => !busy });
+    gc.note(5);
+    await sleep(QUIET_MS * 3);
+    expect(calls).to.equal(0);
+    busy = false;
+    gc.note(4);
+    await sleep(QUIET_MS * 3);
+    expect(calls, 'the skipped events do not count again').to.equal(0);
+    gc.note();
+    await sleep(QUIET_MS * 3);
+    expect(calls).to.equal(1);
+  });
+
   it('takes V8\'s full collection without --expose-gc, and leaves no global gc behind', async () => {
     const collect = fullGc();
     expect(collect).to.be.a('function');
