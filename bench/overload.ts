@@ -2,15 +2,23 @@
 // rate and new viewers must get a fast 503 JSON (admission control), never a 200 that starves
 // or a 5xx mid-stream. The knee is the largest N at which the default proxy kept ≥ 95 % of
 // its viewers at full rate in the fan-out ladder of the same run.
+//
+// Pinned (`pin`, on a box of ≥ 2 cores with taskset): the proxy's processes run on core 0 and
+// the load client on the others, and the knee is found again under that confinement (a short
+// ladder). Unpinned, past the knee the client and the proxy starve each other on the same
+// cores, and the rows measure the box as much as admission control.
+import { execFileSync } from 'node:child_process';
 import { LoadClient } from './client.js';
 import type { Origin } from './origin.js';
-import { machineCores, sampleMachine } from './proc.js';
+import { machineCores, sampleMachine, sampleTree } from './proc.js';
 import { ProxyProcess } from './servers.js';
-import { atFullRate, fmt, percentile, sleep } from './stats.js';
+import { atFullRate, fmt, FULL_RATE, percentile, sleep } from './stats.js';
 
 export interface OverloadStep {
   factor: number;
   knee: number;
+  /** Whether the proxy ran on core 0 and the load client on the others. */
+  pinned: boolean;
   /** The knee's worth of viewers, playing before the extra ones come. */
   playing: { n: number; fullRate: number; endedMidStream: number };
   /** The viewers past the knee: how each was answered and how the admitted ones fared. */
@@ -29,6 +37,24 @@ export interface OverloadOptions {
   warmupMs: number;
   windowMs: number;
   log: (msg: string) => void;
+  /** Proxy on core 0, load client on the others; the knee is then the largest passing N of `kneeLadder`. */
+  pin?: boolean;
+  kneeLadder?: number[];
+}
+
+/** Pins every thread of `pid` to `cpus` (taskset list, e.g. "0" or "1-3"); children inherit it. */
+function pin(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/** Whether the proxy can be given core 0 and the client the rest. */
+export function canPin(nproc: number): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return nproc >= 2;
+  } catch {
+    return false;
+  }
 }
 
 /** `npm start` defaults (WORKERS=2, admission control as configured), one stream per factor. */
@@ -37,15 +63,49 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
   const stop = () => proxy.stop();
   cleanup.add(stop);
   const out: OverloadStep[] = [];
+  const pinned = o.pin === true && canPin(o.nproc);
+  const clientCpus = `1-${o.nproc - 1}`;
   try {
     await proxy.start();
+    if (pinned) for (const p of sampleTree(proxy.pid)) pin(p.pid, '0');
+    const startClient = async (): Promise<LoadClient> => {
+      const client = await LoadClient.start(o.clientBin);
+      if (pinned) pin(client.pid, clientCpus);
+      return client;
+    };
+    let knee = o.knee;
+    if (pinned && o.kneeLadder && o.kneeLadder.length > 0) {
+      knee = 0;
+      for (const n of o.kneeLadder) {
+        const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: o.origin.url(`/live/overload-knee-${n}.ts`) });
+        const client = await startClient();
+        let share = 0;
+        try {
+          await client.open('playing', proxy.port, `/stream/${id}`, n, 100, 100, 15_000);
+          await sleep(o.warmupMs);
+          await client.mark();
+          await sleep(o.windowMs);
+          await client.mark();
+          const r = await client.report();
+          share = atFullRate(r.groups.playing!.window_bytes, r.window_s, o.origin.byteRate) / n;
+        } finally {
+          await client.quit();
+          await proxy.api('DELETE', `/streams/${id}`).catch(() => undefined);
+          await sleep(2000);
+        }
+        o.log(`  overload knee, proxy on core 0: ${n} viewers, ${fmt(share * 100, 1)} % at rate`);
+        if (share < FULL_RATE) break;
+        knee = n;
+      }
+      if (knee === 0) knee = o.kneeLadder[0]!;
+    }
     for (const factor of o.factors) {
       const originPath = `/live/overload-${factor}.ts`;
       const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: o.origin.url(originPath) });
-      const client = await LoadClient.start(o.clientBin);
+      const client = await startClient();
       try {
-        const extraN = Math.round(o.knee * (factor - 1));
-        await client.open('playing', proxy.port, `/stream/${id}`, o.knee, 100, 100, 15_000);
+        const extraN = Math.round(knee * (factor - 1));
+        await client.open('playing', proxy.port, `/stream/${id}`, knee, 100, 100, 15_000);
         await sleep(o.warmupMs);
         // The extra viewers arrive, then one window measures both groups: the playing ones
         // must not lose rate, the admitted extra ones must get it too.
@@ -61,7 +121,7 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
         const x = r.groups.extra!;
         const count = (pred: (s: number) => boolean): number => x.statuses.filter(pred).length;
         const step: OverloadStep = {
-          factor, knee: o.knee,
+          factor, knee, pinned,
           playing: { n: p.n, fullRate: atFullRate(p.window_bytes, r.window_s, o.origin.byteRate), endedMidStream: p.ended },
           extra: {
             n: x.n, status200: count((s) => s === 200), status503: count((s) => s === 503),
@@ -71,7 +131,7 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
           machineCores: machineCores(m0, m1, o.nproc),
         };
         out.push(step);
-        o.log(`  overload ${factor}× knee (${o.knee} + ${extraN}): playing ${step.playing.fullRate}/${step.playing.n} at rate, ${step.playing.endedMidStream} ended; ` +
+        o.log(`  overload ${factor}× knee (${knee} + ${extraN}${pinned ? ', proxy on core 0' : ''}): playing ${step.playing.fullRate}/${step.playing.n} at rate, ${step.playing.endedMidStream} ended; ` +
           `extra 200 ${step.extra.status200}, 503 ${step.extra.status503}, other ${step.extra.statusOther}, none ${step.extra.noAnswer}, ended ${step.extra.endedMidStream}; machine ${fmt(step.machineCores, 2)} cores`);
       } finally {
         await client.quit();

@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { buildBefore, type BeforeTree } from './before.js';
 import { runChannels, runScrape, type ChannelsResult, type ScrapeResult } from './channels.js';
 import { buildClient, LoadClient, type ClientReport, type GroupReport } from './client.js';
-import { runOverload, type OverloadStep } from './overload.js';
+import { canPin, runOverload, type OverloadStep } from './overload.js';
 import { originAt, type Origin } from './origin.js';
 import { runMemoryCycles, type MemoryResult } from './memory.js';
 import { busiestProfile, type ProfileSummary } from './profile.js';
@@ -115,6 +115,8 @@ interface Plan {
   scrapeViewers: number;
   /** Overload: the knee's viewers plus this many times the knee in all. */
   overloadFactors: number[];
+  /** Overload with the proxy pinned to core 0: the N tried to find its knee there. */
+  overloadKneeLadder: number[];
 }
 
 function planFor(o: Options): Plan {
@@ -125,9 +127,9 @@ function planFor(o: Options): Plan {
   // 12 s window with the warm-join probes spread over it (joins while the N play).
   return o.quick
     ? { ladder, warmupMs: 2000, windowMs: 4000, probes: 10, coldRepeats: 3, transcodeLadder: [1, 5], transcodeWarmupMs: 2000, transcodeWindowMs: 4000, fanoutBudgetMs: 180_000, memoryCycles: 3, memoryViewers: 200,
-      backgroundN: 400, channels: 20, perChannel: 3, channelMuxrate: 4_000_000, scrapeStreams: 10, scrapeViewers: 400, overloadFactors: [1.5] }
+      backgroundN: 400, channels: 20, perChannel: 3, channelMuxrate: 4_000_000, scrapeStreams: 10, scrapeViewers: 400, overloadFactors: [1.5], overloadKneeLadder: [200, 400] }
     : { ladder, warmupMs: 12_000, windowMs: 12_000, probes: 20, coldRepeats: 7, transcodeLadder: [1, 5, 10], transcodeWarmupMs: 5000, transcodeWindowMs: 10_000, fanoutBudgetMs: 20 * 60_000, memoryCycles: 5, memoryViewers: 1000,
-      backgroundN: 1200, channels: 200, perChannel: 3, channelMuxrate: 4_000_000, scrapeStreams: 50, scrapeViewers: 2000, overloadFactors: [1.5, 2] };
+      backgroundN: 1200, channels: 200, perChannel: 3, channelMuxrate: 4_000_000, scrapeStreams: 50, scrapeViewers: 2000, overloadFactors: [1.5, 2], overloadKneeLadder: [1600, 2000, 2400, 2800, 3200, 3600, 4000] };
 }
 
 // Viewers connect in batches: a burst of 1,000+ connects at once measures the accept queue,
@@ -745,9 +747,13 @@ async function main(): Promise<void> {
     let overload: OverloadStep[] = [];
     if (want('overload')) {
       // The knee of the default settings (WORKERS=2) from this run's ladder.
+      // Pinned (proxy on core 0, client on the rest) the knee is found again on that core,
+      // unless --knee gives it.
       const knee = opts.knee ?? (maxFull(phase.fanout, 'proxy2') || plan.backgroundN);
-      log(`overload: ${plan.overloadFactors.map((f) => `${f}×`).join(', ')} the knee (${knee} viewers, npm start defaults)`);
-      overload = await runOverload({ root: ROOT, clientBin, origin, nproc: m.nproc, knee, factors: plan.overloadFactors, warmupMs: Math.min(plan.warmupMs, 5000), windowMs: plan.windowMs, log }, cleanup);
+      const pin = canPin(m.nproc);
+      const kneeLadder = opts.knee === null && pin ? plan.overloadKneeLadder : undefined;
+      log(`overload: ${plan.overloadFactors.map((f) => `${f}×`).join(', ')} the knee (${kneeLadder ? `found on core 0 from ${kneeLadder.join(', ')}` : `${knee} viewers`}, npm start defaults${pin ? ', proxy on core 0, load client on the others' : ''})`);
+      overload = await runOverload({ root: ROOT, clientBin, origin, nproc: m.nproc, knee, factors: plan.overloadFactors, warmupMs: Math.min(plan.warmupMs, 5000), windowMs: plan.windowMs, log, pin, kneeLadder }, cleanup);
     }
 
     const results: Results = {
@@ -899,7 +905,7 @@ function targets(r: Results): Target_[] {
   }
   for (const o of r.overload ?? []) {
     out.push({
-      name: `6. overload at ${o.factor}× the knee (${o.knee} + ${o.extra.n})`,
+      name: `6. overload at ${o.factor}× the knee (${o.knee} + ${o.extra.n}${o.pinned ? ', proxy on 1 core' : ''})`,
       goal: 'playing keep rate; new get 503 or rate',
       value: `playing ${o.playing.fullRate}/${o.playing.n} at rate, ${o.playing.endedMidStream} cut; extra: ${o.extra.status503} × 503, ${o.extra.status200} × 200 (${o.extra.fullRate} at rate), ${o.extra.statusOther} other, ${o.extra.noAnswer} no answer, ${o.extra.endedMidStream} cut`,
       met: o.playing.fullRate >= FULL_RATE * o.playing.n && o.playing.endedMidStream === 0 && o.extra.statusOther === 0 && o.extra.noAnswer === 0 &&
@@ -1137,7 +1143,7 @@ function markdownSection(r: Results): string {
   }
 
   if (r.overload && r.overload.length > 0) {
-    L.push('#### Overload: past the knee (npm start defaults, WORKERS=2)');
+    L.push(`#### Overload: past the knee (npm start defaults, WORKERS=2${r.overload[0]!.pinned ? '; the proxy on core 0, the load client on the others, the knee found there' : ''})`);
     L.push('');
     L.push(row(['load', 'playing at rate', 'playing cut', 'extra viewers', '200', '503', 'other status', 'no answer', 'extra (200) at rate', 'extra cut', 'machine cores']));
     L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
