@@ -42,14 +42,19 @@ function rig(shedShare = 0.03): Rig {
   };
 }
 
-describe('admission rule: a worker reading its sources late (issue 19)', () => {
-  const rigs: Rig[] = [];
-  const make = (share?: number) => {
+/** Makes rigs for one describe block; each is closed after its test. */
+function rigsClosedAfterEach(): (shedShare?: number) => Rig {
+  const made: Rig[] = [];
+  afterEach(() => made.splice(0).forEach((r) => r.adm.close()));
+  return (share) => {
     const r = rig(share);
-    rigs.push(r);
+    made.push(r);
     return r;
   };
-  afterEach(() => rigs.splice(0).forEach((r) => r.adm.close()));
+}
+
+describe('admission rule: a worker reading its sources late (issue 19)', () => {
+  const make = rigsClosedAfterEach();
 
   it('a busy loop alone, or a slow clock alone (a slow provider), refuses nobody', () => {
     const r = make();
@@ -112,13 +117,7 @@ describe('admission rule: a worker reading its sources late (issue 19)', () => {
 });
 
 describe('admission rule: a worker whose loop stalls (issue 19, target 6)', () => {
-  const rigs: Rig[] = [];
-  afterEach(() => rigs.splice(0).forEach((r) => r.adm.close()));
-  const make = (share?: number) => {
-    const r = rig(share);
-    rigs.push(r);
-    return r;
-  };
+  const make = rigsClosedAfterEach();
 
   it('busy, no clock to judge by (read in bursts), ticks LOOP_STALL_MS late twice in a row: refused, then shed; on time again: admitted', () => {
     const r = make(0.03);
@@ -154,13 +153,7 @@ describe('admission rule: a worker whose loop stalls (issue 19, target 6)', () =
 });
 
 describe('admission rule: a crowd of viewers lagging together (issue 19, target 6)', () => {
-  const rigs: Rig[] = [];
-  afterEach(() => rigs.splice(0).forEach((r) => r.adm.close()));
-  const make = (share?: number) => {
-    const r = rig(share);
-    rigs.push(r);
-    return r;
-  };
+  const make = rigsClosedAfterEach();
 
   it('most viewers lagging with a busy loop, sources on time: refuses at once, sheds the newest after SHED_AFTER ticks', () => {
     const r = make(0.03);

@@ -53,7 +53,7 @@ export function errorHandler(logger: Logger, bodyLimit: number) {
     let appError = isAppError(err)
       ? err
       : err instanceof CoordinatorUnavailableError
-        ? new AppError(503, 'COORDINATOR_UNAVAILABLE', 'The coordinator (Redis) is unreachable; try again shortly')
+        ? new AppError(503, 'COORDINATOR_UNAVAILABLE', 'The coordinator (Redis, or the primary in embedded mode) is unreachable; try again shortly')
         : (fromBodyParser(err as BodyParserError, bodyLimit) ?? fromRouter(err));
     if (!appError) {
       const requestId = randomUUID();
