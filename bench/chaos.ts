@@ -37,7 +37,9 @@ export interface ChaosReport {
   duplicateSources: number;
   maxConsumingUpstreams: Record<string, number>;
   maxFfmpeg: number;
-  /** Where each duplicate was seen: "<path or ffmpeg> during <fault kind>", with its count. */
+  /** Samples that saw more than one source (every 25 ms for upstreams, 500 ms for FFmpeg), by
+   *  "<path or ffmpeg> during <fault kind>" (a duplicate after a fault's recovery is filed
+   *  under that fault). */
   duplicatesDuring: Record<string, number>;
   /** Viewers on workers that were not killed that lost their connection (0 expected). */
   survivorsDisconnected: number;

@@ -3,11 +3,13 @@
 // or a 5xx mid-stream. The knee is the largest N at which the default proxy kept ≥ 95 % of
 // its viewers at full rate in the fan-out ladder of the same run.
 //
-// Pinned (`pin`, on a box of ≥ 2 cores with taskset): the proxy's processes run on core 0 and
-// the load client on the others, and the knee is found again under that confinement (a short
-// ladder). Unpinned, past the knee the client and the proxy starve each other on the same
-// cores, and the rows measure the box as much as admission control.
+// Pinned (`pin`, on a box of ≥ 2 allowed CPUs with taskset): the proxy's processes run on the
+// first CPU and the load client on the others (the bench's own process, the origin, is not
+// pinned), and the knee is found again under that confinement (a short ladder). Unpinned,
+// past the knee the client and the proxy starve each other on the same cores, and the rows
+// measure the box as much as admission control.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { LoadClient } from './client.js';
 import type { Origin } from './origin.js';
 import { machineCores, sampleMachine, sampleTree } from './proc.js';
@@ -37,24 +39,46 @@ export interface OverloadOptions {
   warmupMs: number;
   windowMs: number;
   log: (msg: string) => void;
-  /** Proxy on core 0, load client on the others; the knee is then the largest passing N of `kneeLadder`. */
-  pin?: boolean;
+  /** Proxy on one CPU, load client on the others (pinPlan()); the knee is then the largest passing N of `kneeLadder`. */
+  pin?: { proxy: number[]; client: number[] } | null;
   kneeLadder?: number[];
 }
 
-/** Pins every thread of `pid` to `cpus` (taskset list, e.g. "0" or "1-3"); children inherit it. */
-function pin(pid: number, cpus: string): void {
-  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+/**
+ * Pins every thread of `pid` to `cpus` (a taskset list, e.g. "0" or "1,3"); its children
+ * inherit it. A process that exited meanwhile (a tool's `--version` run) is skipped.
+ */
+function pin(pid: number, cpus: number[]): void {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus.join(','), String(pid)], { stdio: 'ignore' });
+  } catch {
+    // gone, or not ours to pin: it runs where the scheduler puts it
+  }
 }
 
-/** Whether the proxy can be given core 0 and the client the rest. */
-export function canPin(nproc: number): boolean {
+/** The CPUs this process may run on (`Cpus_allowed_list`, e.g. "0-1" or "4-7,12"); [] if unknown. */
+function allowedCpus(): number[] {
+  try {
+    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+    return list.split(',').flatMap((r) => {
+      const [a, b] = r.split('-').map(Number);
+      return Number.isInteger(a) ? Array.from({ length: (Number.isInteger(b) ? b! : a!) - a! + 1 }, (_, i) => a! + i) : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** The proxy's CPU and the load client's, when there are two or more and taskset runs; else null. */
+export function pinPlan(): { proxy: number[]; client: number[] } | null {
+  const cpus = allowedCpus();
+  if (cpus.length < 2) return null;
   try {
     execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
-    return nproc >= 2;
   } catch {
-    return false;
+    return null;
   }
+  return { proxy: cpus.slice(0, 1), client: cpus.slice(1) };
 }
 
 /** `npm start` defaults (WORKERS=2, admission control as configured), one stream per factor. */
@@ -63,14 +87,14 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
   const stop = () => proxy.stop();
   cleanup.add(stop);
   const out: OverloadStep[] = [];
-  const pinned = o.pin === true && canPin(o.nproc);
-  const clientCpus = `1-${o.nproc - 1}`;
+  const plan = o.pin ?? null;
+  const pinned = plan !== null;
   try {
     await proxy.start();
-    if (pinned) for (const p of sampleTree(proxy.pid)) pin(p.pid, '0');
+    if (plan) for (const p of sampleTree(proxy.pid)) pin(p.pid, plan.proxy);
     const startClient = async (): Promise<LoadClient> => {
       const client = await LoadClient.start(o.clientBin);
-      if (pinned) pin(client.pid, clientCpus);
+      if (plan) pin(client.pid, plan.client);
       return client;
     };
     let knee = o.knee;
@@ -93,11 +117,16 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
           await proxy.api('DELETE', `/streams/${id}`).catch(() => undefined);
           await sleep(2000);
         }
-        o.log(`  overload knee, proxy on core 0: ${n} viewers, ${fmt(share * 100, 1)} % at rate`);
+        o.log(`  overload knee, proxy on CPU ${plan!.proxy.join(',')}: ${n} viewers, ${fmt(share * 100, 1)} % at rate`);
         if (share < FULL_RATE) break;
         knee = n;
       }
-      if (knee === 0) knee = o.kneeLadder[0]!;
+      if (knee === 0) {
+        knee = o.kneeLadder[0]!;
+        o.log(`  overload: no step of the ladder kept ${FULL_RATE * 100} % at rate; the steps below start from its first, ${knee}`);
+      } else if (knee === o.kneeLadder[o.kneeLadder.length - 1]) {
+        o.log(`  overload: every step of the ladder passed; the knee is at least ${knee}`);
+      }
     }
     for (const factor of o.factors) {
       const originPath = `/live/overload-${factor}.ts`;
@@ -131,7 +160,7 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
           machineCores: machineCores(m0, m1, o.nproc),
         };
         out.push(step);
-        o.log(`  overload ${factor}× knee (${knee} + ${extraN}${pinned ? ', proxy on core 0' : ''}): playing ${step.playing.fullRate}/${step.playing.n} at rate, ${step.playing.endedMidStream} ended; ` +
+        o.log(`  overload ${factor}× knee (${knee} + ${extraN}${plan ? `, proxy on CPU ${plan.proxy.join(',')}` : ''}): playing ${step.playing.fullRate}/${step.playing.n} at rate, ${step.playing.endedMidStream} ended; ` +
           `extra 200 ${step.extra.status200}, 503 ${step.extra.status503}, other ${step.extra.statusOther}, none ${step.extra.noAnswer}, ended ${step.extra.endedMidStream}; machine ${fmt(step.machineCores, 2)} cores`);
       } finally {
         await client.quit();

@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { buildBefore, type BeforeTree } from './before.js';
 import { runChannels, runScrape, type ChannelsResult, type ScrapeResult } from './channels.js';
 import { buildClient, LoadClient, type ClientReport, type GroupReport } from './client.js';
-import { canPin, runOverload, type OverloadStep } from './overload.js';
+import { pinPlan, runOverload, type OverloadStep } from './overload.js';
 import { originAt, type Origin } from './origin.js';
 import { runMemoryCycles, type MemoryResult } from './memory.js';
 import { busiestProfile, type ProfileSummary } from './profile.js';
@@ -750,9 +750,9 @@ async function main(): Promise<void> {
       // Pinned (proxy on core 0, client on the rest) the knee is found again on that core,
       // unless --knee gives it.
       const knee = opts.knee ?? (maxFull(phase.fanout, 'proxy2') || plan.backgroundN);
-      const pin = canPin(m.nproc);
+      const pin = pinPlan();
       const kneeLadder = opts.knee === null && pin ? plan.overloadKneeLadder : undefined;
-      log(`overload: ${plan.overloadFactors.map((f) => `${f}×`).join(', ')} the knee (${kneeLadder ? `found on core 0 from ${kneeLadder.join(', ')}` : `${knee} viewers`}, npm start defaults${pin ? ', proxy on core 0, load client on the others' : ''})`);
+      log(`overload: ${plan.overloadFactors.map((f) => `${f}×`).join(', ')} the knee (${kneeLadder ? `found on the proxy's CPU from ${kneeLadder.join(', ')}` : `${knee} viewers`}, npm start defaults${pin ? `, proxy on CPU ${pin.proxy.join(',')}, load client on ${pin.client.join(',')}` : ''})`);
       overload = await runOverload({ root: ROOT, clientBin, origin, nproc: m.nproc, knee, factors: plan.overloadFactors, warmupMs: Math.min(plan.warmupMs, 5000), windowMs: plan.windowMs, log, pin, kneeLadder }, cleanup);
     }
 
@@ -1143,7 +1143,7 @@ function markdownSection(r: Results): string {
   }
 
   if (r.overload && r.overload.length > 0) {
-    L.push(`#### Overload: past the knee (npm start defaults, WORKERS=2${r.overload[0]!.pinned ? '; the proxy on core 0, the load client on the others, the knee found there' : ''})`);
+    L.push(`#### Overload: past the knee (npm start defaults, WORKERS=2${r.overload[0]!.pinned ? '; the proxy on one CPU, the load client on the others, the knee found there' : ''})`);
     L.push('');
     L.push(row(['load', 'playing at rate', 'playing cut', 'extra viewers', '200', '503', 'other status', 'no answer', 'extra (200) at rate', 'extra cut', 'machine cores']));
     L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));

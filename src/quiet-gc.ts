@@ -37,6 +37,7 @@ export class QuietGc {
   private events = 0;
   private lastAt = 0;
   private timer: NodeJS.Timeout | null = null;
+  private closed = false;
   private readonly collect: (() => void) | null;
   /** Collections run so far. */
   collections = 0;
@@ -52,13 +53,14 @@ export class QuietGc {
 
   /** `n` events that end short-lived work (a viewer left, a connection was passed on). */
   note(n = 1): void {
-    if (!this.collect) return;
+    if (!this.collect || this.closed) return;
     this.events += n;
     this.lastAt = performance.now();
     if (!this.timer && this.events >= this.minEvents) this.wait(this.quietMs);
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -82,10 +84,14 @@ let exposed: (() => void) | null | undefined;
 /**
  * V8's full (mark-compact) collection, taken without starting node with `--expose-gc`: the
  * flag is set for a moment, a new context's `gc` is kept, and the flag is unset again so no
- * later context (a worker thread) gets a global `gc`. Null when the runtime refuses.
+ * context (a worker thread) made later gets a global `gc` (call it before starting threads).
+ * With `--expose-gc` given, the global one. Null when the runtime refuses.
  */
 export function fullGc(): (() => void) | null {
   if (exposed !== undefined) return exposed;
+  // Started with --expose-gc: use it, and leave the flag as the user set it.
+  const global = (globalThis as { gc?: unknown }).gc;
+  if (typeof global === 'function') return (exposed = global as () => void);
   try {
     v8.setFlagsFromString('--expose-gc');
     const gc: unknown = runInNewContext('gc');

@@ -141,8 +141,10 @@ export class MemoryCoordinator implements Coordinator {
   }
 
   async hasClients(streamId: string): Promise<boolean> {
+    // No copy of the key set: this runs once per departure (deleting an expired entry while
+    // iterating a Map is safe).
     const prefix = `${streamId}:`;
-    for (const key of [...this.clients.keys()]) {
+    for (const key of this.clients.keys()) {
       if (!key.startsWith(prefix)) continue;
       if (this.live(this.clients, key)?.value.streamId === streamId) return true;
     }

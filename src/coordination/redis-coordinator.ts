@@ -399,14 +399,15 @@ export class RedisCoordinator implements Coordinator {
 
   async hasClients(streamId: string): Promise<boolean> {
     return this.run(async () => {
-      // SCAN until the first record of this stream: nothing is read but that one.
+      // SCAN until the first record of this stream: no record is read but that one (the last
+      // viewer's departure still scans the whole keyspace, as listing did).
       const pattern = `${globEscape(this.prefix)}client:${globEscape(streamId)}:*`;
       let cursor = '0';
       do {
         const [next, keys] = await this.cmd.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
         cursor = next;
         for (const k of keys) {
-          // Gone between SCAN and HGET (expired, deleted) or of a stream whose id this one prefixes.
+          // Gone between SCAN and HGET (expired, deleted): not a viewer.
           if ((await this.cmd.hget(k, 'stream_id')) === streamId) return true;
         }
       } while (cursor !== '0');

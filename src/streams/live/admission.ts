@@ -91,10 +91,12 @@ export const BEHIND_MS = 2000;
 export const SETTLE_MS = 5000;
 /**
  * A tick this late (ms) means the loop ran one stretch about this long: every viewer's bytes
- * waited as long, and the sources were read in bursts, which the media clock cannot judge (too
- * few arrivals: no ratio, as for an HLS source). Measured (bench, proxy on one core, 2× its
- * knee): ticks 430 and 720 ms late the two ticks before the collapse, then 2.5 s, while the
- * clock had no ratio; a loop 100 % busy but keeping up ran its ticks ≤ 270 ms late.
+ * waited as long, and the sources were read in bursts. With the loop ≥ `eluLimit` busy it
+ * counts as late whatever the media clock says: in bursts the clock reads ~1 (catching up)
+ * or has no ratio (too few arrivals, as for an HLS source). Measured (bench, proxy on one
+ * core, 1.5× and 2× its knee): ticks 430 and 720 ms late, then 1.5–2.5 s, before and during
+ * the collapse, with the clock at 0.98–1.1 or without a ratio; a loop 100 % busy but keeping
+ * up ran its ticks ≤ 270 ms late.
  */
 export const LOOP_STALL_MS = 400;
 /** Share of lagging viewers, and the event-loop utilisation, that make a crowd to shed from. */
@@ -112,6 +114,7 @@ export class Admission {
   private fine = 0;
   private behindTicks = 0;
   private lastTickAt = performance.now();
+  private readonly intervalMs: number;
   /** Why the last late tick was late (the 503's detail). */
   private lateCause = '';
   private crowdTicks = 0;
@@ -128,7 +131,7 @@ export class Admission {
       this.elu = now;
       return u;
     });
-    const intervalMs = opts.intervalMs ?? 1000;
+    const intervalMs = (this.intervalMs = opts.intervalMs ?? 1000);
     this.timer = setInterval(() => {
       const now = performance.now();
       const lateMs = now - this.lastTickAt - intervalMs;
@@ -183,7 +186,7 @@ export class Admission {
     if (late) {
       this.lateCause = clockLate
         ? `it reads its sources late (media clock ${fastestClock.toFixed(2)}× real time)`
-        : `its event loop stalls (a 1 s tick ran ${Math.round(loopLateMs)} ms late)`;
+        : `its event loop stalls: a ${this.intervalMs / 1000} s tick ran ${Math.round(loopLateMs)} ms late`;
     }
     this.late = late ? this.late + 1 : 0;
     this.fine = late ? 0 : this.fine + 1;
@@ -200,7 +203,7 @@ export class Admission {
       this.reason = `its event loop is ${Math.round(elu * 100)} % busy and ${lagging} viewers lag`;
     } else if (behind) {
       this.overloaded = true;
-      this.reason = late ? this.lateCause : `${this.lateCause}; recovering`;
+      this.reason = late ? this.lateCause : `recovering: ${this.lateCause}`;
     } else {
       this.overloaded = false;
       this.reason = '';
