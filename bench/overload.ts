@@ -88,36 +88,36 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
   cleanup.add(stop);
   const out: OverloadStep[] = [];
   const plan = o.pin ?? null;
-  const pinned = plan !== null;
+  /** A new stream of `originPath` and a (pinned) load client for one step; both go after it. */
+  const step = async <T>(originPath: string, body: (id: string, client: LoadClient) => Promise<T>): Promise<T> => {
+    const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: o.origin.url(originPath) });
+    const client = await LoadClient.start(o.clientBin);
+    if (plan) pin(client.pid, plan.client);
+    try {
+      return await body(id, client);
+    } finally {
+      await client.quit();
+      await proxy.api('DELETE', `/streams/${id}`).catch(() => undefined);
+      await sleep(2000);
+    }
+  };
   try {
     await proxy.start();
     if (plan) for (const p of sampleTree(proxy.pid)) pin(p.pid, plan.proxy);
-    const startClient = async (): Promise<LoadClient> => {
-      const client = await LoadClient.start(o.clientBin);
-      if (plan) pin(client.pid, plan.client);
-      return client;
-    };
     let knee = o.knee;
-    if (pinned && o.kneeLadder && o.kneeLadder.length > 0) {
+    if (plan && o.kneeLadder && o.kneeLadder.length > 0) {
       knee = 0;
       for (const n of o.kneeLadder) {
-        const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: o.origin.url(`/live/overload-knee-${n}.ts`) });
-        const client = await startClient();
-        let share = 0;
-        try {
+        const share = await step(`/live/overload-knee-${n}.ts`, async (id, client) => {
           await client.open('playing', proxy.port, `/stream/${id}`, n, 100, 100, 15_000);
           await sleep(o.warmupMs);
           await client.mark();
           await sleep(o.windowMs);
           await client.mark();
           const r = await client.report();
-          share = atFullRate(r.groups.playing!.window_bytes, r.window_s, o.origin.byteRate) / n;
-        } finally {
-          await client.quit();
-          await proxy.api('DELETE', `/streams/${id}`).catch(() => undefined);
-          await sleep(2000);
-        }
-        o.log(`  overload knee, proxy on CPU ${plan!.proxy.join(',')}: ${n} viewers, ${fmt(share * 100, 1)} % at rate`);
+          return atFullRate(r.groups.playing!.window_bytes, r.window_s, o.origin.byteRate) / n;
+        });
+        o.log(`  overload knee, proxy on CPU ${plan.proxy.join(',')}: ${n} viewers, ${fmt(share * 100, 1)} % at rate`);
         if (share < FULL_RATE) break;
         knee = n;
       }
@@ -129,10 +129,7 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
       }
     }
     for (const factor of o.factors) {
-      const originPath = `/live/overload-${factor}.ts`;
-      const { stream_id: id } = await proxy.api<{ stream_id: string }>('POST', '/streams', { url: o.origin.url(originPath) });
-      const client = await startClient();
-      try {
+      await step(`/live/overload-${factor}.ts`, async (id, client) => {
         const extraN = Math.round(knee * (factor - 1));
         await client.open('playing', proxy.port, `/stream/${id}`, knee, 100, 100, 15_000);
         await sleep(o.warmupMs);
@@ -149,8 +146,8 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
         const p = r.groups.playing!;
         const x = r.groups.extra!;
         const count = (pred: (s: number) => boolean): number => x.statuses.filter(pred).length;
-        const step: OverloadStep = {
-          factor, knee, pinned,
+        const result: OverloadStep = {
+          factor, knee, pinned: plan !== null,
           playing: { n: p.n, fullRate: atFullRate(p.window_bytes, r.window_s, o.origin.byteRate), endedMidStream: p.ended },
           extra: {
             n: x.n, status200: count((s) => s === 200), status503: count((s) => s === 503),
@@ -159,14 +156,10 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
           },
           machineCores: machineCores(m0, m1, o.nproc),
         };
-        out.push(step);
-        o.log(`  overload ${factor}× knee (${knee} + ${extraN}${plan ? `, proxy on CPU ${plan.proxy.join(',')}` : ''}): playing ${step.playing.fullRate}/${step.playing.n} at rate, ${step.playing.endedMidStream} ended; ` +
-          `extra 200 ${step.extra.status200}, 503 ${step.extra.status503}, other ${step.extra.statusOther}, none ${step.extra.noAnswer}, ended ${step.extra.endedMidStream}; machine ${fmt(step.machineCores, 2)} cores`);
-      } finally {
-        await client.quit();
-        await proxy.api('DELETE', `/streams/${id}`).catch(() => undefined);
-        await sleep(2000);
-      }
+        out.push(result);
+        o.log(`  overload ${factor}× knee (${knee} + ${extraN}${plan ? `, proxy on CPU ${plan.proxy.join(',')}` : ''}): playing ${result.playing.fullRate}/${result.playing.n} at rate, ${result.playing.endedMidStream} ended; ` +
+          `extra 200 ${result.extra.status200}, 503 ${result.extra.status503}, other ${result.extra.statusOther}, none ${result.extra.noAnswer}, ended ${result.extra.endedMidStream}; machine ${fmt(result.machineCores, 2)} cores`);
+      });
     }
     return out;
   } finally {

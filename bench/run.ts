@@ -115,7 +115,7 @@ interface Plan {
   scrapeViewers: number;
   /** Overload: the knee's viewers plus this many times the knee in all. */
   overloadFactors: number[];
-  /** Overload with the proxy pinned to core 0: the N tried to find its knee there. */
+  /** Overload with the proxy pinned to one CPU: the N tried to find its knee there. */
   overloadKneeLadder: number[];
 }
 
@@ -747,7 +747,7 @@ async function main(): Promise<void> {
     let overload: OverloadStep[] = [];
     if (want('overload')) {
       // The knee of the default settings (WORKERS=2) from this run's ladder.
-      // Pinned (proxy on core 0, client on the rest) the knee is found again on that core,
+      // Pinned (proxy on one CPU, client on the rest) the knee is found again on that CPU,
       // unless --knee gives it.
       const knee = opts.knee ?? (maxFull(phase.fanout, 'proxy2') || plan.backgroundN);
       const pin = pinPlan();

@@ -38,17 +38,18 @@ export class QuietGc {
   private lastAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private readonly minEvents: number;
+  private readonly quietMs: number;
   private readonly collect: (() => void) | null;
+  private readonly when: () => boolean;
   /** Collections run so far. */
   collections = 0;
 
-  private readonly minEvents: number;
-  private readonly quietMs: number;
-
-  constructor(private readonly opts: QuietGcOptions = {}) {
+  constructor(opts: QuietGcOptions = {}) {
     this.minEvents = opts.minEvents ?? 100;
     this.quietMs = opts.quietMs ?? 2000;
     this.collect = opts.collect ?? fullGc();
+    this.when = opts.when ?? (() => true);
   }
 
   /** `n` events that end short-lived work (a viewer left, a connection was passed on). */
@@ -71,9 +72,9 @@ export class QuietGc {
       const quietFor = performance.now() - this.lastAt;
       if (quietFor < this.quietMs) return this.wait(this.quietMs - quietFor);
       this.events = 0;
-      if (this.opts.when && !this.opts.when()) return;
+      if (!this.collect || !this.when()) return;
       this.collections++;
-      this.collect?.();
+      this.collect();
     }, Math.max(1, Math.ceil(ms)));
     this.timer.unref();
   }

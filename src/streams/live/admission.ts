@@ -131,13 +131,13 @@ export class Admission {
       this.elu = now;
       return u;
     });
-    const intervalMs = (this.intervalMs = opts.intervalMs ?? 1000);
+    this.intervalMs = opts.intervalMs ?? 1000;
     this.timer = setInterval(() => {
       const now = performance.now();
-      const lateMs = now - this.lastTickAt - intervalMs;
+      const lateMs = now - this.lastTickAt - this.intervalMs;
       this.lastTickAt = now;
       this.tick(Math.max(0, lateMs));
-    }, intervalMs);
+    }, this.intervalMs);
     this.timer.unref();
   }
 
