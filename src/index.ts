@@ -5,6 +5,8 @@ import { exitOnConfigError, loadConfig, type Config } from './config.js';
 import { createCoordinator } from './coordination/create-coordinator.js';
 import { createLogger } from './logger.js';
 import { answerCollects, scrapeThroughPrimary } from './metrics/cluster-scrape.js';
+import { Socket } from 'node:net';
+import type { ConnectionMessage } from './primary/connection-dispatcher.js';
 import { Primary } from './primary/primary.js';
 import { startWorker, type AdoptedSession, type RunningWorker } from './worker.js';
 
@@ -18,9 +20,12 @@ try {
 if (cluster.isPrimary) {
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, workerId: `${config.workerId}-primary` });
   if (!config.apiToken) logger.warn('API_TOKEN is not set: the management API is open to anyone who can reach this port');
-  const primary = new Primary({ config, logger, coordinator: createCoordinator(config, logger, 'primary') });
+  const stop = (signal: string, code = 0): void => void primary.stop(signal).then(() => process.exit(code));
+  const primary = new Primary({
+    config, logger, coordinator: createCoordinator(config, logger, 'primary'),
+    onFatal: () => stop('cannot listen', 1),
+  });
   primary.start();
-  const stop = (signal: string): void => void primary.stop(signal).then(() => process.exit(0));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => void primary.rollingRestart());
@@ -37,6 +42,7 @@ if (cluster.isPrimary) {
   const worker = await startWorker({
     config, logger, coordinator, workerId, index: relayIndex, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
     ipcSend: (msg, handle, options, cb) => process.send!(msg, handle, options, cb),
+    acceptFromPrimary: true,
   });
   running = worker;
   process.send?.({ t: 'worker:ready', port: worker.port });
@@ -59,6 +65,12 @@ if (cluster.isPrimary) {
     await stop(drainMs);
   };
   process.on('message', (msg: { t?: string; drainMs?: number; sessions?: unknown }, handle: unknown) => {
+    if (msg?.t === 'conn') {
+      // Said first: the primary sends the next connection while this one is served.
+      process.send?.({ t: 'conn:taken' } satisfies ConnectionMessage);
+      if (handle instanceof Socket) worker.accept(handle);
+      return;
+    }
     if (worker.handoff?.onMessage(msg, handle)) return;
     if (msg?.t === 'shutdown') void stop(msg.drainMs ?? 0);
     if (msg?.t === 'handover') void handOver(msg.drainMs ?? 0);

@@ -1,6 +1,7 @@
 // One HTTP worker: the coordinator it is given, the stream engine, the express app, the
 // internal relay listener and the heartbeat. The cluster primary forks these.
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import type { Coordinator, ResetReason, WorkerRecord } from './coordination/coordinator.js';
@@ -52,6 +53,11 @@ export interface WorkerDeps {
    * (VIEWER_HANDOFF). Unset outside a cluster.
    */
   ipcSend?: SocketHandoffOptions['send'];
+  /**
+   * The cluster primary accepts on PORT and passes connections in (`accept`): this worker does
+   * not listen there itself (src/primary/connection-dispatcher.ts).
+   */
+  acceptFromPrimary?: boolean;
 }
 
 /** A source handed over in a rolling restart: its key and stream definition. */
@@ -67,7 +73,10 @@ export interface RunningWorker {
   app: ReturnType<typeof createApp>;
   /** This worker's metrics (the cluster primary collects them over IPC). */
   metrics: WorkerMetrics;
+  /** PORT as bound (as configured when the primary listens). */
   port: number;
+  /** Serves a connection the primary accepted (acceptFromPrimary). */
+  accept(socket: Socket): void;
   relayAddress: string;
   heartbeat: Heartbeat;
   /** Stops accepting, lets viewers finish up to `drainMs`, then stops everything. */
@@ -247,13 +256,26 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
 
   const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 0 }, app);
   answerClientErrorsAsJson(server);
-  const port = await listen(server, config.host, config.port);
+  let port = config.port;
+  if (deps.acceptFromPrimary) {
+    // Node starts its header timeouts on 'listening' (a slow client must not hold a connection
+    // here); this server gets its connections from the primary and never listens.
+    server.emit('listening');
+  } else {
+    port = await listen(server, config.host, config.port);
+  }
   handoff?.serveOn(server);
   logger.info('worker listening', { host: config.host, port, relay: relayAddress });
 
   return {
     server, relayServer, engine, app, metrics, port, relayAddress, heartbeat, handoff,
+    accept(socket) {
+      // A reset before the server took the socket must not be an unhandled 'error'.
+      socket.on('error', () => socket.destroy());
+      server.emit('connection', socket);
+    },
     handOver() {
+      handoff?.close();
       server.close();
       return engine.ownedSessions();
     },
@@ -267,6 +289,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
     },
     async close(drainMs = 0) {
       offReset();
+      handoff?.close();
       server.close();
       await engine.drain(drainMs);
       await engine.close();

@@ -78,6 +78,8 @@ export class SocketHandoff {
    */
   private readonly movedSince = new Map<string, number>();
   private server: http.Server | null = null;
+  /** Closed: the worker stops (nothing moves out any more). */
+  private closed = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly opts: SocketHandoffOptions) {
@@ -123,7 +125,7 @@ export class SocketHandoff {
    */
   moveTo(req: Request, owner: string): boolean {
     const socket = req.socket;
-    if (!this.server || socket.destroyed || !this.server.listening) return false;
+    if (!this.server || socket.destroyed || this.closed) return false;
     const msg: HandoffMessage = { t: 'handoff:socket', to: owner, from: this.opts.workerId, head: requestHead(req).toString('base64') };
     try {
       // Node detaches the descriptor when the message is written (after any handle queued
@@ -172,7 +174,9 @@ export class SocketHandoff {
     return true;
   }
 
+  /** The worker stops: nothing moves out of it from now on. */
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
   }
 

@@ -17,6 +17,8 @@ export interface HostMetricsOptions {
   coordinator: Coordinator;
   /** False in one-process mode: the worker's registry already has the process figures. */
   processMetrics: boolean;
+  /** The primary's connection dispatcher (cluster only): refused so far, waiting now. */
+  connections?: { refused: () => number; waiting: () => number };
 }
 
 const PING_TIMEOUT_MS = 1000;
@@ -27,6 +29,7 @@ export class HostMetrics {
   private readonly running;
   private readonly restarts;
   private readonly coordinatorUp;
+  private readonly connections;
 
   constructor(private readonly opts: HostMetricsOptions) {
     const r = this.registry;
@@ -36,6 +39,7 @@ export class HostMetrics {
     this.running = gauge(H.workersRunning, r);
     this.restarts = counter(H.workerRestarts, r);
     this.coordinatorUp = opts.processMetrics ? gauge(H.coordinatorUp, r) : null;
+    this.connections = opts.connections ? { refused: counter(H.connectionsRefused, r), waiting: gauge(H.connectionsWaiting, r) } : null;
   }
 
   async json(): Promise<MetricsJson> {
@@ -43,6 +47,11 @@ export class HostMetrics {
     this.running.set(opts.runningWorkers());
     this.restarts.reset();
     for (const [worker, n] of opts.restarts()) this.restarts.inc({ worker }, n);
+    if (this.connections && opts.connections) {
+      this.connections.refused.reset();
+      this.connections.refused.inc(opts.connections.refused());
+      this.connections.waiting.set(opts.connections.waiting());
+    }
     if (this.coordinatorUp) {
       const up = await within(opts.coordinator.ping(), PING_TIMEOUT_MS, false);
       this.coordinatorUp.set({ worker: WORKER, backend: opts.coordinator.backend }, up ? 1 : 0);

@@ -1,4 +1,5 @@
-// The cluster primary: forks WORKERS workers on PORT, restarts crashed ones with back-off,
+// The cluster primary: listens on PORT and passes each connection to one of WORKERS workers
+// (answering 503 itself when none takes it in time: connection-dispatcher.ts), restarts crashed ones with back-off,
 // frees a dead worker's leases at once (so takeover does not wait for the TTL), hosts the
 // embedded coordinator when Redis is off, drains everything on SIGTERM, and replaces its
 // workers one at a time on SIGHUP (a rolling restart: new code from dist/, no viewer cut).
@@ -7,6 +8,7 @@ import type { Config } from '../config.js';
 import type { Coordinator } from '../coordination/coordinator.js';
 import { forgetWorker } from '../coordination/heartbeat.js';
 import { IpcHost } from '../coordination/ipc-host.js';
+import { ConnectionDispatcher } from './connection-dispatcher.js';
 import { HandoffRouter } from './handoff-router.js';
 import type { Logger } from '../logger.js';
 import { MetricsHub } from '../metrics/cluster-scrape.js';
@@ -18,6 +20,8 @@ export interface PrimaryDeps {
   logger: Logger;
   /** Memory (served to workers over IPC) or Redis (the primary only cleans up after workers). */
   coordinator: Coordinator;
+  /** The primary cannot serve (PORT taken): it stops; the process should exit non-zero. */
+  onFatal?: (err: Error) => void;
 }
 
 interface Slot {
@@ -41,6 +45,8 @@ const KILL_AFTER_DRAIN_MS = 5000;
 /** How long a replacement worker may take to listen, and an old one to hand its sources over. */
 const REPLACE_READY_MS = 60_000;
 const HANDOVER_MS = 15_000;
+/** Seconds a player refused here is told to wait, as a worker's admission tells it. */
+const RETRY_AFTER_S = 5;
 
 /** One worker process: its id and the FFmpeg pids it reported (killed if it dies: no ghost FFmpeg). */
 interface Incarnation {
@@ -63,16 +69,20 @@ export class Primary {
   private readonly handoffs = new HandoffRouter();
   /** Collects once workers stop passing connections and viewers through here (src/quiet-gc.ts). */
   private readonly quietGc = new QuietGc();
+  /** Accepts on PORT and passes each connection to a worker. */
+  private readonly front: ConnectionDispatcher;
   port = 0;
 
   constructor(private readonly deps: PrimaryDeps) {
     this.ipc = deps.coordinator.backend === 'redis' ? null : new IpcHost(deps.coordinator);
+    this.front = new ConnectionDispatcher({ queueMs: deps.config.admissionQueueMs, retryAfterS: RETRY_AFTER_S });
     const host = new HostMetrics({
       expectedWorkers: deps.config.workers,
       runningWorkers: () => this.listening.size,
       restarts: () => this.slots.map((s) => [String(s.index), s.restarts]),
       coordinator: deps.coordinator,
       processMetrics: true,
+      connections: { refused: () => this.front.refused, waiting: () => this.front.waiting },
     });
     this.metrics = new MetricsHub(() => host.json());
   }
@@ -92,11 +102,13 @@ export class Primary {
     this.stopping = true;
     const { config, logger, coordinator } = this.deps;
     logger.info('primary stopping', { signal, drain_ms: config.drainTimeoutMs });
+    this.front.close();
     // Old workers still draining after a rolling restart stop with the others.
     const alive = [...this.incarnations.keys()].filter((w) => !w.isDead());
     const exits = alive.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
     for (const w of alive) {
       this.handoffs.forget(w);
+      this.front.leave(w);
       if (w.isConnected()) w.send({ t: 'shutdown', drainMs: config.drainTimeoutMs });
     }
     const kill = setTimeout(() => {
@@ -137,6 +149,7 @@ export class Primary {
         }
         if (!old || old.isDead() || !old.isConnected()) continue;
         this.handoffs.forget(old);
+        this.front.leave(old);
         old.send({ t: 'handover', drainMs: config.drainTimeoutMs });
         await this.message(old, 'worker:handed-over', HANDOVER_MS);
         const kill = setTimeout(() => {
@@ -187,9 +200,10 @@ export class Primary {
     this.metrics.attach(worker);
     this.handoffs.attach(worker);
     worker.on('message', (msg: { t?: string; port?: number; pids?: number[]; sessions?: unknown; method?: string }) => {
+      if (this.front.onMessage(worker, msg)) return;
       // The end of a viewer's short-lived state here: its record deleted, its connection passed on.
       if (msg?.t === 'handoff:socket' || (msg?.t === 'coord:call' && msg.method === 'deleteClient')) this.quietGc.note();
-      if (msg?.t === 'worker:ready' && typeof msg.port === 'number' && slot.worker === worker) this.onListening(slot, msg.port);
+      if (msg?.t === 'worker:ready' && slot.worker === worker) void this.onReady(slot, worker);
       if (msg?.t === 'worker:pids' && Array.isArray(msg.pids)) inc.pids = msg.pids.filter((p) => Number.isInteger(p) && p > 1);
       // An old worker's sources go to its replacement, which takes each lease once released.
       if (msg?.t === 'worker:handover' && slot.worker && slot.worker !== worker && slot.worker.isConnected()) {
@@ -212,12 +226,22 @@ export class Primary {
     inc.pids = [];
   }
 
-  private onListening(slot: Slot, port: number): void {
-    this.port = port;
+  /** A worker is up: it takes connections, and PORT is listened on from the first one on. */
+  private async onReady(slot: Slot, worker: Worker): Promise<void> {
+    const { config, logger } = this.deps;
+    this.front.add(worker);
+    try {
+      this.port = await this.front.listen(config.host, config.port);
+    } catch (err) {
+      logger.error('cannot listen', { host: config.host, port: config.port, error: String(err) });
+      this.deps.onFatal?.(err as Error);
+      return;
+    }
+    if (slot.worker !== worker || worker.isDead()) return;
     this.listening.add(slot.index);
     if (!this.readyLogged && this.listening.size === this.slots.length) {
       this.readyLogged = true;
-      this.deps.logger.info('primary ready', { port, workers: this.slots.length, pid: process.pid });
+      logger.info('primary ready', { port: this.port, workers: this.slots.length, pid: process.pid });
     }
   }
 
@@ -225,6 +249,7 @@ export class Primary {
     const { logger, coordinator } = this.deps;
     const inc = this.incarnations.get(worker) ?? { slot, workerId: slot.workerId, pids: [] };
     this.incarnations.delete(worker);
+    this.front.exited(worker);
     if (slot.worker === worker) this.listening.delete(slot.index);
     this.killOrphans(inc);
     // Its leases go now: viewers on other workers take over without waiting for the TTL.
