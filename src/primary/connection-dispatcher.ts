@@ -58,7 +58,9 @@ const WAIT_FACTOR = 10;
 const REFUSE_TIMEOUT_MS = 5000;
 
 export class ConnectionDispatcher {
-  private readonly server = net.createServer({ pauseOnConnect: true }, (socket) => this.onConnection(socket));
+  // noDelay: set on the kernel socket, so the worker's copy has it too (an http.Server sets it
+  // on the connections it accepts itself; players get each chunk without Nagle's delay).
+  private readonly server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.onConnection(socket));
   /** Reads a refused connection's request (closing one with unread bytes would reset it) and answers 503. */
   private readonly refuser: http.Server;
   /** Why each refused connection is refused (its 503's detail). */
