@@ -132,7 +132,7 @@ export interface Config {
   readonly admissionLaggingShare: number;
   /** Share (0–1) of its viewers a worker reading its sources late closes each second, newest first; 0 = none. */
   readonly admissionShedShare: number;
-  /** ms a new connection may wait at the cluster primary for a worker before the primary answers 503 itself; 0 = it waits. */
+  /** ms a worker may sit on a connection the primary sent it before it counts as stalled (the primary then answers new viewers 503 itself); 0 = never. */
   readonly admissionQueueMs: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;

@@ -46,6 +46,17 @@ if (cluster.isPrimary) {
   });
   running = worker;
   process.send?.({ t: 'worker:ready', port: worker.port });
+  // Whether this worker refuses new viewers (admission), for the primary's front door: on a
+  // change (looked at 4 times a second) and every second.
+  let refusing = false;
+  let sentAt = 0;
+  setInterval(() => {
+    const now = worker.engine.admission.load().overloaded;
+    if (now === refusing && Date.now() - sentAt < 1000) return;
+    refusing = now;
+    sentAt = Date.now();
+    if (process.connected) process.send?.({ t: 'conn:load', refusing } satisfies ConnectionMessage);
+  }, 250).unref();
   let stopping = false;
   const stop = async (drainMs: number): Promise<void> => {
     if (stopping) return;
@@ -68,7 +79,7 @@ if (cluster.isPrimary) {
     if (msg?.t === 'conn') {
       // Said first: the primary sends the next connection while this one is served.
       process.send?.({ t: 'conn:taken' } satisfies ConnectionMessage);
-      if (handle instanceof Socket) worker.accept(handle);
+      if (handle instanceof Socket) worker.accept(handle, (msg as { head?: unknown }).head);
       return;
     }
     if (worker.handoff?.onMessage(msg, handle)) return;

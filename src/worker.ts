@@ -75,8 +75,8 @@ export interface RunningWorker {
   metrics: WorkerMetrics;
   /** PORT as bound (as configured when the primary listens). */
   port: number;
-  /** Serves a connection the primary accepted (acceptFromPrimary). */
-  accept(socket: Socket): void;
+  /** Serves a connection the primary accepted (acceptFromPrimary); `head`: what the primary read of it (base64). */
+  accept(socket: Socket, head?: unknown): void;
   relayAddress: string;
   heartbeat: Heartbeat;
   /** Stops accepting, lets viewers finish up to `drainMs`, then stops everything. */
@@ -269,9 +269,11 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
 
   return {
     server, relayServer, engine, app, metrics, port, relayAddress, heartbeat, handoff,
-    accept(socket) {
+    accept(socket, head) {
       // A reset before the server took the socket must not be an unhandled 'error'.
       socket.on('error', () => socket.destroy());
+      // Read back first: the server parses it as the connection's first bytes.
+      if (typeof head === 'string' && head) socket.unshift(Buffer.from(head, 'base64'));
       server.emit('connection', socket);
     },
     handOver() {

@@ -4,8 +4,9 @@
 import http from 'node:http';
 import net from 'node:net';
 import { expect } from 'chai';
-import { startCluster, type TestCluster } from './support/cluster.js';
-import { waitFor } from './support/ts-viewer.js';
+import { createOn, startCluster, type TestCluster } from './support/cluster.js';
+import { startOrigin, type Origin } from './support/origin.js';
+import { openViewer, waitFor, type TsViewer } from './support/ts-viewer.js';
 
 interface Answer {
   status: number;
@@ -33,6 +34,18 @@ function get(c: TestCluster, path: string, timeoutMs = 20_000): Promise<Answer> 
   });
 }
 
+/** The status of a GET whose body is not read (a stream); the connection is closed at once. */
+function peek(c: TestCluster, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: c.port, path, agent: false, timeout: 10_000 }, (res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer to ${path}`)));
+    req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+  });
+}
+
 const cont = (pids: number[]): void => {
   for (const p of pids) {
     try {
@@ -46,38 +59,72 @@ const cont = (pids: number[]): void => {
 describe('the primary passes connections to workers', function () {
   this.timeout(90_000);
   let c: TestCluster | null = null;
+  let origin: Origin | null = null;
   let stopped: number[] = [];
+  const viewers: TsViewer[] = [];
 
   afterEach(async () => {
     cont(stopped);
     stopped = [];
+    for (const v of viewers.splice(0)) v.close();
     await c?.stop();
     c = null;
+    await origin?.close();
+    origin = null;
   });
 
-  it('every worker has sat on its last connection for ADMISSION_QUEUE_MS (loop stalled): the primary answers new ones 503 OVERLOADED + Retry-After; the one already sent is served once the worker runs again', async () => {
+  it('every worker has sat on its last connection for ADMISSION_QUEUE_MS (loop stalled): the primary answers new viewers 503 OVERLOADED + Retry-After itself; other requests wait and are served, as is the one already sent', async () => {
     c = await startCluster({ WORKERS: '1', ADMISSION_QUEUE_MS: '400', METRICS_PUBLIC: 'true' });
     expect((await get(c, '/health')).status).to.equal(200);
     stopped = c.workerPids();
     expect(stopped).to.have.length(1);
     process.kill(stopped[0]!, 'SIGSTOP');
-    // The first goes to the (stalled) worker and waits there; the rest wait here, then are refused.
+    // The first goes to the (stalled) worker and waits there; the rest wait here.
     const first = get(c, '/health');
     await new Promise((r) => setTimeout(r, 100));
-    const refused = await Promise.all([1, 2, 3, 4].map(() => get(c!, '/health')));
+    const others = [get(c, '/health'), get(c, '/streams')];
+    const refused = await Promise.all([1, 2, 3, 4].map((i) => get(c!, `/stream/${'ab'.repeat(16)}?n=${i}`)));
     for (const a of refused) {
       expect(a.status).to.equal(503);
       expect(a.retryAfter).to.equal('5');
+      expect(a.worker, 'answered by the primary').to.equal(null);
       expect(JSON.parse(a.body)).to.deep.include({ code: 'OVERLOADED' });
       expect(a.ms).to.be.below(10_000);
     }
     cont(stopped);
-    const served = await first;
-    expect(served.status, 'the connection sent before the stall is not lost').to.equal(200);
+    expect((await first).status, 'the connection sent before the stall is not lost').to.equal(200);
+    // Not viewers: they waited for the worker, their request line read here and passed on.
+    expect((await Promise.all(others)).map((a) => a.status)).to.deep.equal([200, 200]);
     expect((await get(c, '/health')).status).to.equal(200);
     const metrics = (await get(c, '/metrics')).body;
     const line = metrics.split('\n').find((l) => l.startsWith('m3u_proxy_connections_refused_total '));
     expect(Number(line?.split(' ')[1])).to.equal(4);
+  });
+
+  it('every worker refuses new viewers (here: MAX_VIEWERS_PER_WORKER): the primary answers them itself; the API and /health still reach a worker', async () => {
+    origin = await startOrigin();
+    c = await startCluster({ WORKERS: '2', MAX_VIEWERS_PER_WORKER: '1', VIEWER_HANDOFF: 'false' });
+    const id = await createOn(c, origin.url('/live/front-door.ts'));
+    // One viewer each (round robin): both workers full.
+    viewers.push(openViewer(c.url(`/stream/${id}`)), openViewer(c.url(`/stream/${id}`)));
+    await Promise.all(viewers.map((v) => v.firstBytes(188)));
+    const workers = new Set(await Promise.all(viewers.map(async (v) => String((await v.headers)['x-worker-id']))));
+    expect(workers.size).to.equal(2);
+    // Each worker reports it within a second; until then a worker answers the 503 itself.
+    let a: Answer | null = null;
+    await waitFor(async () => {
+      a = await get(c!, `/stream/${id}`);
+      return a.worker === null;
+    }, 10_000, 'the primary to answer a new viewer itself');
+    expect(a!).to.deep.include({ status: 503, retryAfter: '5' });
+    expect(JSON.parse(a!.body)).to.deep.include({ code: 'OVERLOADED' });
+    const health = await get(c, '/health');
+    expect(health.status).to.equal(200);
+    expect(health.worker).to.be.a('string');
+    expect((await get(c, `/streams/${id}`)).status).to.equal(200);
+    // A viewer leaves: its worker takes viewers again, and the primary passes them on.
+    viewers.shift()!.close();
+    await waitFor(async () => (await get(c!, '/health')).status === 200 && (await peek(c!, `/stream/${id}`)) === 200, 10_000, 'a new viewer to be served again');
   });
 
   it('a burst on a healthy host waits its turn and is served: 600 connections at once (each worker takes one a loop turn: the last wait over a second on this box), none refused', async () => {

@@ -1,18 +1,21 @@
 // The host's front door: the cluster primary accepts every connection on PORT and passes it to
 // a worker (its descriptor, over IPC), round robin over the workers free to take one, one in
 // flight per worker: the next goes once the worker said it took the last. That is what Node's
-// own round-robin scheduler does, with one rule Node's cannot have: while every worker has sat
-// on the connection it was sent for ADMISSION_QUEUE_MS or more (its loop stalled), connections
-// are answered here, `503 OVERLOADED` + `Retry-After`, by this process, whose loop stays free.
-// Past the host's knee a worker's loop runs turns of seconds and takes one connection a turn;
-// Node's scheduler queued the rest unanswered (1,345 of 1,400 new players had no answer within
-// 10 s, BENCHMARKS.md "Overload"), so the worker's own admission rule never saw them.
+// own round-robin scheduler does, and it is the host's intake: a worker takes one connection a
+// loop turn (Node passes one descriptor at a time and waits for the worker's ack). Past the
+// knee a turn is long and intake falls to a few dozen connections a second; Node's scheduler
+// queued the rest unanswered (1,345 of 1,400 new players had no answer within 10 s,
+// BENCHMARKS.md "Overload"), though every worker was refusing new viewers.
 //
-// Not the time a connection waited here: a healthy worker also takes one connection a loop
-// turn, so a burst of players (240 at once in a test) waits its turn for a second or more
-// while each worker takes one every few ms; refusing by wait refused a fifth of them. A
-// connection that waited WAIT_FACTOR × ADMISSION_QUEUE_MS is refused all the same (players
-// give up about then).
+// So while no worker takes new viewers — every worker reports it refuses them (its admission:
+// behind its sources, lagging viewers, or MAX_VIEWERS_PER_WORKER), or every worker has sat on
+// the connection it was sent for ADMISSION_QUEUE_MS (its loop stalled), or none runs — this
+// process, whose loop stays free, reads each new or waiting connection's request line and
+// answers a new viewer (`GET {ROOT_PATH}/stream/…`, what a worker's admission judges)
+// `503 OVERLOADED` + `Retry-After` itself. Anything else (the API, HLS requests of players
+// already watching, /health, /metrics) waits for a worker as before, its request line sent
+// along. Not the time a connection waited: a healthy host opening 4,800 viewers at 1,000 a
+// second made the last wait 14 s and kept every one of them at rate.
 //
 // A connection stays open here until its worker said it took it: a worker that exits first
 // leaves it to the next worker, not lost (Node's scheduler closed such connections).
@@ -22,22 +25,26 @@ import type { Worker } from 'node:cluster';
 
 /** The messages between the primary and a worker about new connections. */
 export type ConnectionMessage =
-  /** primary → worker, with the socket as the handle: serve it. */
-  | { t: 'conn' }
+  /** primary → worker, with the socket as the handle: serve it; `head`: bytes read from it here (base64). */
+  | { t: 'conn'; head?: string }
   /** worker → primary: it took the last one (whatever became of it). */
-  | { t: 'conn:taken' };
+  | { t: 'conn:taken' }
+  /** worker → primary, on change and every second: whether it refuses new viewers now. */
+  | { t: 'conn:load'; refusing: boolean };
 
 export interface ConnectionDispatcherOptions {
-  /** ms a connection may wait for a worker before it is answered 503 here; 0 = it waits (ADMISSION_QUEUE_MS). */
+  /** ms a worker may sit on a connection before it counts as stalled; 0 = never (ADMISSION_QUEUE_MS). */
   queueMs: number;
   /** Seconds a refused player is told to wait (Retry-After). */
   retryAfterS: number;
+  /** ROOT_PATH ('' for none): new viewers are `GET /stream/…` and `GET {rootPath}/stream/…`. */
+  rootPath: string;
 }
 
 interface Waiting {
   socket: net.Socket;
-  /** When it was accepted (performance.now(), ms). */
-  at: number;
+  /** Bytes read from it here (its request line), passed on with it. */
+  head: Buffer | null;
 }
 
 interface Taker {
@@ -48,14 +55,18 @@ interface Taker {
   sentAt: number;
   /** Stopping (shutdown, rolling restart): sent nothing more. */
   leaving: boolean;
+  /** It reported that it refuses new viewers. */
+  refusing: boolean;
 }
 
 /** Waiting connections at most: past it a new one is refused at once (the primary's memory is bounded). */
 const MAX_WAITING = 8192;
-/** A connection that waited this many ADMISSION_QUEUE_MS here is refused even while workers take connections. */
-const WAIT_FACTOR = 10;
-/** The refusal's request head must arrive within this (a slow client holds no slot here). */
-const REFUSE_TIMEOUT_MS = 5000;
+/** A request line read here longer than this is passed on as it is. */
+const MAX_LINE = 8192;
+/** How long the request line, or a refused request's head, may take to arrive. */
+const READ_TIMEOUT_MS = 5000;
+/** How often waiting connections are looked at while none is taken. */
+const CHECK_MS = 250;
 
 export class ConnectionDispatcher {
   // noDelay: set on the kernel socket, so the worker's copy has it too (an http.Server sets it
@@ -67,17 +78,22 @@ export class ConnectionDispatcher {
   private readonly reasons = new WeakMap<net.Socket, string>();
   private readonly takers: Taker[] = [];
   private readonly queue: Waiting[] = [];
+  /** Connections whose request line is being read here. */
+  private reading = 0;
   private next = 0;
   private timer: NodeJS.Timeout | null = null;
   private listenOnce: Promise<number> | null = null;
   private closed = false;
+  /** Request-line starts of a new viewer: the routes are served at / and at ROOT_PATH. */
+  private readonly viewerLines: string[];
   /** Connections answered 503 here so far. */
   refused = 0;
 
   constructor(private readonly opts: ConnectionDispatcherOptions) {
-    this.refuser = http.createServer({ headersTimeout: REFUSE_TIMEOUT_MS, requestTimeout: REFUSE_TIMEOUT_MS, keepAliveTimeout: 0 }, (req, res) => {
+    this.viewerLines = ['GET /stream/', ...(opts.rootPath ? [`GET ${opts.rootPath}/stream/`] : [])];
+    this.refuser = http.createServer({ headersTimeout: READ_TIMEOUT_MS, requestTimeout: READ_TIMEOUT_MS, keepAliveTimeout: 0 }, (req, res) => {
       const why = this.reasons.get(req.socket) ?? 'the server is busy';
-      const body = JSON.stringify({ detail: `This server cannot take another connection now (${why}); try again shortly`, code: 'OVERLOADED' });
+      const body = JSON.stringify({ detail: `This server cannot take another viewer now (${why}); try again shortly`, code: 'OVERLOADED' });
       res.writeHead(503, {
         'Content-Type': 'application/json; charset=utf-8',
         'Content-Length': Buffer.byteLength(body),
@@ -105,15 +121,15 @@ export class ConnectionDispatcher {
     return this.listenOnce;
   }
 
-  /** Connections waiting for a worker now (sent and not yet taken included). */
+  /** Connections waiting for a worker now (sent and not yet taken, and being read, included). */
   get waiting(): number {
-    return this.queue.length + this.takers.filter((t) => t.busy).length;
+    return this.queue.length + this.reading + this.takers.filter((t) => t.busy).length;
   }
 
   /** `worker` takes connections from now on (it listens: `worker:ready`). */
   add(worker: Worker): void {
     if (this.closed || this.takers.some((t) => t.worker === worker)) return;
-    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false });
+    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, refusing: false });
     this.pump();
   }
 
@@ -135,7 +151,14 @@ export class ConnectionDispatcher {
 
   /** A message from `worker`: true if it was this dispatcher's. */
   onMessage(worker: Worker, msg: unknown): boolean {
-    if ((msg as ConnectionMessage | null)?.t !== 'conn:taken') return false;
+    const m = msg as ConnectionMessage | null;
+    if (m?.t === 'conn:load') {
+      const t = this.takers.find((x) => x.worker === worker);
+      if (t) t.refusing = m.refusing === true;
+      this.pump();
+      return true;
+    }
+    if (m?.t !== 'conn:taken') return false;
     const t = this.takers.find((x) => x.worker === worker);
     if (t?.busy) {
       // Closes this process's copy of the descriptor only: the worker holds its own.
@@ -153,36 +176,44 @@ export class ConnectionDispatcher {
     this.closed = true;
     this.server.close();
     if (this.timer) clearTimeout(this.timer);
-    for (const w of this.queue.splice(0)) this.refuse(w.socket, 'the server is shutting down');
-    setTimeout(() => this.refuser.closeAllConnections(), REFUSE_TIMEOUT_MS).unref();
+    for (const w of this.queue.splice(0)) this.refuse(w, 'the server is shutting down');
+    setTimeout(() => this.refuser.closeAllConnections(), READ_TIMEOUT_MS).unref();
   }
 
   private onConnection(socket: net.Socket): void {
     // A reset while it waits here must not be an unhandled 'error'.
     socket.on('error', () => socket.destroy());
-    if (this.closed) return void this.refuse(socket, 'the server is shutting down');
-    if (this.queue.length >= MAX_WAITING) return void this.refuse(socket, `${MAX_WAITING} connections are already waiting for a worker`);
-    const stalled = this.stalled();
-    if (stalled) return void this.refuse(socket, stalled);
-    this.queue.push({ socket, at: performance.now() });
+    const w: Waiting = { socket, head: null };
+    if (this.closed) return void this.refuse(w, 'the server is shutting down');
+    if (this.queue.length >= MAX_WAITING) return void this.refuse(w, `${MAX_WAITING} connections are already waiting for a worker`);
+    this.queue.push(w);
     this.pump();
   }
 
-  /** Why no worker takes connections now (every one sat on its last for queueMs), or null. */
-  private stalled(): string | null {
+  /**
+   * Why no worker takes new viewers now (each refuses them, has sat on its last connection for
+   * queueMs, or is stopping), or null while one may.
+   */
+  private noViewerTaken(): string | null {
+    if (!this.listenOnce) return null;
     const { queueMs } = this.opts;
-    if (queueMs <= 0 || !this.listenOnce) return null;
     const now = performance.now();
     let usable = 0;
+    let stalled = 0;
     for (const t of this.takers) {
       if (t.leaving || !t.worker.isConnected()) continue;
       usable++;
-      if (!t.busy || now - t.sentAt < queueMs) return null;
+      const isStalled = queueMs > 0 && t.busy !== null && now - t.sentAt >= queueMs;
+      if (isStalled) stalled++;
+      else if (!t.refusing) return null;
     }
-    return usable === 0 ? 'no worker is running' : `every worker has been busy for ${queueMs} ms or more`;
+    if (usable === 0) return 'no worker is running';
+    return stalled === usable ? `every worker has been busy for ${queueMs} ms or more` : 'every worker is at its limit';
   }
 
   private pump(): void {
+    // Sorted out before any is sent: a worker free to take a connection may still refuse viewers.
+    if (this.queue.length > 0 && this.noViewerTaken()) this.sortOut();
     while (this.queue.length > 0) {
       const t = this.freeTaker();
       if (!t) break;
@@ -190,6 +221,28 @@ export class ConnectionDispatcher {
       if (!w.socket.destroyed) this.send(t, w);
     }
     this.arm();
+  }
+
+  /** Reads the request line of each waiting connection not read yet: new viewers are refused, the rest wait again. */
+  private sortOut(): void {
+    const unread = this.queue.filter((w) => !w.head);
+    if (unread.length === 0) return;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (!this.queue[i]!.head) this.queue.splice(i, 1);
+    for (const w of unread) void this.readLine(w);
+  }
+
+  private async readLine(w: Waiting): Promise<void> {
+    this.reading++;
+    const head = await requestLine(w.socket);
+    this.reading--;
+    if (w.socket.destroyed) return;
+    w.head = head;
+    const line = head.toString('latin1');
+    const why = this.noViewerTaken();
+    if (why && this.viewerLines.some((v) => line.startsWith(v))) return void this.refuse(w, why);
+    // Not a new viewer, or a worker takes them again: it waits for a worker, first in line.
+    this.queue.unshift(w);
+    this.pump();
   }
 
   /** The next worker in turn that is free to take a connection. */
@@ -215,9 +268,10 @@ export class ConnectionDispatcher {
       if (!w.socket.destroyed) this.queue.unshift(w);
       this.pump();
     };
+    const msg: ConnectionMessage = w.head ? { t: 'conn', head: w.head.toString('base64') } : { t: 'conn' };
     try {
       // keepOpen: this process keeps its copy until the worker took it (see the top comment).
-      t.worker.send({ t: 'conn' } satisfies ConnectionMessage, w.socket, { keepOpen: true }, (err) => {
+      t.worker.send(msg, w.socket, { keepOpen: true }, (err) => {
         if (err) failed();
       });
     } catch {
@@ -231,30 +285,51 @@ export class ConnectionDispatcher {
     this.takers.splice(this.takers.indexOf(t), 1);
   }
 
-  /**
-   * While connections wait: checks every quarter of queueMs whether the workers stalled
-   * (then every waiting connection is refused) or the oldest waited WAIT_FACTOR × queueMs.
-   */
+  /** While connections wait and no worker takes them: looks again every CHECK_MS (a worker's stall shows only with time). */
   private arm(): void {
-    const { queueMs } = this.opts;
-    if (this.timer || queueMs <= 0 || this.queue.length === 0 || this.closed) return;
+    if (this.timer || this.queue.length === 0 || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      const stalled = this.stalled();
-      const limit = performance.now() - WAIT_FACTOR * queueMs;
-      while (this.queue.length > 0 && (stalled || this.queue[0]!.at <= limit)) {
-        this.refuse(this.queue.shift()!.socket, stalled ?? `no worker took it within ${WAIT_FACTOR * queueMs} ms`);
-      }
-      this.arm();
-    }, Math.max(25, queueMs / 4));
+      this.pump();
+    }, CHECK_MS);
     this.timer.unref();
   }
 
-  private refuse(socket: net.Socket, why: string): void {
+  private refuse(w: Waiting, why: string): void {
+    const { socket } = w;
     if (socket.destroyed) return;
     this.refused++;
     this.reasons.set(socket, why);
+    // What was read here goes back in front: the refuser parses the whole request.
+    if (w.head) socket.unshift(w.head);
     this.refuser.emit('connection', socket);
     socket.resume();
   }
+}
+
+/**
+ * Reads from a paused socket up to the end of its first line (at most MAX_LINE bytes, or what
+ * came within READ_TIMEOUT_MS) and pauses it again; what it read is returned, to be passed on.
+ */
+function requestLine(socket: net.Socket): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', done);
+      socket.pause();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (chunk.includes(10) || size >= MAX_LINE) done();
+    };
+    const timer = setTimeout(done, READ_TIMEOUT_MS);
+    socket.on('data', onData);
+    socket.once('close', done);
+    socket.resume();
+  });
 }

@@ -1,5 +1,5 @@
 // The cluster primary: listens on PORT and passes each connection to one of WORKERS workers
-// (answering 503 itself when none takes it in time: connection-dispatcher.ts), restarts crashed ones with back-off,
+// (answering new viewers 503 itself while no worker takes them: connection-dispatcher.ts), restarts crashed ones with back-off,
 // frees a dead worker's leases at once (so takeover does not wait for the TTL), hosts the
 // embedded coordinator when Redis is off, drains everything on SIGTERM, and replaces its
 // workers one at a time on SIGHUP (a rolling restart: new code from dist/, no viewer cut).
@@ -75,7 +75,7 @@ export class Primary {
 
   constructor(private readonly deps: PrimaryDeps) {
     this.ipc = deps.coordinator.backend === 'redis' ? null : new IpcHost(deps.coordinator);
-    this.front = new ConnectionDispatcher({ queueMs: deps.config.admissionQueueMs, retryAfterS: RETRY_AFTER_S });
+    this.front = new ConnectionDispatcher({ queueMs: deps.config.admissionQueueMs, retryAfterS: RETRY_AFTER_S, rootPath: deps.config.rootPath });
     const host = new HostMetrics({
       expectedWorkers: deps.config.workers,
       runningWorkers: () => this.listening.size,
