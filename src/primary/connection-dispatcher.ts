@@ -7,15 +7,18 @@
 // queued the rest unanswered (1,345 of 1,400 new players had no answer within 10 s,
 // BENCHMARKS.md "Overload"), though every worker was refusing new viewers.
 //
-// So while no worker takes new viewers — every worker reports it refuses them (its admission:
-// behind its sources, lagging viewers, or MAX_VIEWERS_PER_WORKER), or every worker has sat on
-// the connection it was sent for ADMISSION_QUEUE_MS (its loop stalled), or none runs — this
+// So while no worker takes new viewers in time — every worker reports its admission refuses
+// them (behind its sources, lagging viewers, MAX_VIEWERS_PER_WORKER), or none runs, or the
+// connections waiting here would take longer than ADMISSION_QUEUE_MS to be taken at the rate
+// the workers have been taking them (nothing taken for a second: a stalled loop) — this
 // process, whose loop stays free, reads each new or waiting connection's request line and
-// answers a new viewer (`GET {ROOT_PATH}/stream/…`, what a worker's admission judges)
-// `503 OVERLOADED` + `Retry-After` itself. Anything else (the API, HLS requests of players
-// already watching, /health, /metrics) waits for a worker as before, its request line sent
-// along. Not the time a connection waited: a healthy host opening 4,800 viewers at 1,000 a
-// second made the last wait 14 s and kept every one of them at rate.
+// answers a new viewer (`GET /stream/…`, what a worker's admission judges) `503 OVERLOADED` +
+// `Retry-After` itself, at once. Anything else (the API, HLS requests of players already
+// watching, /health, /metrics) waits for a worker as before, its request line sent along.
+// The wait is judged by the rate over the last RATE_WINDOW_MS, not by one gap between takes
+// (a single slow turn in a healthy burst of 600 made a 20-fold estimate), and not by how long
+// the oldest has waited (at 2× the knee the queue grew for 2 s while the first waiters had
+// waited less than that: the estimate refuses at once, the wait only after it).
 //
 // A connection stays open here until its worker said it took it: a worker that exits first
 // leaves it to the next worker, not lost (Node's scheduler closed such connections).
@@ -33,7 +36,7 @@ export type ConnectionMessage =
   | { t: 'conn:load'; refusing: boolean };
 
 export interface ConnectionDispatcherOptions {
-  /** ms a worker may sit on a connection before it counts as stalled; 0 = never (ADMISSION_QUEUE_MS). */
+  /** ms a new viewer may be expected to wait here for a worker before it is refused; 0 = no limit (ADMISSION_QUEUE_MS). */
   queueMs: number;
   /** Seconds a refused player is told to wait (Retry-After). */
   retryAfterS: number;
@@ -51,8 +54,6 @@ interface Taker {
   worker: Worker;
   /** The connection sent and not yet taken. */
   busy: Waiting | null;
-  /** When it was sent (performance.now(), ms). */
-  sentAt: number;
   /** Stopping (shutdown, rolling restart): sent nothing more. */
   leaving: boolean;
   /** It reported that it refuses new viewers. */
@@ -67,6 +68,10 @@ const MAX_LINE = 8192;
 const READ_TIMEOUT_MS = 5000;
 /** How often waiting connections are looked at while none is taken. */
 const CHECK_MS = 250;
+/** The workers' intake is the takes over this last stretch of waiting. */
+const RATE_WINDOW_MS = 2000;
+/** A stretch of waiting shorter than this says nothing of the rate yet (nothing taken in it is a stall). */
+const RATE_SETTLE_MS = 1000;
 
 export class ConnectionDispatcher {
   // noDelay: set on the kernel socket, so the worker's copy has it too (an http.Server sets it
@@ -86,6 +91,10 @@ export class ConnectionDispatcher {
   private closed = false;
   /** Request-line starts of a new viewer: the routes are served at / and at ROOT_PATH. */
   private readonly viewerLines: string[];
+  /** When connections started waiting here without a break (performance.now(), ms; 0: none waits). */
+  private waitingSince = 0;
+  /** When each of the last takes happened (ms), RATE_WINDOW_MS at most. */
+  private readonly takes: number[] = [];
   /** Connections answered 503 here so far. */
   refused = 0;
 
@@ -129,7 +138,7 @@ export class ConnectionDispatcher {
   /** `worker` takes connections from now on (it listens: `worker:ready`). */
   add(worker: Worker): void {
     if (this.closed || this.takers.some((t) => t.worker === worker)) return;
-    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, refusing: false });
+    this.takers.push({ worker, busy: null, leaving: false, refusing: false });
     this.pump();
   }
 
@@ -159,6 +168,7 @@ export class ConnectionDispatcher {
       return true;
     }
     if (m?.t !== 'conn:taken') return false;
+    this.takes.push(performance.now());
     const t = this.takers.find((x) => x.worker === worker);
     if (t?.busy) {
       // Closes this process's copy of the descriptor only: the worker holds its own.
@@ -191,27 +201,45 @@ export class ConnectionDispatcher {
   }
 
   /**
-   * Why no worker takes new viewers now (each refuses them, has sat on its last connection for
-   * queueMs, or is stopping), or null while one may.
+   * Why no worker takes new viewers in time now (each refuses them, none runs, or those waiting
+   * would take longer than queueMs at the recent rate), or null while one does.
    */
   private noViewerTaken(): string | null {
     if (!this.listenOnce) return null;
-    const { queueMs } = this.opts;
-    const now = performance.now();
     let usable = 0;
-    let stalled = 0;
+    let refusing = 0;
     for (const t of this.takers) {
       if (t.leaving || !t.worker.isConnected()) continue;
       usable++;
-      const isStalled = queueMs > 0 && t.busy !== null && now - t.sentAt >= queueMs;
-      if (isStalled) stalled++;
-      else if (!t.refusing) return null;
+      if (t.refusing) refusing++;
     }
     if (usable === 0) return 'no worker is running';
-    return stalled === usable ? `every worker has been busy for ${queueMs} ms or more` : 'every worker is at its limit';
+    if (refusing === usable) return 'every worker is at its limit';
+    const waitMs = this.expectedWaitMs();
+    if (this.opts.queueMs > 0 && waitMs > this.opts.queueMs) {
+      return Number.isFinite(waitMs)
+        ? `${this.queue.length + this.reading} connections wait for a worker, about ${Math.round(waitMs / 1000)} s at the rate workers take them`
+        : 'no worker took a connection for a second or more';
+    }
+    return null;
+  }
+
+  /** ms the connections waiting now would wait at the rate the workers took them lately; 0 while unknown. */
+  private expectedWaitMs(): number {
+    const now = performance.now();
+    const waiting = this.queue.length + this.reading;
+    if (waiting === 0 || this.waitingSince === 0) return 0;
+    const span = Math.min(RATE_WINDOW_MS, now - this.waitingSince);
+    if (span < RATE_SETTLE_MS) return 0;
+    while (this.takes.length > 0 && this.takes[0]! < now - RATE_WINDOW_MS) this.takes.shift();
+    let n = 0;
+    for (let i = this.takes.length - 1; i >= 0 && this.takes[i]! >= now - span; i--) n++;
+    return n === 0 ? Infinity : (waiting * span) / n;
   }
 
   private pump(): void {
+    if (this.queue.length + this.reading === 0) this.waitingSince = 0;
+    else if (this.waitingSince === 0) this.waitingSince = performance.now();
     // Sorted out before any is sent: a worker free to take a connection may still refuse viewers.
     if (this.queue.length > 0 && this.noViewerTaken()) this.sortOut();
     while (this.queue.length > 0) {
@@ -260,7 +288,6 @@ export class ConnectionDispatcher {
 
   private send(t: Taker, w: Waiting): void {
     t.busy = w;
-    t.sentAt = performance.now();
     const failed = (): void => {
       if (t.busy !== w) return;
       t.busy = null;
