@@ -132,7 +132,7 @@ export interface Config {
   readonly admissionLaggingShare: number;
   /** Share (0–1) of its viewers a worker reading its sources late closes each second, newest first; 0 = none. */
   readonly admissionShedShare: number;
-  /** ms a new viewer may be expected to wait at the cluster primary for a worker (at the workers' recent intake) before the primary answers it 503 itself; 0 = no limit. */
+  /** ms connections may wait at the cluster primary with no worker taking any before the workers count as stalled (the primary then answers new viewers 503 itself); 0 = never. */
   readonly admissionQueueMs: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;
@@ -491,7 +491,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     maxViewersPerWorker: r.int('MAX_VIEWERS_PER_WORKER', 0, 0),
     admissionLaggingShare: r.num('ADMISSION_LAGGING_SHARE', 0.1, 0, 1),
     admissionShedShare: r.num('ADMISSION_SHED_SHARE', 0.03, 0, 1),
-    admissionQueueMs: r.int('ADMISSION_QUEUE_MS', 8000, 0, MAX_TIMER_MS),
+    admissionQueueMs: r.int('ADMISSION_QUEUE_MS', 1000, 0, MAX_TIMER_MS),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),

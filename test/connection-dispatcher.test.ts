@@ -124,7 +124,8 @@ describe('the primary passes connections to workers', function () {
     expect((await get(c, `/streams/${id}`)).status).to.equal(200);
     // A viewer leaves: its worker takes viewers again, and the primary passes them on.
     viewers.shift()!.close();
-    await waitFor(async () => (await get(c!, '/health')).status === 200 && (await peek(c!, `/stream/${id}`)) === 200, 10_000, 'a new viewer to be served again');
+    // Round robin: the next tries land on either worker, one of which has room again.
+    await waitFor(async () => (await peek(c!, `/stream/${id}`)) === 200, 10_000, 'a new viewer to be served again');
   });
 
   it('a burst on a healthy host waits its turn and is served: 600 connections at once (each worker takes one a loop turn: the last waits over a second on this box), and a request that is not a new viewer is never refused', async () => {

@@ -88,7 +88,7 @@ export const HOST_METRICS = {
   workersExpected: def('gauge', 'workers_expected', 'HTTP workers the host should run (WORKERS)'),
   workersRunning: def('gauge', 'workers_running', 'HTTP workers listening now'),
   workerRestarts: def('counter', 'worker_restarts_total', 'Workers restarted after they exited', ['worker']),
-  connectionsRefused: def('counter', 'connections_refused_total', 'New viewers (GET /stream/…) the primary answered 503 OVERLOADED itself: no worker took new viewers in time (each refusing them, none running, or an expected wait over ADMISSION_QUEUE_MS)'),
+  connectionsRefused: def('counter', 'connections_refused_total', 'New viewers (GET /stream/…) the primary answered 503 OVERLOADED itself: no worker took new viewers (each refusing them, none running, or none taking a connection for ADMISSION_QUEUE_MS)'),
   connectionsWaiting: def('gauge', 'connections_waiting', 'Connections the primary accepted that no worker has taken yet'),
   coordinatorUp: WORKER_METRICS.coordinatorUp,
 } as const;
