@@ -7,10 +7,10 @@
 // queued the rest unanswered (1,345 of 1,400 new players had no answer within 10 s,
 // BENCHMARKS.md "Overload"), though every worker was refusing new viewers.
 //
-// So while no worker takes new viewers — every worker reports its admission refuses them
-// (behind its sources, lagging viewers, MAX_VIEWERS_PER_WORKER), or none runs, or connections
-// have waited here ADMISSION_QUEUE_MS with no worker taking one in that time (their loops
-// stalled) — this process, whose loop stays free, reads each new or waiting connection's
+// So while no worker takes new viewers — each worker reports its admission refuses them
+// (behind its sources, lagging viewers, MAX_VIEWERS_PER_WORKER) or has sat on the connection it
+// was sent for ADMISSION_QUEUE_MS (its loop stalled), or none runs, or connections have waited
+// here that long with no worker taking one — this process, whose loop stays free, reads each new or waiting connection's
 // request line and answers a new viewer (`GET /stream/…`, what a worker's admission judges)
 // `503 OVERLOADED` + `Retry-After` itself, at once. Anything else (the API, HLS requests of
 // players already watching, /health, /metrics) waits for a worker as before, its request line
@@ -56,6 +56,8 @@ interface Taker {
   worker: Worker;
   /** The connection sent and not yet taken. */
   busy: Waiting | null;
+  /** When it was sent (performance.now(), ms). */
+  sentAt: number;
   /** Stopping (shutdown, rolling restart): sent nothing more. */
   leaving: boolean;
   /** It reported that it refuses new viewers. */
@@ -137,7 +139,7 @@ export class ConnectionDispatcher {
   /** `worker` takes connections from now on (it listens: `worker:ready`). */
   add(worker: Worker): void {
     if (this.closed || this.takers.some((t) => t.worker === worker)) return;
-    this.takers.push({ worker, busy: null, leaving: false, refusing: false });
+    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, refusing: false });
     this.pump();
   }
 
@@ -202,17 +204,18 @@ export class ConnectionDispatcher {
   /** Why no worker takes new viewers now (each refuses them, none runs, or they stalled), or null while one does. */
   private noViewerTaken(): string | null {
     if (!this.listenOnce) return null;
+    const { queueMs } = this.opts;
+    const now = performance.now();
     let usable = 0;
     let refusing = 0;
     for (const t of this.takers) {
       if (t.leaving || !t.worker.isConnected()) continue;
       usable++;
-      if (t.refusing) refusing++;
+      // A worker sitting on its connection that long takes nothing else either.
+      if (t.refusing || (queueMs > 0 && t.busy && now - t.sentAt >= queueMs)) refusing++;
     }
     if (usable === 0) return 'no worker is running';
-    if (refusing === usable) return 'every worker is at its limit';
-    const { queueMs } = this.opts;
-    const now = performance.now();
+    if (refusing === usable) return 'every worker is at its limit or stalled';
     if (queueMs > 0 && this.waitingSince > 0 && now - this.waitingSince >= queueMs && now - this.lastTakeAt >= queueMs) {
       return `no worker took a connection for ${queueMs} ms`;
     }
@@ -270,6 +273,7 @@ export class ConnectionDispatcher {
 
   private send(t: Taker, w: Waiting): void {
     t.busy = w;
+    t.sentAt = performance.now();
     const failed = (): void => {
       if (t.busy !== w) return;
       t.busy = null;
