@@ -491,7 +491,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     maxViewersPerWorker: r.int('MAX_VIEWERS_PER_WORKER', 0, 0),
     admissionLaggingShare: r.num('ADMISSION_LAGGING_SHARE', 0.1, 0, 1),
     admissionShedShare: r.num('ADMISSION_SHED_SHARE', 0.03, 0, 1),
-    admissionQueueMs: r.int('ADMISSION_QUEUE_MS', 1000, 0, MAX_TIMER_MS),
+    admissionQueueMs: r.int('ADMISSION_QUEUE_MS', 5000, 0, MAX_TIMER_MS),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),

@@ -93,7 +93,7 @@ describe('config', () => {
         maxViewersPerWorker: 0,
         admissionLaggingShare: 0.1,
         admissionShedShare: 0.03,
-        admissionQueueMs: 1000,
+        admissionQueueMs: 5000,
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',
