@@ -156,6 +156,22 @@ describe('the primary passes connections to workers', function () {
     expect(c.workerPids()).to.include(b!);
   });
 
+  it('SIGTERM: connections still waiting at the primary get 503 SHUTTING_DOWN, not a reset', async () => {
+    c = await startCluster({ WORKERS: '1', ADMISSION_QUEUE_MS: '0', DRAIN_TIMEOUT: '1' });
+    stopped = c.workerPids();
+    process.kill(stopped[0]!, 'SIGSTOP');
+    const first = get(c, '/health').catch((err: Error) => err); // sent to the stopped worker
+    await new Promise((r) => setTimeout(r, 100));
+    const waiting = get(c, '/streams'); // waits at the primary
+    await new Promise((r) => setTimeout(r, 200));
+    c.child.kill('SIGTERM');
+    const a = await waiting;
+    expect(a.status).to.equal(503);
+    expect(JSON.parse(a.body)).to.deep.include({ code: 'SHUTTING_DOWN' });
+    cont(stopped);
+    await first;
+  });
+
   it('PORT taken: the primary says it cannot listen and exits non-zero (no worker restart loop)', async () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));

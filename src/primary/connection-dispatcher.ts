@@ -70,6 +70,7 @@ const MAX_WAITING = 8192;
 const MAX_LINE = 8192;
 /** How long the request line, or a refused request's head, may take to arrive. */
 const READ_TIMEOUT_MS = 5000;
+const SHUTTING_DOWN = 'shutting down';
 /** How often waiting connections are looked at while none is taken. */
 const CHECK_MS = 250;
 
@@ -103,7 +104,10 @@ export class ConnectionDispatcher {
     this.viewerLines = ['GET /stream/', ...(opts.rootPath ? [`GET ${opts.rootPath}/stream/`] : [])];
     this.refuser = http.createServer({ headersTimeout: READ_TIMEOUT_MS, requestTimeout: READ_TIMEOUT_MS, keepAliveTimeout: 0 }, (req, res) => {
       const why = this.reasons.get(req.socket) ?? 'the server is busy';
-      const body = JSON.stringify({ detail: `This server cannot take another viewer now (${why}); try again shortly`, code: 'OVERLOADED' });
+      // Any request while the host stops (API.md §1: SHUTTING_DOWN); a new viewer otherwise.
+      const body = JSON.stringify(why === SHUTTING_DOWN
+        ? { detail: 'The proxy is shutting down; try again shortly', code: 'SHUTTING_DOWN' }
+        : { detail: `This server cannot take another viewer now (${why}); try again shortly`, code: 'OVERLOADED' });
       res.writeHead(503, {
         'Content-Type': 'application/json; charset=utf-8',
         'Content-Length': Buffer.byteLength(body),
@@ -187,7 +191,7 @@ export class ConnectionDispatcher {
     this.closed = true;
     this.server.close();
     if (this.timer) clearTimeout(this.timer);
-    for (const w of this.queue.splice(0)) this.refuse(w, 'the server is shutting down');
+    for (const w of this.queue.splice(0)) this.refuse(w, SHUTTING_DOWN);
     setTimeout(() => this.refuser.closeAllConnections(), READ_TIMEOUT_MS).unref();
   }
 
@@ -195,7 +199,7 @@ export class ConnectionDispatcher {
     // A reset while it waits here must not be an unhandled 'error'.
     socket.on('error', () => socket.destroy());
     const w: Waiting = { socket, head: null };
-    if (this.closed) return void this.refuse(w, 'the server is shutting down');
+    if (this.closed) return void this.refuse(w, SHUTTING_DOWN);
     if (this.queue.length >= MAX_WAITING) return void this.refuse(w, `${MAX_WAITING} connections are already waiting for a worker`);
     this.queue.push(w);
     this.pump();
