@@ -46,17 +46,6 @@ if (cluster.isPrimary) {
   });
   running = worker;
   process.send?.({ t: 'worker:ready', port: worker.port });
-  // Whether this worker refuses new viewers (admission), for the primary's front door: on a
-  // change (looked at 4 times a second) and every second.
-  let refusing = false;
-  let sentAt = 0;
-  setInterval(() => {
-    const now = worker.engine.admission.load().overloaded;
-    if (now === refusing && Date.now() - sentAt < 1000) return;
-    refusing = now;
-    sentAt = Date.now();
-    if (process.connected) process.send?.({ t: 'conn:load', refusing } satisfies ConnectionMessage);
-  }, 250).unref();
   let stopping = false;
   const stop = async (drainMs: number): Promise<void> => {
     if (stopping) return;

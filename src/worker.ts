@@ -9,7 +9,7 @@ import { Heartbeat } from './coordination/heartbeat.js';
 import { sharedSecret } from './coordination/shared-secret.js';
 import { detectToolVersions, type ToolVersions } from './ffmpeg/tool-versions.js';
 import { createApp } from './http/app.js';
-import { SocketHandoff, type SocketHandoffOptions } from './http/socket-handoff.js';
+import { SocketHandoff, type HandoffMessage } from './http/socket-handoff.js';
 import { setUpstreamTlsVerify } from './streams/sources/upstream.js';
 import { answerClientErrorsAsJson } from './http/client-error.js';
 import { UrlSigner } from './http/url-signer.js';
@@ -28,6 +28,7 @@ import { StreamService } from './streams/stream-service.js';
 import { Transcoder } from './streams/transcode/transcoder.js';
 import type { StreamTelemetry } from './streams/stream-telemetry.js';
 import { QuietGc } from './quiet-gc.js';
+import { reportLoad, type WorkerLoadMessage } from './worker-load.js';
 
 /** A worker holding this many live viewers or more is not stopped for a full collection. */
 const QUIET_GC_MAX_VIEWERS = 100;
@@ -49,10 +50,11 @@ export interface WorkerDeps {
    */
   scrapeMetrics?: (own: WorkerMetrics) => Promise<string>;
   /**
-   * The cluster IPC (process.send): live viewers may move to the worker that owns their source
+   * The cluster IPC (process.send): the worker reports its load to the primary
+   * (src/worker-load.ts), and live viewers may move to the worker that owns their source
    * (VIEWER_HANDOFF). Unset outside a cluster.
    */
-  ipcSend?: SocketHandoffOptions['send'];
+  ipcSend?: (msg: HandoffMessage | WorkerLoadMessage, handle?: Socket, options?: { keepOpen: boolean }, cb?: (err: Error | null) => void) => boolean;
   /**
    * The cluster primary accepts on PORT and passes connections in (`accept`): this worker does
    * not listen there itself (src/primary/connection-dispatcher.ts).
@@ -159,10 +161,11 @@ export function buildWorker(deps: WorkerDeps) {
   metrics.attach({ engine, transcoder, coordinator, hls, webhooks: dispatcher });
   const handoff: SocketHandoff | null = deps.ipcSend && config.viewerHandoff
     ? new SocketHandoff({
-      workerId, send: deps.ipcSend, load: () => engine.admission.load(), logger, onMove: telemetry.viewerMoved,
+      workerId, send: deps.ipcSend, logger, onMove: telemetry.viewerMoved,
       spreadFrom: config.viewerHandoffSpreadFrom,
     })
     : null;
+  const stopLoadReport = deps.ipcSend ? reportLoad({ workerId, load: () => engine.admission.load(), send: deps.ipcSend }) : null;
   const scrape = deps.scrapeMetrics ?? (async (own: WorkerMetrics) => renderAggregate([await own.json()]));
   let broadcasts: BroadcastService | null = null;
   const broadcastManager = new BroadcastManager({
@@ -185,6 +188,7 @@ export function buildWorker(deps: WorkerDeps) {
     /** Offers the cached shared secrets to a coordinator that lost them. */
     republishSecrets: () => Promise.all([relaySecret.republish(), config.urlSigningSecret ? undefined : signingSecret.republish()]),
     closeParts: async () => {
+      stopLoadReport?.();
       handoff?.close();
       quietGc.close();
       await dispatcher.flush(FLUSH_EVENTS_MS); // the last stream_stopped events still go out

@@ -21,20 +21,14 @@ import type { Socket } from 'node:net';
 import type http from 'node:http';
 import type { Request } from 'express';
 import type { Logger } from '../logger.js';
+import type { WorkerLoad } from '../worker-load.js';
 
-/** A worker's load as it reports it to the primary each second. */
-export interface PeerLoad {
-  workerId: string;
-  /** Live viewers it serves. */
-  viewers: number;
-  /** It refuses new viewers now (admission). */
-  overloaded: boolean;
-}
-
-/** The messages of the hand-off (worker ⇄ primary ⇄ worker). */
+/**
+ * The messages of the hand-off (worker ⇄ primary ⇄ worker); each worker's load reaches the
+ * primary as its `worker:load` report (src/worker-load.ts), answered with `handoff:peers`.
+ */
 export type HandoffMessage =
-  | ({ t: 'handoff:load' } & PeerLoad)
-  | { t: 'handoff:peers'; peers: PeerLoad[] }
+  | { t: 'handoff:peers'; peers: WorkerLoad[] }
   /** `head`: the request line and headers as read (latin1, base64); `from`: the sender. */
   | { t: 'handoff:socket'; to: string; from: string; head: string };
 
@@ -42,14 +36,11 @@ export interface SocketHandoffOptions {
   workerId: string;
   /** process.send of a cluster worker. */
   send: (msg: HandoffMessage, handle?: Socket, options?: { keepOpen: boolean }, cb?: (err: Error | null) => void) => boolean;
-  /** This worker's load now (reported each `intervalMs`). */
-  load: () => Omit<PeerLoad, 'workerId'>;
   logger: Logger;
   /** A connection moved out of or into this worker (metrics). */
   onMove?: (direction: 'out' | 'in') => void;
   /** Viewers an owner may hold whatever this worker holds (VIEWER_HANDOFF_SPREAD_FROM); default 0. */
   spreadFrom?: number;
-  intervalMs?: number;
 }
 
 /** How many more viewers than this worker the owner may hold and still be handed one. */
@@ -70,7 +61,7 @@ export function requestHead(req: Pick<http.IncomingMessage, 'method' | 'url' | '
 export class SocketHandoff {
   /** Connections that never move (again): handed in, or a move failed. */
   private readonly settled = new WeakSet<Socket>();
-  private peers = new Map<string, PeerLoad & { at: number }>();
+  private peers = new Map<string, WorkerLoad & { at: number }>();
   /**
    * Viewers handed to (+) and from (−) each peer since its last report: its report does not
    * count them yet. Both ways: in a burst both workers hand viewers to each other, and counting
@@ -80,12 +71,8 @@ export class SocketHandoff {
   private server: http.Server | null = null;
   /** Closed: the worker stops (nothing moves out any more). */
   private closed = false;
-  private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly opts: SocketHandoffOptions) {
-    this.timer = setInterval(() => this.report(), opts.intervalMs ?? 1000);
-    this.timer.unref();
-  }
+  constructor(private readonly opts: SocketHandoffOptions) {}
 
   /** The server handed-in connections are replayed into. */
   serveOn(server: http.Server): void {
@@ -177,18 +164,9 @@ export class SocketHandoff {
   /** The worker stops: nothing moves out of it from now on. */
   close(): void {
     this.closed = true;
-    clearInterval(this.timer);
   }
 
   private count(peer: string, n: number): void {
     this.movedSince.set(peer, (this.movedSince.get(peer) ?? 0) + n);
-  }
-
-  private report(): void {
-    try {
-      this.opts.send({ t: 'handoff:load', workerId: this.opts.workerId, ...this.opts.load() });
-    } catch {
-      // The primary is gone: the worker stops on 'disconnect'.
-    }
   }
 }

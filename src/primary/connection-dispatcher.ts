@@ -7,7 +7,7 @@
 // queued the rest unanswered (1,345 of 1,400 new players had no answer within 10 s,
 // BENCHMARKS.md "Overload"), though every worker was refusing new viewers.
 //
-// So while no worker takes new viewers — each worker reports its admission refuses them
+// So while no worker takes new viewers — each worker reports (src/worker-load.ts) its admission refuses them
 // (behind its sources, lagging viewers, MAX_VIEWERS_PER_WORKER) or has sat on the connection it
 // was sent for ADMISSION_QUEUE_MS (its loop stalled), or none runs, or connections have waited
 // here that long with no worker taking one — this process, whose loop stays free, reads each new or waiting connection's
@@ -27,15 +27,14 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Worker } from 'node:cluster';
+import { workerLoad } from '../worker-load.js';
 
 /** The messages between the primary and a worker about new connections. */
 export type ConnectionMessage =
   /** primary → worker, with the socket as the handle: serve it; `head`: bytes read from it here (base64). */
   | { t: 'conn'; head?: string }
   /** worker → primary: it took the last one (whatever became of it). */
-  | { t: 'conn:taken' }
-  /** worker → primary, on change and every second: whether it refuses new viewers now. */
-  | { t: 'conn:load'; refusing: boolean };
+  | { t: 'conn:taken' };
 
 export interface ConnectionDispatcherOptions {
   /** ms connections may wait here with no worker taking any before workers count as stalled; 0 = never (ADMISSION_QUEUE_MS). */
@@ -50,6 +49,8 @@ interface Waiting {
   socket: net.Socket;
   /** Bytes read from it here (its request line), passed on with it. */
   head: Buffer | null;
+  /** When it arrived (performance.now(), ms). */
+  since: number;
 }
 
 interface Taker {
@@ -60,7 +61,7 @@ interface Taker {
   sentAt: number;
   /** Stopping (shutdown, rolling restart): sent nothing more. */
   leaving: boolean;
-  /** It reported that it refuses new viewers. */
+  /** Its last load report said it refuses new viewers. */
   refusing: boolean;
 }
 
@@ -93,8 +94,6 @@ export class ConnectionDispatcher {
   private closed = false;
   /** Request-line starts of a new viewer: the routes are served at / and at ROOT_PATH. */
   private readonly viewerLines: string[];
-  /** When connections started waiting here without a break (performance.now(), ms; 0: none waits). */
-  private waitingSince = 0;
   /** When a worker last took a connection (performance.now(), ms). */
   private lastTakeAt = 0;
   /** Connections answered 503 here so far. */
@@ -165,14 +164,14 @@ export class ConnectionDispatcher {
 
   /** A message from `worker`: true if it was this dispatcher's. */
   onMessage(worker: Worker, msg: unknown): boolean {
-    const m = msg as ConnectionMessage | null;
-    if (m?.t === 'conn:load') {
+    const load = workerLoad(msg);
+    if (load) {
       const t = this.takers.find((x) => x.worker === worker);
-      if (t) t.refusing = m.refusing === true;
+      if (t) t.refusing = load.overloaded;
       this.pump();
       return true;
     }
-    if (m?.t !== 'conn:taken') return false;
+    if ((msg as ConnectionMessage | null)?.t !== 'conn:taken') return false;
     this.lastTakeAt = performance.now();
     const t = this.takers.find((x) => x.worker === worker);
     if (t?.busy) {
@@ -198,15 +197,18 @@ export class ConnectionDispatcher {
   private onConnection(socket: net.Socket): void {
     // A reset while it waits here must not be an unhandled 'error'.
     socket.on('error', () => socket.destroy());
-    const w: Waiting = { socket, head: null };
+    const w: Waiting = { socket, head: null, since: performance.now() };
     if (this.closed) return void this.refuse(w, SHUTTING_DOWN);
     if (this.queue.length >= MAX_WAITING) return void this.refuse(w, `${MAX_WAITING} connections are already waiting for a worker`);
     this.queue.push(w);
     this.pump();
   }
 
-  /** Why no worker takes new viewers now (each refuses them, none runs, or they stalled), or null while one does. */
-  private noViewerTaken(): string | null {
+  /**
+   * Why no worker takes new viewers now (each refuses them, none runs, or they stalled), or
+   * null while one does; `judged`: a connection waiting outside the queue (its line being read).
+   */
+  private noViewerTaken(judged?: Waiting): string | null {
     if (!this.listenOnce) return null;
     const { queueMs } = this.opts;
     const now = performance.now();
@@ -220,15 +222,15 @@ export class ConnectionDispatcher {
     }
     if (usable === 0) return 'no worker is running';
     if (refusing === usable) return 'every worker is at its limit or stalled';
-    if (queueMs > 0 && this.waitingSince > 0 && now - this.waitingSince >= queueMs && now - this.lastTakeAt >= queueMs) {
+    // The queue's head waited longest: connections go in at its back, and back in at its front.
+    const oldest = Math.min(judged?.since ?? now, this.queue[0]?.since ?? now);
+    if (queueMs > 0 && now - oldest >= queueMs && now - this.lastTakeAt >= queueMs) {
       return `no worker took a connection for ${queueMs} ms`;
     }
     return null;
   }
 
   private pump(): void {
-    if (this.queue.length + this.reading === 0) this.waitingSince = 0;
-    else if (this.waitingSince === 0) this.waitingSince = performance.now();
     // Sorted out before any is sent: a worker free to take a connection may still refuse viewers.
     if (this.queue.length > 0 && this.noViewerTaken()) this.sortOut();
     while (this.queue.length > 0) {
@@ -255,7 +257,7 @@ export class ConnectionDispatcher {
     if (w.socket.destroyed) return;
     w.head = head;
     const line = head.toString('latin1');
-    const why = this.noViewerTaken();
+    const why = this.noViewerTaken(w);
     if (why && this.viewerLines.some((v) => line.startsWith(v))) return void this.refuse(w, why);
     // Not a new viewer, or a worker takes them again: it waits for a worker, first in line.
     this.queue.unshift(w);

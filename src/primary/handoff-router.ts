@@ -1,17 +1,18 @@
 // The primary's part of the viewer hand-off (src/http/socket-handoff.ts): it answers each
-// worker's load report with every worker's recent report, and passes a handed-off connection
+// worker's load report (src/worker-load.ts) with every worker's recent report, and passes a handed-off connection
 // on to the worker it is for. A connection for a worker that is gone, stopping, or that exits
 // before it took the connection goes back to its sender, which serves it itself: a moved
 // player is not dropped by the move.
 import type { Worker } from 'node:cluster';
 import type { Socket } from 'node:net';
-import type { HandoffMessage, PeerLoad } from '../http/socket-handoff.js';
+import type { HandoffMessage } from '../http/socket-handoff.js';
+import { workerLoad, type WorkerLoad } from '../worker-load.js';
 
 type SocketMessage = Extract<HandoffMessage, { t: 'handoff:socket' }>;
 
 interface Peer {
   worker: Worker;
-  load: PeerLoad;
+  load: WorkerLoad;
   /** When its last report arrived (ms). */
   at: number;
 }
@@ -33,7 +34,8 @@ export class HandoffRouter {
   /** Listens to a worker's hand-off messages (from its fork on). */
   attach(worker: Worker): void {
     worker.on('message', (msg: HandoffMessage, handle?: Socket) => {
-      if (msg?.t === 'handoff:load' && typeof msg.workerId === 'string') this.onLoad(worker, msg);
+      const load = workerLoad(msg);
+      if (load) this.onLoad(worker, load);
       if (msg?.t === 'handoff:socket') this.forward(worker, msg, handle);
     });
     worker.once('exit', () => {
@@ -48,10 +50,9 @@ export class HandoffRouter {
     for (const [id, p] of this.peers) if (p.worker === worker) this.peers.delete(id);
   }
 
-  private onLoad(worker: Worker, msg: PeerLoad): void {
+  private onLoad(worker: Worker, load: WorkerLoad): void {
     if (this.gone.has(worker)) return;
     const now = Date.now();
-    const load: PeerLoad = { workerId: msg.workerId, viewers: Number(msg.viewers) || 0, overloaded: msg.overloaded === true };
     this.peers.set(load.workerId, { worker, load, at: now });
     if (!worker.isConnected()) return;
     const peers = [...this.peers.values()].filter((p) => now - p.at <= STALE_MS).map((p) => p.load);
