@@ -13,6 +13,8 @@ export interface ChannelsSide {
   server: 'proxy' | 'floor';
   viewers: number;
   connected: number;
+  /** Why the others did not connect: the client's failure counts summed over the channels, and each non-200 status seen. */
+  failed?: { connect: number; status: number; closed: number; timeout: number; statuses: Record<string, number> };
   /** Viewers at ≥ 0.95× the channel's byte rate over the window. */
   fullRate: number;
   cores: number;
@@ -77,13 +79,20 @@ async function measureSide(
     const t1 = performance.now();
     await client.mark();
     const report: ClientReport = await client.report();
-    const bytes = Object.values(report.groups).flatMap((g) => g.window_bytes);
+    const groups = Object.values(report.groups);
+    const bytes = groups.flatMap((g) => g.window_bytes);
+    const failed = { connect: 0, status: 0, closed: 0, timeout: 0, statuses: {} as Record<string, number> };
+    for (const g of groups) {
+      for (const k of ['connect', 'status', 'closed', 'timeout'] as const) failed[k] += g.failed[k];
+      for (const st of g.statuses) if (st !== 200) failed.statuses[st] = (failed.statuses[st] ?? 0) + 1;
+    }
     const delivered = bytes.reduce((s, b) => s + Math.max(0, b), 0);
     const d = treeDelta(before, after);
     const side: ChannelsSide = {
       server,
       viewers: paths.length * o.perChannel,
       connected,
+      failed,
       fullRate: atFullRate(bytes, report.window_s, origin.byteRate),
       cores: d.cpuS / ((t1 - t0) / 1000),
       cpuSPerGB: delivered > 0 ? d.cpuS / (delivered / 1e9) : Number.NaN,
@@ -95,7 +104,8 @@ async function measureSide(
     };
     o.log(`  ${server.padEnd(5)} ${o.channels} channels × ${o.perChannel}: ${side.fullRate}/${side.viewers} at full rate, ` +
       `${fmt(side.cores, 2)} cores, ${fmt(side.cpuSPerGB, 2)} CPU-s/GB, RSS ${fmt(side.rssKiB / 1024, 0)} MiB (idle ${fmt(rssIdleKiB / 1024, 0)}), upstreams ${side.upstreams}` +
-      (side.relays !== undefined ? `, relays between workers ${side.relays}` : ''));
+      (side.relays !== undefined ? `, relays between workers ${side.relays}` : '') +
+      (connected < side.viewers ? `; not connected ${side.viewers - connected}: ${JSON.stringify(failed)}` : ''));
     return side;
   } finally {
     await client.quit();

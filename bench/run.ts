@@ -1094,7 +1094,7 @@ function markdownSection(r: Results): string {
   L.push('');
   L.push('With Redis off the coordinator is embedded in the primary and reached over cluster IPC, so the primary\'s read + write bytes over the window (/proc/<pid>/io rchar + wchar; nothing else flows through it once viewers are connected) are the coordinator traffic: lease renewals, heartbeats, client-record refreshes.');
   L.push('');
-  L.push('"owner" holds the stream\'s lease and the upstream GET; "relay" receives the stream over one relay connection from the owner and fans it out to its own viewers (the owner counts that relay as one more viewer). Viewers are spread by the cluster\'s round-robin accept.');
+  L.push('"owner" holds the stream\'s lease and the upstream GET; "relay" receives the stream over one relay connection from the owner and fans it out to its own viewers (the owner counts that relay as one more viewer). Viewers land round robin (the primary deals connections to workers), and a viewer landing on a worker that does not own its stream moves to the owner while the owner has room (VIEWER_HANDOFF).');
   L.push('');
 
   L.push('#### Cold start');
