@@ -134,6 +134,8 @@ export interface Config {
   readonly admissionShedShare: number;
   /** ms connections may wait at the cluster primary with no worker taking any before the workers count as stalled (the primary then answers new viewers 503 itself); 0 = never. */
   readonly admissionQueueMs: number;
+  /** ms a new viewer's connection may wait at the cluster primary for a worker before the primary answers it 503 itself, whatever the workers report; 0 = no limit. */
+  readonly admissionMaxWaitMs: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;
   readonly relayPort: number;
@@ -492,6 +494,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     admissionLaggingShare: r.num('ADMISSION_LAGGING_SHARE', 0.1, 0, 1),
     admissionShedShare: r.num('ADMISSION_SHED_SHARE', 0.03, 0, 1),
     admissionQueueMs: r.int('ADMISSION_QUEUE_MS', 5000, 0, MAX_TIMER_MS),
+    admissionMaxWaitMs: r.int('ADMISSION_MAX_WAIT_MS', 0, 0, MAX_TIMER_MS),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),

@@ -101,6 +101,25 @@ describe('the primary passes connections to workers', function () {
     expect(Number(line?.split(' ')[1])).to.equal(4);
   });
 
+  it('ADMISSION_MAX_WAIT_MS: a new viewer that waited that long for a worker is answered 503 by the primary, even with the stall rule off; other requests keep waiting and are served', async () => {
+    c = await startCluster({ WORKERS: '1', ADMISSION_QUEUE_MS: '0', ADMISSION_MAX_WAIT_MS: '800' });
+    expect((await get(c, '/health')).status).to.equal(200);
+    stopped = c.workerPids();
+    process.kill(stopped[0]!, 'SIGSTOP');
+    const first = get(c, '/health');
+    await new Promise((r) => setTimeout(r, 100));
+    const other = get(c, '/streams');
+    const viewer = await get(c, `/stream/${'cd'.repeat(16)}`);
+    expect(viewer).to.deep.include({ status: 503, retryAfter: '5', worker: null });
+    expect(JSON.parse(viewer.body)).to.deep.include({ code: 'OVERLOADED' });
+    expect(JSON.parse(viewer.body).detail).to.match(/waited \d+ ms for a worker/);
+    // Answered once its wait passed the limit, not at once and not never.
+    expect(viewer.ms).to.be.within(700, 5000);
+    cont(stopped);
+    expect((await first).status).to.equal(200);
+    expect((await other).status, 'not a viewer: it waits for the worker').to.equal(200);
+  });
+
   it('every worker refuses new viewers (here: MAX_VIEWERS_PER_WORKER): the primary answers them itself; the API and /health still reach a worker', async () => {
     origin = await startOrigin();
     c = await startCluster({ WORKERS: '2', MAX_VIEWERS_PER_WORKER: '1', VIEWER_HANDOFF: 'false' });

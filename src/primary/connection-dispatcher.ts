@@ -39,6 +39,12 @@ export type ConnectionMessage =
 export interface ConnectionDispatcherOptions {
   /** ms connections may wait here with no worker taking any before workers count as stalled; 0 = never (ADMISSION_QUEUE_MS). */
   queueMs: number;
+  /**
+   * ms a new viewer's connection may wait here for a worker; past it the primary answers it 503
+   * itself even while workers take connections (they take them slower than players come); 0 =
+   * no limit (ADMISSION_MAX_WAIT_MS).
+   */
+  maxWaitMs?: number;
   /** Seconds a refused player is told to wait (Retry-After). */
   retryAfterS: number;
   /** ROOT_PATH ('' for none): new viewers are `GET /stream/…` and `GET {rootPath}/stream/…`. */
@@ -232,7 +238,9 @@ export class ConnectionDispatcher {
 
   private pump(): void {
     // Sorted out before any is sent: a worker free to take a connection may still refuse viewers.
-    if (this.queue.length > 0 && this.noViewerTaken()) this.sortOut();
+    if (this.queue.length > 0 && this.noViewerTaken()) this.sortOut(() => true);
+    // The queue's head waited longest: only then is it worth a look along the queue.
+    else if (this.queue.length > 0 && this.waitedTooLong(this.queue[0]!)) this.sortOut((w) => this.waitedTooLong(w) !== null);
     while (this.queue.length > 0) {
       const t = this.freeTaker();
       if (!t) break;
@@ -242,12 +250,39 @@ export class ConnectionDispatcher {
     this.arm();
   }
 
-  /** Reads the request line of each waiting connection not read yet: new viewers are refused, the rest wait again. */
-  private sortOut(): void {
-    const unread = this.queue.filter((w) => !w.head);
-    if (unread.length === 0) return;
-    for (let i = this.queue.length - 1; i >= 0; i--) if (!this.queue[i]!.head) this.queue.splice(i, 1);
-    for (const w of unread) void this.readLine(w);
+  /**
+   * Reads the request line of each waiting connection that `which` picks and that was not read
+   * yet (new viewers are refused, the rest wait again); one already read that is a new viewer
+   * and may no longer wait is refused at once.
+   */
+  private sortOut(which: (w: Waiting) => boolean): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const w = this.queue[i]!;
+      if (!which(w)) continue;
+      if (!w.head) {
+        this.queue.splice(i, 1);
+        void this.readLine(w);
+        continue;
+      }
+      const why = this.waitedTooLong(w);
+      if (why && this.isViewer(w.head)) {
+        this.queue.splice(i, 1);
+        this.refuse(w, why);
+      }
+    }
+  }
+
+  /** Why `w` may not wait any longer (ADMISSION_MAX_WAIT_MS), or null. */
+  private waitedTooLong(w: Waiting): string | null {
+    const { maxWaitMs } = this.opts;
+    if (!maxWaitMs) return null;
+    const waited = performance.now() - w.since;
+    return waited >= maxWaitMs ? `it waited ${Math.round(waited)} ms for a worker` : null;
+  }
+
+  private isViewer(head: Buffer): boolean {
+    const line = head.toString('latin1');
+    return this.viewerLines.some((v) => line.startsWith(v));
   }
 
   private async readLine(w: Waiting): Promise<void> {
@@ -256,9 +291,8 @@ export class ConnectionDispatcher {
     this.reading--;
     if (w.socket.destroyed) return;
     w.head = head;
-    const line = head.toString('latin1');
-    const why = this.noViewerTaken(w);
-    if (why && this.viewerLines.some((v) => line.startsWith(v))) return void this.refuse(w, why);
+    const why = this.noViewerTaken(w) ?? this.waitedTooLong(w);
+    if (why && this.isViewer(head)) return void this.refuse(w, why);
     // Not a new viewer, or a worker takes them again: it waits for a worker, first in line.
     this.queue.unshift(w);
     this.pump();
