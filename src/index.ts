@@ -41,7 +41,9 @@ if (cluster.isPrimary) {
   answerCollects(async () => (running ? running.metrics.json() : []));
   const worker = await startWorker({
     config, logger, coordinator, workerId, index: relayIndex, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
-    ipcSend: (msg, handle, options, cb) => process.send!(msg, handle, options, cb),
+    // Always with a callback: without one, a send on a closed channel (the primary died) is an
+    // 'error' event on process, uncaught, and the worker would crash while it drains.
+    ipcSend: (msg, handle, options, cb) => process.send!(msg, handle, options, cb ?? (() => undefined)),
     acceptFromPrimary: true,
   });
   running = worker;

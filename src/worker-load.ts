@@ -22,7 +22,7 @@ export interface LoadReportOptions {
   workerId: string;
   /** The load now, as admission counts it. */
   load: () => Omit<WorkerLoad, 'workerId'>;
-  /** process.send of a cluster worker; false or a throw (the primary is gone) is ignored. */
+  /** process.send of a cluster worker (with a callback: a closed channel must not emit 'error'); a throw is ignored. */
   send: (msg: WorkerLoadMessage) => unknown;
   /** ms between looks (default LOOK_MS). */
   lookMs?: number;

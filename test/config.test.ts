@@ -94,6 +94,7 @@ describe('config', () => {
         admissionLaggingShare: 0.1,
         admissionShedShare: 0.03,
         admissionQueueMs: 5000,
+        admissionMaxWaitMs: 0,
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',

@@ -37,7 +37,8 @@ describe('worker load report', () => {
     const stop = reportLoad({ workerId: 'w-2', load: () => ({ viewers: 0, overloaded: false }), send: () => { calls++; throw new Error('channel closed'); }, lookMs: 5, everyMs: 20 });
     await wait(130);
     stop();
-    expect(calls).to.be.within(3, 27);
+    // 130 ms at one report each 20 ms: about 7 (a look every 5 ms would make 27).
+    expect(calls).to.be.within(3, 12);
   });
 
   it('reads only well-formed reports', () => {

@@ -20,7 +20,9 @@
 // viewers at 1,000 a second made the last wait 14 s here and played every one at rate, and an
 // estimate of the wait from the gaps between takes refused 65 of a healthy burst of 600 (one
 // slow turn makes a gap twenty times the rest). A host that keeps up but takes players in slower than they come still makes
-// the last ones wait: Node passes one descriptor a worker loop turn.
+// the last ones wait: Node passes one descriptor a worker loop turn. Where a player must get an
+// answer within seconds anyway, ADMISSION_MAX_WAIT_MS (opt-in) refuses a new viewer that waited
+// that long here, at the price of the tail of a healthy host's largest join storms.
 //
 // A connection stays open here until its worker said it took it: a worker that exits first
 // leaves it to the next worker, not lost (Node's scheduler closed such connections).
@@ -91,6 +93,8 @@ export class ConnectionDispatcher {
   /** Why each refused connection is refused (its 503's detail). */
   private readonly reasons = new WeakMap<net.Socket, string>();
   private readonly takers: Taker[] = [];
+  /** Each worker's last load report, kept for a worker that reports before it takes connections (add()). */
+  private readonly refusingNow = new WeakMap<Worker, boolean>();
   private readonly queue: Waiting[] = [];
   /** Connections whose request line is being read here. */
   private reading = 0;
@@ -148,7 +152,7 @@ export class ConnectionDispatcher {
   /** `worker` takes connections from now on (it listens: `worker:ready`). */
   add(worker: Worker): void {
     if (this.closed || this.takers.some((t) => t.worker === worker)) return;
-    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, refusing: false });
+    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, refusing: this.refusingNow.get(worker) ?? false });
     this.pump();
   }
 
@@ -172,6 +176,7 @@ export class ConnectionDispatcher {
   onMessage(worker: Worker, msg: unknown): boolean {
     const load = workerLoad(msg);
     if (load) {
+      this.refusingNow.set(worker, load.overloaded);
       const t = this.takers.find((x) => x.worker === worker);
       if (t) t.refusing = load.overloaded;
       this.pump();
@@ -291,10 +296,14 @@ export class ConnectionDispatcher {
     this.reading--;
     if (w.socket.destroyed) return;
     w.head = head;
+    // The host stopped while it was read: nothing will take it (close() answered the queue).
+    if (this.closed) return void this.refuse(w, SHUTTING_DOWN);
     const why = this.noViewerTaken(w) ?? this.waitedTooLong(w);
     if (why && this.isViewer(head)) return void this.refuse(w, why);
-    // Not a new viewer, or a worker takes them again: it waits for a worker, first in line.
-    this.queue.unshift(w);
+    // Not a new viewer, or a worker takes them again: it waits for a worker, in its arrival's
+    // place (reads end in any order; the rules read the queue's head as the longest waiting).
+    const at = this.queue.findIndex((x) => x.since > w.since);
+    this.queue.splice(at < 0 ? this.queue.length : at, 0, w);
     this.pump();
   }
 
