@@ -69,8 +69,6 @@ interface Taker {
   sentAt: number;
   /** Stopping (shutdown, rolling restart): sent nothing more. */
   leaving: boolean;
-  /** Its last load report said it refuses new viewers. */
-  refusing: boolean;
 }
 
 /** Waiting connections at most: past it a new one is refused at once (the primary's memory is bounded). */
@@ -93,8 +91,8 @@ export class ConnectionDispatcher {
   /** Why each refused connection is refused (its 503's detail). */
   private readonly reasons = new WeakMap<net.Socket, string>();
   private readonly takers: Taker[] = [];
-  /** Each worker's last load report, kept for a worker that reports before it takes connections (add()). */
-  private readonly refusingNow = new WeakMap<Worker, boolean>();
+  /** Whether each worker's last load report said it refuses new viewers (kept from before it takes connections). */
+  private readonly refusing = new WeakMap<Worker, boolean>();
   private readonly queue: Waiting[] = [];
   /** Connections whose request line is being read here. */
   private reading = 0;
@@ -152,7 +150,7 @@ export class ConnectionDispatcher {
   /** `worker` takes connections from now on (it listens: `worker:ready`). */
   add(worker: Worker): void {
     if (this.closed || this.takers.some((t) => t.worker === worker)) return;
-    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, refusing: this.refusingNow.get(worker) ?? false });
+    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false });
     this.pump();
   }
 
@@ -176,9 +174,7 @@ export class ConnectionDispatcher {
   onMessage(worker: Worker, msg: unknown): boolean {
     const load = workerLoad(msg);
     if (load) {
-      this.refusingNow.set(worker, load.overloaded);
-      const t = this.takers.find((x) => x.worker === worker);
-      if (t) t.refusing = load.overloaded;
+      this.refusing.set(worker, load.overloaded);
       this.pump();
       return true;
     }
@@ -224,16 +220,16 @@ export class ConnectionDispatcher {
     const { queueMs } = this.opts;
     const now = performance.now();
     let usable = 0;
-    let refusing = 0;
+    let full = 0;
     for (const t of this.takers) {
       if (t.leaving || !t.worker.isConnected()) continue;
       usable++;
       // A worker sitting on its connection that long takes nothing else either.
-      if (t.refusing || (queueMs > 0 && t.busy && now - t.sentAt >= queueMs)) refusing++;
+      if (this.refusing.get(t.worker) === true || (queueMs > 0 && t.busy && now - t.sentAt >= queueMs)) full++;
     }
     if (usable === 0) return 'no worker is running';
-    if (refusing === usable) return 'every worker is at its limit or stalled';
-    // The queue's head waited longest: connections go in at its back, and back in at its front.
+    if (full === usable) return 'every worker is at its limit or stalled';
+    // The queue's head waited longest: connections go in at its back, and back in at their arrival's place.
     const oldest = Math.min(judged?.since ?? now, this.queue[0]?.since ?? now);
     if (queueMs > 0 && now - oldest >= queueMs && now - this.lastTakeAt >= queueMs) {
       return `no worker took a connection for ${queueMs} ms`;

@@ -199,7 +199,8 @@ export class Primary {
     slot.startedAt = Date.now();
     this.ipc?.attach(worker);
     this.metrics.attach(worker);
-    this.handoffs.attach(worker);
+    // Without the hand-off no worker moves viewers: its load reports need no answer.
+    if (config.viewerHandoff) this.handoffs.attach(worker);
     worker.on('message', (msg: { t?: string; port?: number; pids?: number[]; sessions?: unknown; method?: string }) => {
       if (this.front.onMessage(worker, msg)) return;
       // The end of a viewer's short-lived state here: its record deleted, its connection passed on.
