@@ -4,6 +4,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { expect } from 'chai';
+import { ConnectionDispatcher } from '../src/primary/connection-dispatcher.js';
 import { createOn, startCluster, type TestCluster } from './support/cluster.js';
 import { startOrigin, type Origin } from './support/origin.js';
 import { openViewer, waitFor, type TsViewer } from './support/ts-viewer.js';
@@ -202,6 +203,81 @@ describe('the primary passes connections to workers', function () {
       expect(err?.message).to.match(/cluster exited with 1/).and.to.match(/cannot listen/).and.to.match(/EADDRINUSE/);
     } finally {
       blocker.close();
+    }
+  });
+});
+
+describe('the primary’s own 503 (raw, no HTTP parser)', function () {
+  this.timeout(20_000);
+
+  /** Sends `parts` with `gapMs` between them on one connection; resolves with all it read and how it ended. */
+  function exchange(port: number, parts: string[], gapMs: number): Promise<{ text: string; reset: boolean }> {
+    return new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let text = '';
+      let reset = false;
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (text += d));
+      s.on('error', () => (reset = true));
+      s.on('close', () => resolve({ text, reset }));
+      s.on('connect', async () => {
+        for (const p of parts) {
+          if (s.destroyed) break;
+          s.write(p);
+          await new Promise((r) => setTimeout(r, gapMs));
+        }
+        if (!s.destroyed) s.end();
+      });
+    });
+  }
+
+  it('a new viewer refused (no worker runs) gets the whole 503 JSON with Retry-After even while it is still sending a large head; other requests are not answered here', async () => {
+    const d = new ConnectionDispatcher({ queueMs: 0, retryAfterS: 7, rootPath: '/proxy' });
+    const port = await d.listen('127.0.0.1', 0);
+    try {
+      // The head goes on for 256 KiB after the answer was written: dropping it unread would reset the connection.
+      const filler = Array.from({ length: 64 }, (_, i) => `X-Filler-${i}: ${'a'.repeat(4096)}\r\n`);
+      for (const line of ['GET /stream/abc HTTP/1.1\r\n', 'GET /proxy/stream/abc.ts HTTP/1.1\r\n']) {
+        const { text, reset } = await exchange(port, [line, 'Host: x\r\n', ...filler, '\r\n'], 5);
+        expect(reset, 'connection reset').to.equal(false);
+        const [head, body] = text.split('\r\n\r\n');
+        expect(head).to.match(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+        expect(head).to.match(/\r\nRetry-After: 7\r\n/);
+        expect(head).to.match(/\r\nConnection: close(\r\n|$)/);
+        const length = Number(/\r\nContent-Length: (\d+)/.exec(head!)?.[1]);
+        expect(Buffer.byteLength(body!)).to.equal(length);
+        const json = JSON.parse(body!) as { code: string; detail: string };
+        expect(json.code).to.equal('OVERLOADED');
+        expect(json.detail).to.contain('no worker is running');
+      }
+      expect(d.refused).to.equal(2);
+      // Not a new viewer: it waits for a worker (none comes), unanswered.
+      const api = net.connect(port, '127.0.0.1');
+      let got = '';
+      api.on('data', (b) => (got += b.toString()));
+      api.write('GET /streams HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 600));
+      expect(got).to.equal('');
+      expect(d.waiting).to.equal(1);
+      api.destroy();
+    } finally {
+      d.close();
+    }
+  });
+
+  it('close(): a connection waiting, and one whose request line is still being read, are answered 503 SHUTTING_DOWN', async () => {
+    const d = new ConnectionDispatcher({ queueMs: 0, retryAfterS: 3, rootPath: '' });
+    const port = await d.listen('127.0.0.1', 0);
+    const waiting = exchange(port, ['POST /streams HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}'], 600);
+    // Its line comes only after close(): the primary is reading it then (no worker runs, so every line is read).
+    const reading = exchange(port, ['', 'GET /stream/abc HTTP/1.1\r\nHost: x\r\n\r\n'], 400);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(d.waiting).to.equal(2);
+    d.close();
+    for (const { text, reset } of [await waiting, await reading]) {
+      expect(reset).to.equal(false);
+      expect(text).to.match(/^HTTP\/1\.1 503 /);
+      expect(JSON.parse(text.split('\r\n\r\n')[1]!).code).to.equal('SHUTTING_DOWN');
     }
   });
 });

@@ -26,7 +26,6 @@
 //
 // A connection stays open here until its worker said it took it: a worker that exits first
 // leaves it to the next worker, not lost (Node's scheduler closed such connections).
-import http from 'node:http';
 import net from 'node:net';
 import type { Worker } from 'node:cluster';
 import { workerLoad } from '../worker-load.js';
@@ -86,10 +85,6 @@ export class ConnectionDispatcher {
   // noDelay: set on the kernel socket, so the worker's copy has it too (an http.Server sets it
   // on the connections it accepts itself; players get each chunk without Nagle's delay).
   private readonly server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.onConnection(socket));
-  /** Reads a refused connection's request (closing one with unread bytes would reset it) and answers 503. */
-  private readonly refuser: http.Server;
-  /** Why each refused connection is refused (its 503's detail). */
-  private readonly reasons = new WeakMap<net.Socket, string>();
   private readonly takers: Taker[] = [];
   /** Whether each worker's last load report said it refuses new viewers (kept from before it takes connections). */
   private readonly refusing = new WeakMap<Worker, boolean>();
@@ -104,27 +99,13 @@ export class ConnectionDispatcher {
   private readonly viewerLines: string[];
   /** When a worker last took a connection (performance.now(), ms). */
   private lastTakeAt = 0;
+  /** The last 503 answered (its reason and Date), reused while both are the same. */
+  private answer: { why: string; date: string; bytes: Buffer } | null = null;
   /** Connections answered 503 here so far. */
   refused = 0;
 
   constructor(private readonly opts: ConnectionDispatcherOptions) {
     this.viewerLines = ['GET /stream/', ...(opts.rootPath ? [`GET ${opts.rootPath}/stream/`] : [])];
-    this.refuser = http.createServer({ headersTimeout: READ_TIMEOUT_MS, requestTimeout: READ_TIMEOUT_MS, keepAliveTimeout: 0 }, (req, res) => {
-      const why = this.reasons.get(req.socket) ?? 'the server is busy';
-      // Any request while the host stops (API.md §1: SHUTTING_DOWN); a new viewer otherwise.
-      const body = JSON.stringify(why === SHUTTING_DOWN
-        ? { detail: 'The proxy is shutting down; try again shortly', code: 'SHUTTING_DOWN' }
-        : { detail: `This server cannot take another viewer now (${why}); try again shortly`, code: 'OVERLOADED' });
-      res.writeHead(503, {
-        'Content-Type': 'application/json; charset=utf-8',
-        'Content-Length': Buffer.byteLength(body),
-        'Retry-After': String(this.opts.retryAfterS),
-        Connection: 'close',
-      });
-      res.end(body);
-    });
-    // Node starts its header/request timeouts on 'listening'; this server never listens.
-    this.refuser.emit('listening');
     this.server.on('error', () => undefined); // accept errors (EMFILE) are retried by libuv
   }
 
@@ -198,7 +179,6 @@ export class ConnectionDispatcher {
     this.server.close();
     if (this.timer) clearTimeout(this.timer);
     for (const w of this.queue.splice(0)) this.refuse(w, SHUTTING_DOWN);
-    setTimeout(() => this.refuser.closeAllConnections(), READ_TIMEOUT_MS).unref();
   }
 
   private onConnection(socket: net.Socket): void {
@@ -353,16 +333,43 @@ export class ConnectionDispatcher {
     this.timer.unref();
   }
 
+  /**
+   * Answers 503 on the raw socket: a fixed response written at once, then the socket ends and
+   * what the client still sends is read and dropped (closing with unread bytes would reset the
+   * connection and lose the answer) until it closes or READ_TIMEOUT_MS passed. No HTTP parser:
+   * past the knee this is the host's cheapest answer (an http.Server per refusal cost the
+   * primary 0.45 ms of CPU, BENCHMARKS.md).
+   */
   private refuse(w: Waiting, why: string): void {
     const { socket } = w;
     if (socket.destroyed) return;
     this.refused++;
-    this.reasons.set(socket, why);
-    // What was read here goes back in front: the refuser parses the whole request.
-    if (w.head) socket.unshift(w.head);
-    this.refuser.emit('connection', socket);
+    socket.on('data', ignore);
+    socket.setTimeout(READ_TIMEOUT_MS, () => socket.destroy());
+    // Past the knee thousands a second get the same answer: it is made once a second and reason.
+    const date = new Date().toUTCString();
+    if (this.answer?.why !== why || this.answer.date !== date) this.answer = { why, date, bytes: refusal(why, this.opts.retryAfterS, date) };
+    socket.end(this.answer.bytes);
     socket.resume();
   }
+}
+
+const ignore = (): void => undefined;
+
+/**
+ * The 503 the primary answers with (API.md §1): SHUTTING_DOWN while the host stops (any
+ * request), OVERLOADED for a new viewer otherwise; `Connection: close` (one answer a connection).
+ */
+export function refusal(why: string, retryAfterS: number, date = new Date().toUTCString()): Buffer {
+  const body = JSON.stringify(why === SHUTTING_DOWN
+    ? { detail: 'The proxy is shutting down; try again shortly', code: 'SHUTTING_DOWN' }
+    : { detail: `This server cannot take another viewer now (${why}); try again shortly`, code: 'OVERLOADED' });
+  return Buffer.from('HTTP/1.1 503 Service Unavailable\r\n' +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Retry-After: ${retryAfterS}\r\n` +
+    `Date: ${date}\r\n` +
+    'Connection: close\r\n\r\n' + body);
 }
 
 /**
