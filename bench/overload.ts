@@ -106,25 +106,37 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
     if (plan) for (const p of sampleTree(proxy.pid)) pin(p.pid, plan.proxy);
     let knee = o.knee;
     if (plan && o.kneeLadder && o.kneeLadder.length > 0) {
+      const ladder = o.kneeLadder;
+      const share = (n: number): Promise<number> => step(`/live/overload-knee-${n}.ts`, async (id, client) => {
+        await client.open('playing', proxy.port, `/stream/${id}`, n, 100, 100, 15_000);
+        await sleep(o.warmupMs);
+        await client.mark();
+        await sleep(o.windowMs);
+        await client.mark();
+        const r = await client.report();
+        const s = atFullRate(r.groups.playing!.window_bytes, r.window_s, o.origin.byteRate) / n;
+        o.log(`  overload knee, proxy on CPU ${plan.proxy.join(',')}: ${n} viewers, ${fmt(s * 100, 1)} % at rate`);
+        return s;
+      });
       knee = 0;
-      for (const n of o.kneeLadder) {
-        const share = await step(`/live/overload-knee-${n}.ts`, async (id, client) => {
-          await client.open('playing', proxy.port, `/stream/${id}`, n, 100, 100, 15_000);
-          await sleep(o.warmupMs);
-          await client.mark();
-          await sleep(o.windowMs);
-          await client.mark();
-          const r = await client.report();
-          return atFullRate(r.groups.playing!.window_bytes, r.window_s, o.origin.byteRate) / n;
-        });
-        o.log(`  overload knee, proxy on CPU ${plan.proxy.join(',')}: ${n} viewers, ${fmt(share * 100, 1)} % at rate`);
-        if (share < FULL_RATE) break;
+      for (const n of ladder) {
+        if ((await share(n)) < FULL_RATE) break;
         knee = n;
       }
       if (knee === 0) {
-        knee = o.kneeLadder[0]!;
-        o.log(`  overload: no step of the ladder kept ${FULL_RATE * 100} % at rate; the steps below start from its first, ${knee}`);
-      } else if (knee === o.kneeLadder[o.kneeLadder.length - 1]) {
+        // The first step already failed: down by the ladder's spacing until one passes, so the
+        // steps past the knee start from a knee measured in this run, not from a failed step.
+        const spacing = ladder.length > 1 ? ladder[1]! - ladder[0]! : Math.ceil(ladder[0]! / 4);
+        for (let n = ladder[0]! - spacing; n > 0 && knee === 0; n -= spacing) {
+          if ((await share(n)) >= FULL_RATE) knee = n;
+        }
+        if (knee === 0) {
+          knee = Math.max(1, ladder[0]! - spacing * Math.floor((ladder[0]! - 1) / spacing));
+          o.log(`  overload: no step down to ${knee} kept ${FULL_RATE * 100} % at rate; the steps below start from ${knee}`);
+        } else {
+          o.log(`  overload: the ladder's first step failed; the knee is ${knee}, found going down`);
+        }
+      } else if (knee === ladder[ladder.length - 1]) {
         o.log(`  overload: every step of the ladder passed; the knee is at least ${knee}`);
       }
     }
