@@ -132,7 +132,7 @@ export interface Config {
   readonly admissionLaggingShare: number;
   /** Share (0–1) of its viewers a worker reading its sources late closes each second, newest first; 0 = none. */
   readonly admissionShedShare: number;
-  /** ms connections may wait at the cluster primary with no worker taking any before the workers count as stalled (the primary then answers new viewers 503 itself); 0 = never. */
+  /** ms connections may wait at the cluster primary with no worker taking any (or a backlog, with the workers taking fewer than 30 a second each) before the workers count as stalled (the primary then answers new viewers 503 itself); 0 = never. */
   readonly admissionQueueMs: number;
   /** ms a new viewer's connection may wait at the cluster primary for a worker before the primary answers it 503 itself, whatever the workers report; 0 = no limit. */
   readonly admissionMaxWaitMs: number;

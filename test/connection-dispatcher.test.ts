@@ -3,6 +3,7 @@
 // what a worker past its knee looks like from outside for seconds at a time).
 import http from 'node:http';
 import net from 'node:net';
+import type { Worker } from 'node:cluster';
 import { expect } from 'chai';
 import { ConnectionDispatcher } from '../src/primary/connection-dispatcher.js';
 import { createOn, startCluster, type TestCluster } from './support/cluster.js';
@@ -278,6 +279,82 @@ describe('the primary’s own 503 (raw, no HTTP parser)', function () {
       expect(reset).to.equal(false);
       expect(text).to.match(/^HTTP\/1\.1 503 /);
       expect(JSON.parse(text.split('\r\n\r\n')[1]!).code).to.equal('SHUTTING_DOWN');
+    }
+  });
+});
+
+describe('the primary refuses new viewers while its workers take connections in too slowly (a host past its knee)', function () {
+  this.timeout(20_000);
+  // A stand-in for a cluster worker's IPC handle (what the dispatcher sees of a worker): it
+  // takes the connection it was sent when the test says so, as a worker's loop turn would.
+  class SlowWorker {
+    pending: net.Socket | null = null;
+    taken = 0;
+    constructor(private readonly d: ConnectionDispatcher) {}
+    isConnected(): boolean {
+      return true;
+    }
+    send(_msg: unknown, socket: net.Socket, _opts: unknown, cb: (err: Error | null) => void): boolean {
+      this.pending = socket;
+      cb(null);
+      return true;
+    }
+    take(): void {
+      if (!this.pending) return;
+      this.pending = null;
+      this.taken++;
+      this.d.onMessage(this as unknown as Worker, { t: 'conn:taken' });
+    }
+  }
+
+  /** `n` new viewers at once; resolves with how each was answered: 503 (its body's code) or taken (closed unanswered). */
+  function storm(port: number, n: number): Promise<string[]> {
+    return Promise.all(Array.from({ length: n }, () => new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('GET /stream/abc HTTP/1.1\r\nHost: x\r\n\r\n'));
+      let text = '';
+      s.on('data', (b) => (text += b.toString()));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(text.startsWith('HTTP/1.1 503') ? (JSON.parse(text.split('\r\n\r\n')[1]!) as { code: string }).code : 'taken'));
+    })));
+  }
+
+  it('a backlog the workers take at 5 a second for ADMISSION_QUEUE_MS is answered 503 OVERLOADED at once; at a healthy intake every connection is taken, before and after', async () => {
+    const d = new ConnectionDispatcher({ queueMs: 1000, retryAfterS: 5, rootPath: '' });
+    const port = await d.listen('127.0.0.1', 0);
+    const w = new SlowWorker(d);
+    d.add(w as unknown as Worker);
+    let fast = true;
+    const loop = setInterval(() => {
+      if (!fast) return;
+      for (let k = 0; k < 5 && w.pending; k++) w.take();
+    }, 1);
+    try {
+      // Healthy: up to 5 takes a millisecond; a storm of 60 is taken whole.
+      const healthy = await storm(port, 60);
+      expect(healthy.filter((x) => x === 'taken').length).to.equal(60);
+      expect(d.refused).to.equal(0);
+
+      // Past the knee: 5 a second.
+      fast = false;
+      const slowTaker = setInterval(() => w.take(), 200);
+      const t0 = performance.now();
+      const answers = await storm(port, 60);
+      const ms = performance.now() - t0;
+      clearInterval(slowTaker);
+      const refused = answers.filter((x) => x === 'OVERLOADED').length;
+      // ~1 s of backlog at 5 a second is taken, the rest refused once the second is over.
+      expect(refused, answers.join(',')).to.be.within(45, 56);
+      expect(answers.filter((x) => x === 'taken').length).to.equal(60 - refused);
+      expect(ms).to.be.below(5000);
+
+      // Healthy again: after the hold (ADMISSION_QUEUE_MS) new viewers are taken again.
+      fast = true;
+      await new Promise((r) => setTimeout(r, 1100));
+      const after = await storm(port, 20);
+      expect(after.filter((x) => x === 'taken').length).to.equal(20);
+    } finally {
+      clearInterval(loop);
+      d.close();
     }
   });
 });

@@ -10,13 +10,15 @@
 // So while no worker takes new viewers — each worker reports (src/worker-load.ts) its admission refuses them
 // (behind its sources, lagging viewers, MAX_VIEWERS_PER_WORKER) or has sat on the connection it
 // was sent for ADMISSION_QUEUE_MS (its loop stalled), or none runs, or connections have waited
-// here that long with no worker taking one — this process, whose loop stays free, reads each new or waiting connection's
+// here that long with no worker taking one, or a backlog waited that long while the workers took
+// fewer than MIN_INTAKE_PER_S a second each (their intake collapsed: a host past its knee, see
+// lookAtIntake) — this process, whose loop stays free, reads each new or waiting connection's
 // request line and answers a new viewer (`GET /stream/…`, what a worker's admission judges)
 // `503 OVERLOADED` + `Retry-After` itself, at once. Anything else (the API, HLS requests of
 // players already watching, /health, /metrics) waits for a worker as before, its request line
 // sent along.
 //
-// Not by how long connections wait while workers do take them: a healthy host opening 4,800
+// Not by how long connections wait while workers take them at a healthy rate: a healthy host opening 4,800
 // viewers at 1,000 a second made the last wait 14 s here and played every one at rate, and an
 // estimate of the wait from the gaps between takes refused 65 of a healthy burst of 600 (one
 // slow turn makes a gap twenty times the rest). A host that keeps up but takes players in slower than they come still makes
@@ -79,6 +81,15 @@ const READ_TIMEOUT_MS = 5000;
 const SHUTTING_DOWN = 'shutting down';
 /** How often waiting connections are looked at while none is taken. */
 const CHECK_MS = 250;
+/**
+ * Connections a second each worker takes at least while a backlog waits, unless its intake has
+ * collapsed: a worker past its knee runs loop turns of hundreds of ms and takes one connection a
+ * turn. Measured (bench, proxy on one core): healthy join storms were taken at 167-213 a second
+ * a worker (W=2 4,800 in 14.4 s, W=1 3,200 in 15 s), a host past its knee at 3-25.
+ */
+const MIN_INTAKE_PER_S = 30;
+/** Waiting connections that make a backlog (a storm, not one slow request). */
+const MIN_BACKLOG = 10;
 
 
 export class ConnectionDispatcher {
@@ -99,6 +110,12 @@ export class ConnectionDispatcher {
   private readonly viewerLines: string[];
   /** When a worker last took a connection (performance.now(), ms). */
   private lastTakeAt = 0;
+  /** Connections taken by workers so far. */
+  private takes = 0;
+  /** The intake at each look while a backlog waited without a break, oldest first (at most queueMs of it). */
+  private readonly intake: { at: number; takes: number }[] = [];
+  /** New viewers are refused here until then (performance.now(), ms): the intake collapsed. */
+  private collapsedUntil = 0;
   /** The last 503 answered (its reason and Date), reused while both are the same. */
   private answer: { why: string; date: string; bytes: Buffer } | null = null;
   /** Connections answered 503 here so far. */
@@ -161,6 +178,7 @@ export class ConnectionDispatcher {
     }
     if ((msg as ConnectionMessage | null)?.t !== 'conn:taken') return false;
     this.lastTakeAt = performance.now();
+    this.takes++;
     const t = this.takers.find((x) => x.worker === worker);
     if (t?.busy) {
       // Closes this process's copy of the descriptor only: the worker holds its own.
@@ -214,7 +232,33 @@ export class ConnectionDispatcher {
     if (queueMs > 0 && now - oldest >= queueMs && now - this.lastTakeAt >= queueMs) {
       return `no worker took a connection for ${queueMs} ms`;
     }
+    if (now < this.collapsedUntil) return `its workers take in fewer than ${MIN_INTAKE_PER_S} connections a second each`;
     return null;
+  }
+
+  /**
+   * One look at the intake (each CHECK_MS while connections wait). A backlog of MIN_BACKLOG or
+   * more that waited a whole `queueMs` while the workers took fewer than MIN_INTAKE_PER_S a
+   * second each is a host past its knee, not a storm a healthy host works through: new viewers
+   * are refused here for the next `queueMs` (then their intake is measured again).
+   */
+  private lookAtIntake(): void {
+    const { queueMs } = this.opts;
+    const now = performance.now();
+    const i = this.intake;
+    // A break in the backlog (or in the looks: none while nothing waited) starts it anew.
+    if (this.queue.length < MIN_BACKLOG || (i.length > 0 && now - i[i.length - 1]!.at > 2 * CHECK_MS)) i.length = 0;
+    if (queueMs <= 0 || this.queue.length < MIN_BACKLOG) return;
+    i.push({ at: now, takes: this.takes });
+    while (i.length > 1 && now - i[1]!.at >= queueMs) i.shift();
+    const spanMs = now - i[0]!.at;
+    if (spanMs < queueMs - CHECK_MS / 2) return;
+    const usable = this.takers.filter((t) => !t.leaving && t.worker.isConnected()).length;
+    const perS = ((this.takes - i[0]!.takes) * 1000) / spanMs;
+    if (usable > 0 && perS < MIN_INTAKE_PER_S * usable) {
+      this.collapsedUntil = now + queueMs;
+      i.length = 0;
+    }
   }
 
   private pump(): void {
@@ -328,6 +372,7 @@ export class ConnectionDispatcher {
     if (this.timer || this.queue.length === 0 || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
+      this.lookAtIntake();
       this.pump();
     }, CHECK_MS);
     this.timer.unref();
