@@ -3,16 +3,17 @@
 // or a 5xx mid-stream. The knee is the largest N at which the default proxy kept ≥ 95 % of
 // its viewers at full rate in the fan-out ladder of the same run.
 //
-// Pinned (`pin`, on a box of ≥ 2 allowed CPUs with taskset): the proxy's processes run on the
-// first CPU and the load client on the others (the bench's own process, the origin, is not
-// pinned), and the knee is found again under that confinement (a short ladder). Unpinned,
+// Pinned (`pin`, on a box of ≥ 2 allowed CPUs with taskset): the proxy is started on the first
+// CPU (so its defaults give it one worker, as `npm start` on a one-CPU host) and the load client
+// runs on the others (the bench's own process, the origin, is not pinned), and the knee is found
+// again under that confinement (a short ladder). Unpinned,
 // past the knee the client and the proxy starve each other on the same cores, and the rows
 // measure the box as much as admission control.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { LoadClient } from './client.js';
 import type { Origin } from './origin.js';
-import { machineCores, sampleMachine, sampleTree } from './proc.js';
+import { machineCores, sampleMachine } from './proc.js';
 import { ProxyProcess } from './servers.js';
 import { atFullRate, fmt, FULL_RATE, percentile, sleep } from './stats.js';
 
@@ -83,7 +84,10 @@ export function pinPlan(): { proxy: number[]; client: number[] } | null {
 
 /** `npm start` defaults (WORKERS=2, admission control as configured), one stream per factor. */
 export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise<void>>): Promise<OverloadStep[]> {
-  const proxy = new ProxyProcess('overload', o.root, {});
+  // Started on its CPU (not pinned after): `npm start` defaults then size it for that CPU
+  // (WORKERS=1), as on a host with one. Pinned after start, two workers shared one core and
+  // each one's loop looked less busy than the core was (admission reads its own loop).
+  const proxy = new ProxyProcess('overload', o.root, {}, [], o.pin?.proxy ?? []);
   const stop = () => proxy.stop();
   cleanup.add(stop);
   const out: OverloadStep[] = [];
@@ -103,7 +107,7 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
   };
   try {
     await proxy.start();
-    if (plan) for (const p of sampleTree(proxy.pid)) pin(p.pid, plan.proxy);
+
     let knee = o.knee;
     if (plan && o.kneeLadder && o.kneeLadder.length > 0) {
       const ladder = o.kneeLadder;

@@ -80,6 +80,11 @@ export class ProxyProcess {
     private readonly env: Record<string, string>,
     /** Node flags for the primary; cluster workers inherit them (--cpu-prof is refused in NODE_OPTIONS). */
     private readonly execArgv: string[] = [],
+    /**
+     * CPUs to start it on (`taskset -c`): its defaults (WORKERS = the CPUs it may use) see
+     * these, as `npm start` on a host with that many CPUs would; none = wherever it runs.
+     */
+    private readonly cpus: number[] = [],
   ) {
     this.headers = { 'Content-Type': 'application/json' };
     if (process.env.API_TOKEN) this.headers['X-API-Token'] = process.env.API_TOKEN;
@@ -99,7 +104,11 @@ export class ProxyProcess {
       ...this.env,
     };
     delete env.NODE_OPTIONS;
-    const proc = spawn(process.execPath, [...this.execArgv, 'dist/src/index.js'], { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [...this.execArgv, 'dist/src/index.js'];
+    // taskset execs node: the pid stays the proxy's.
+    const proc = this.cpus.length > 0
+      ? spawn('taskset', ['-c', this.cpus.join(','), process.execPath, ...argv], { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, argv, { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.pid = proc.pid ?? 0;
     const ready = await waitForLine(proc, `proxy ${this.name}`, (o) => o.message === 'primary ready' && typeof o.port === 'number', tailOf(proc), (line) => this.onLog?.(line));
