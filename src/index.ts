@@ -10,6 +10,13 @@ import type { ConnectionMessage } from './primary/connection-dispatcher.js';
 import { Primary } from './primary/primary.js';
 import { startWorker, type AdoptedSession, type RunningWorker } from './worker.js';
 
+/**
+ * A worker's message to the primary. Always with a callback: without one, a send on a closed
+ * channel (the primary died) is an 'error' event on process, uncaught, and the worker would
+ * crash while it drains.
+ */
+const tell = (msg: object): void => void process.send?.(msg, undefined, undefined, () => undefined);
+
 let config: Config;
 try {
   config = loadConfig();
@@ -41,13 +48,12 @@ if (cluster.isPrimary) {
   answerCollects(async () => (running ? running.metrics.json() : []));
   const worker = await startWorker({
     config, logger, coordinator, workerId, index: relayIndex, expectedWorkers: config.workers, scrapeMetrics: () => scrapeThroughPrimary(),
-    // Always with a callback: without one, a send on a closed channel (the primary died) is an
-    // 'error' event on process, uncaught, and the worker would crash while it drains.
+    // Always with a callback, as tell().
     ipcSend: (msg, handle, options, cb) => process.send!(msg, handle, options, cb ?? (() => undefined)),
     acceptFromPrimary: true,
   });
   running = worker;
-  process.send?.({ t: 'worker:ready', port: worker.port });
+  tell({ t: 'worker:ready', port: worker.port });
   let stopping = false;
   const stop = async (drainMs: number): Promise<void> => {
     if (stopping) return;
@@ -61,15 +67,15 @@ if (cluster.isPrimary) {
   const handOver = async (drainMs: number): Promise<void> => {
     if (stopping) return;
     const sessions = worker.handOver();
-    process.send?.({ t: 'worker:handover', sessions });
+    tell({ t: 'worker:handover', sessions });
     worker.releaseSources();
-    process.send?.({ t: 'worker:handed-over' });
+    tell({ t: 'worker:handed-over' });
     await stop(drainMs);
   };
   process.on('message', (msg: { t?: string; drainMs?: number; sessions?: unknown }, handle: unknown) => {
     if (msg?.t === 'conn') {
       // Said first: the primary sends the next connection while this one is served.
-      process.send?.({ t: 'conn:taken' } satisfies ConnectionMessage);
+      tell({ t: 'conn:taken' } satisfies ConnectionMessage);
       if (handle instanceof Socket) worker.accept(handle, (msg as { head?: unknown }).head);
       return;
     }
