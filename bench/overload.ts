@@ -82,7 +82,7 @@ export function pinPlan(): { proxy: number[]; client: number[] } | null {
   return { proxy: cpus.slice(0, 1), client: cpus.slice(1) };
 }
 
-/** `npm start` defaults (WORKERS=2, admission control as configured), one stream per factor. */
+/** `npm start` defaults (WORKERS = the CPUs it starts on: 1 pinned, else the box's; admission control as configured), one stream per factor. */
 export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise<void>>): Promise<OverloadStep[]> {
   // Started on its CPU (not pinned after): `npm start` defaults then size it for that CPU
   // (WORKERS=1), as on a host with one. Pinned after start, two workers shared one core and
@@ -132,6 +132,8 @@ export async function runOverload(o: OverloadOptions, cleanup: Set<() => Promise
         // steps past the knee start from a knee measured in this run, not from a failed step.
         const spacing = ladder.length > 1 ? ladder[1]! - ladder[0]! : Math.ceil(ladder[0]! / 4);
         for (let n = ladder[0]! - spacing; n > 0 && knee === 0; n -= spacing) {
+          // Past the refusals of the failed step first (the primary's hold is ADMISSION_QUEUE_MS, 5 s).
+          await sleep(6000);
           if ((await share(n)) >= FULL_RATE) knee = n;
         }
         if (knee === 0) {

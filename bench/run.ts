@@ -15,7 +15,7 @@
 //          --only <a,b>       run only these sections (fanout, background, cold, profile,
 //                             transcode, memory, channels, scrape, overload); results go to
 //                             bench/results/<mode>-partial.json, not to the markdown
-//          --knee <n>         overload: measure past this knee (default: the ladder's, WORKERS=2)
+//          --knee <n>         overload: measure past this knee (default: found by a ladder on the proxy's CPU)
 //          --before <rev>     also measure the proxy as built at <rev> (WORKERS=2, interleaved
 //                             with the others at every N): a before/after in the same run
 //          --after <rev>      measure the proxy as built at <rev> instead of this checkout
@@ -746,9 +746,9 @@ async function main(): Promise<void> {
 
     let overload: OverloadStep[] = [];
     if (want('overload')) {
-      // The knee of the default settings (WORKERS=2) from this run's ladder.
-      // Pinned (proxy on one CPU, client on the rest) the knee is found again on that CPU,
-      // unless --knee gives it.
+      // The knee of the default settings (WORKERS=2) from this run's fan-out ladder; pinned (the
+      // proxy started on one CPU, the client on the rest) it is found again on that CPU, unless
+      // --knee gives it.
       const knee = opts.knee ?? (maxFull(phase.fanout, 'proxy2') || plan.backgroundN);
       const pin = pinPlan();
       const kneeLadder = opts.knee === null && pin ? plan.overloadKneeLadder : undefined;
@@ -1143,7 +1143,7 @@ function markdownSection(r: Results): string {
   }
 
   if (r.overload && r.overload.length > 0) {
-    L.push(`#### Overload: past the knee (npm start defaults, WORKERS=2${r.overload[0]!.pinned ? '; the proxy on one CPU, the load client on the others, the knee found there' : ''})`);
+    L.push(`#### Overload: past the knee (npm start defaults${r.overload[0]!.pinned ? ', started on one CPU (WORKERS=1); the load client on the others, the knee found there' : ', WORKERS=2'})`);
     L.push('');
     L.push(row(['load', 'playing at rate', 'playing cut', 'extra viewers', '200', '503', 'other status', 'no answer', 'extra (200) at rate', 'extra cut', 'machine cores']));
     L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));

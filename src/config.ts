@@ -132,10 +132,12 @@ export interface Config {
   readonly admissionLaggingShare: number;
   /** Share (0–1) of its viewers a worker reading its sources late closes each second, newest first; 0 = none. */
   readonly admissionShedShare: number;
-  /** ms connections may wait at the cluster primary with no worker taking any (or a backlog, with the workers taking fewer than 30 a second each) before the workers count as stalled (the primary then answers new viewers 503 itself); 0 = never. */
+  /** ms connections may wait at the cluster primary with no worker taking any (or a backlog, with every worker taking fewer than ADMISSION_MIN_INTAKE a second) before the workers count as stalled (the primary then answers new viewers 503 itself); 0 = never. */
   readonly admissionQueueMs: number;
   /** ms a new viewer's connection may wait at the cluster primary for a worker before the primary answers it 503 itself, whatever the workers report; 0 = no limit. */
   readonly admissionMaxWaitMs: number;
+  /** Connections a second each worker takes at least while a backlog waits ADMISSION_QUEUE_MS at the primary; below it on every worker the primary answers new viewers 503 itself; 0 = no such rule. */
+  readonly admissionMinIntake: number;
   /** Internal relay listener of each worker (ours): bind address, port (0 = random), address others use. */
   readonly relayHost: string;
   readonly relayPort: number;
@@ -495,6 +497,7 @@ export function parseConfig(env: Env, opts: ParseConfigOptions = {}): Config {
     admissionShedShare: r.num('ADMISSION_SHED_SHARE', 0.03, 0, 1),
     admissionQueueMs: r.int('ADMISSION_QUEUE_MS', 5000, 0, MAX_TIMER_MS),
     admissionMaxWaitMs: r.int('ADMISSION_MAX_WAIT_MS', 0, 0, MAX_TIMER_MS),
+    admissionMinIntake: r.int('ADMISSION_MIN_INTAKE', 30, 0, 100_000),
     relayHost: r.str('RELAY_HOST', '127.0.0.1'),
     relayPort: r.int('RELAY_PORT', 0, 0, 65535),
     relayAdvertiseHost: r.str('RELAY_ADVERTISE_HOST', r.raw('RELAY_HOST') ?? '127.0.0.1'),

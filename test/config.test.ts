@@ -95,6 +95,7 @@ describe('config', () => {
         admissionShedShare: 0.03,
         admissionQueueMs: 5000,
         admissionMaxWaitMs: 0,
+        admissionMinIntake: 30,
         relayHost: '127.0.0.1',
         relayPort: 0,
         relayAdvertiseHost: '127.0.0.1',

@@ -114,7 +114,7 @@ describe('the primary passes connections to workers', function () {
     const viewer = await get(c, `/stream/${'cd'.repeat(16)}`);
     expect(viewer).to.deep.include({ status: 503, retryAfter: '5', worker: null });
     expect(JSON.parse(viewer.body)).to.deep.include({ code: 'OVERLOADED' });
-    expect(JSON.parse(viewer.body).detail).to.match(/waited \d+ ms for a worker/);
+    expect(JSON.parse(viewer.body).detail).to.contain('waited over 800 ms for a worker');
     // Answered once its wait passed the limit, not at once and not never.
     expect(viewer.ms).to.be.within(700, 5000);
     cont(stopped);
@@ -211,10 +211,13 @@ describe('the primary passes connections to workers', function () {
 describe('the primary’s own 503 (raw, no HTTP parser)', function () {
   this.timeout(20_000);
 
-  /** Sends `parts` with `gapMs` between them on one connection; resolves with all it read and how it ended. */
+  /**
+   * Sends `parts` with `gapMs` between them on one connection, all of them even after the answer
+   * came (half-open: the server's end does not end this side); resolves with all it read and how it ended.
+   */
   function exchange(port: number, parts: string[], gapMs: number): Promise<{ text: string; reset: boolean }> {
     return new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
       let text = '';
       let reset = false;
       s.setEncoding('utf8');
@@ -232,12 +235,12 @@ describe('the primary’s own 503 (raw, no HTTP parser)', function () {
     });
   }
 
-  it('a new viewer refused (no worker runs) gets the whole 503 JSON with Retry-After even while it is still sending a large head; other requests are not answered here', async () => {
+  it('a new viewer refused (no worker runs) gets the whole 503 JSON with Retry-After even while it is still sending a large head; other requests are not answered here; a client sending on and on is cut', async () => {
     const d = new ConnectionDispatcher({ queueMs: 0, retryAfterS: 7, rootPath: '/proxy' });
     const port = await d.listen('127.0.0.1', 0);
     try {
-      // The head goes on for 256 KiB after the answer was written: dropping it unread would reset the connection.
-      const filler = Array.from({ length: 64 }, (_, i) => `X-Filler-${i}: ${'a'.repeat(4096)}\r\n`);
+      // The head goes on for 48 KiB after the answer was written: dropping it unread would reset the connection.
+      const filler = Array.from({ length: 12 }, (_, i) => `X-Filler-${i}: ${'a'.repeat(4096)}\r\n`);
       for (const line of ['GET /stream/abc HTTP/1.1\r\n', 'GET /proxy/stream/abc.ts HTTP/1.1\r\n']) {
         const { text, reset } = await exchange(port, [line, 'Host: x\r\n', ...filler, '\r\n'], 5);
         expect(reset, 'connection reset').to.equal(false);
@@ -252,6 +255,13 @@ describe('the primary’s own 503 (raw, no HTTP parser)', function () {
         expect(json.detail).to.contain('no worker is running');
       }
       expect(d.refused).to.equal(2);
+      // Past 64 KiB read and dropped the primary lets go (no client holds a refused socket open).
+      const flood = Array.from({ length: 40 }, () => `X-Flood: ${'b'.repeat(4096)}\r\n`);
+      const t0 = performance.now();
+      const cut = await exchange(port, ['GET /stream/abc HTTP/1.1\r\n', ...flood], 2);
+      expect(cut.text).to.match(/^HTTP\/1\.1 503 /);
+      expect(performance.now() - t0).to.be.below(4000);
+      expect(d.refused).to.equal(3);
       // Not a new viewer: it waits for a worker (none comes), unanswered.
       const api = net.connect(port, '127.0.0.1');
       let got = '';
@@ -319,7 +329,7 @@ describe('the primary refuses new viewers while its workers take connections in 
   }
 
   it('a backlog the workers take at 5 a second for ADMISSION_QUEUE_MS is answered 503 OVERLOADED at once; at a healthy intake every connection is taken, before and after', async () => {
-    const d = new ConnectionDispatcher({ queueMs: 1000, retryAfterS: 5, rootPath: '' });
+    const d = new ConnectionDispatcher({ queueMs: 1000, retryAfterS: 5, rootPath: '', minIntakePerS: 30 });
     const port = await d.listen('127.0.0.1', 0);
     const w = new SlowWorker(d);
     d.add(w as unknown as Worker);
@@ -342,8 +352,8 @@ describe('the primary refuses new viewers while its workers take connections in 
       const ms = performance.now() - t0;
       clearInterval(slowTaker);
       const refused = answers.filter((x) => x === 'OVERLOADED').length;
-      // ~1 s of backlog at 5 a second is taken, the rest refused once the second is over.
-      expect(refused, answers.join(',')).to.be.within(45, 56);
+      // ~1 s of backlog at 5 a second is taken (more if the box is slow), the rest refused once the second is over.
+      expect(refused, answers.join(',')).to.be.at.least(30);
       expect(answers.filter((x) => x === 'taken').length).to.equal(60 - refused);
       expect(ms).to.be.below(5000);
 
@@ -354,6 +364,29 @@ describe('the primary refuses new viewers while its workers take connections in 
       expect(after.filter((x) => x === 'taken').length).to.equal(20);
     } finally {
       clearInterval(loop);
+      d.close();
+    }
+  });
+
+  it('one worker slow beside a healthy one: nothing is refused (each worker is judged on its own; the healthy one takes the backlog)', async () => {
+    const d = new ConnectionDispatcher({ queueMs: 1000, retryAfterS: 5, rootPath: '', minIntakePerS: 30 });
+    const port = await d.listen('127.0.0.1', 0);
+    const healthy = new SlowWorker(d);
+    const slow = new SlowWorker(d);
+    d.add(healthy as unknown as Worker);
+    d.add(slow as unknown as Worker);
+    // The healthy one at ~50 a second (a storm of 150 waits ~3 s, over ADMISSION_QUEUE_MS): the
+    // two together take fewer than 30 a second each on average, each on its own does not.
+    const fast = setInterval(() => healthy.take(), 20);
+    const crawl = setInterval(() => slow.take(), 200);
+    try {
+      const answers = await storm(port, 150);
+      expect(answers.filter((x) => x === 'taken').length, answers.join(',')).to.equal(150);
+      expect(d.refused).to.equal(0);
+      expect(healthy.taken).to.be.greaterThan(slow.taken);
+    } finally {
+      clearInterval(fast);
+      clearInterval(crawl);
       d.close();
     }
   });

@@ -11,7 +11,7 @@
 // (behind its sources, lagging viewers, MAX_VIEWERS_PER_WORKER) or has sat on the connection it
 // was sent for ADMISSION_QUEUE_MS (its loop stalled), or none runs, or connections have waited
 // here that long with no worker taking one, or a backlog waited that long while the workers took
-// fewer than MIN_INTAKE_PER_S a second each (their intake collapsed: a host past its knee, see
+// fewer than ADMISSION_MIN_INTAKE a second each (their intake collapsed: a host past its knee, see
 // lookAtIntake) — this process, whose loop stays free, reads each new or waiting connection's
 // request line and answers a new viewer (`GET /stream/…`, what a worker's admission judges)
 // `503 OVERLOADED` + `Retry-After` itself, at once. Anything else (the API, HLS requests of
@@ -52,6 +52,14 @@ export interface ConnectionDispatcherOptions {
   retryAfterS: number;
   /** ROOT_PATH ('' for none): new viewers are `GET /stream/…` and `GET {rootPath}/stream/…`. */
   rootPath: string;
+  /**
+   * Connections a second each worker takes at least while a backlog waits, unless its intake
+   * has collapsed (ADMISSION_MIN_INTAKE; 0 or absent = no such rule). A worker past its knee runs
+   * loop turns of hundreds of ms and takes one connection a turn. Measured (bench, proxy on one
+   * core): healthy join storms were taken at 167-213 a second a worker, a host past its knee at
+   * 3-25; a slower host's healthy rate is lower (set it below that).
+   */
+  minIntakePerS?: number;
 }
 
 interface Waiting {
@@ -70,10 +78,14 @@ interface Taker {
   sentAt: number;
   /** Stopping (shutdown, rolling restart): sent nothing more. */
   leaving: boolean;
+  /** Connections it took so far. */
+  takes: number;
 }
 
 /** Waiting connections at most: past it a new one is refused at once (the primary's memory is bounded). */
 const MAX_WAITING = 8192;
+/** Bytes of a refused request read and dropped at most (its head; a body is not waited for). */
+const MAX_DROPPED = 64 * 1024;
 /** A request line read here longer than this is passed on as it is. */
 const MAX_LINE = 8192;
 /** How long the request line, or a refused request's head, may take to arrive. */
@@ -81,13 +93,6 @@ const READ_TIMEOUT_MS = 5000;
 const SHUTTING_DOWN = 'shutting down';
 /** How often waiting connections are looked at while none is taken. */
 const CHECK_MS = 250;
-/**
- * Connections a second each worker takes at least while a backlog waits, unless its intake has
- * collapsed: a worker past its knee runs loop turns of hundreds of ms and takes one connection a
- * turn. Measured (bench, proxy on one core): healthy join storms were taken at 167-213 a second
- * a worker (W=2 4,800 in 14.4 s, W=1 3,200 in 15 s), a host past its knee at 3-25.
- */
-const MIN_INTAKE_PER_S = 30;
 /** Waiting connections that make a backlog (a storm, not one slow request). */
 const MIN_BACKLOG = 10;
 
@@ -110,10 +115,8 @@ export class ConnectionDispatcher {
   private readonly viewerLines: string[];
   /** When a worker last took a connection (performance.now(), ms). */
   private lastTakeAt = 0;
-  /** Connections taken by workers so far. */
-  private takes = 0;
-  /** The intake at each look while a backlog waited without a break, oldest first (at most queueMs of it). */
-  private readonly intake: { at: number; takes: number }[] = [];
+  /** The takes of each worker at each look while a backlog waited without a break, oldest first (at most queueMs of it). */
+  private readonly intake: { at: number; takes: Map<Taker, number> }[] = [];
   /** New viewers are refused here until then (performance.now(), ms): the intake collapsed. */
   private collapsedUntil = 0;
   /** The last 503 answered (its reason and Date), reused while both are the same. */
@@ -148,7 +151,7 @@ export class ConnectionDispatcher {
   /** `worker` takes connections from now on (it listens: `worker:ready`). */
   add(worker: Worker): void {
     if (this.closed || this.takers.some((t) => t.worker === worker)) return;
-    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false });
+    this.takers.push({ worker, busy: null, sentAt: 0, leaving: false, takes: 0 });
     this.pump();
   }
 
@@ -178,8 +181,8 @@ export class ConnectionDispatcher {
     }
     if ((msg as ConnectionMessage | null)?.t !== 'conn:taken') return false;
     this.lastTakeAt = performance.now();
-    this.takes++;
     const t = this.takers.find((x) => x.worker === worker);
+    if (t) t.takes++;
     if (t?.busy) {
       // Closes this process's copy of the descriptor only: the worker holds its own.
       t.busy.socket.destroy();
@@ -232,30 +235,35 @@ export class ConnectionDispatcher {
     if (queueMs > 0 && now - oldest >= queueMs && now - this.lastTakeAt >= queueMs) {
       return `no worker took a connection for ${queueMs} ms`;
     }
-    if (now < this.collapsedUntil) return `its workers take in fewer than ${MIN_INTAKE_PER_S} connections a second each`;
+    if (now < this.collapsedUntil) return `its workers take in fewer than ${this.opts.minIntakePerS} connections a second each`;
     return null;
   }
 
   /**
    * One look at the intake (each CHECK_MS while connections wait). A backlog of MIN_BACKLOG or
-   * more that waited a whole `queueMs` while the workers took fewer than MIN_INTAKE_PER_S a
-   * second each is a host past its knee, not a storm a healthy host works through: new viewers
-   * are refused here for the next `queueMs` (then their intake is measured again).
+   * more that waited a whole `queueMs` while every worker taking new viewers took fewer than
+   * `minIntakePerS` connections a second is a host past its knee, not a storm a healthy host
+   * works through: new viewers are refused here for the next `queueMs` (then their intake is
+   * measured again). Each worker on its own: one healthy worker beside collapsed ones still
+   * takes viewers; a worker reporting that it refuses them answers them itself.
    */
   private lookAtIntake(): void {
     const { queueMs } = this.opts;
+    const floor = this.opts.minIntakePerS ?? 0;
     const now = performance.now();
     const i = this.intake;
     // A break in the backlog (or in the looks: none while nothing waited) starts it anew.
     if (this.queue.length < MIN_BACKLOG || (i.length > 0 && now - i[i.length - 1]!.at > 2 * CHECK_MS)) i.length = 0;
-    if (queueMs <= 0 || this.queue.length < MIN_BACKLOG) return;
-    i.push({ at: now, takes: this.takes });
+    if (queueMs <= 0 || floor <= 0 || this.queue.length < MIN_BACKLOG) return;
+    i.push({ at: now, takes: new Map(this.takers.map((t) => [t, t.takes])) });
     while (i.length > 1 && now - i[1]!.at >= queueMs) i.shift();
-    const spanMs = now - i[0]!.at;
-    if (spanMs < queueMs - CHECK_MS / 2) return;
-    const usable = this.takers.filter((t) => !t.leaving && t.worker.isConnected()).length;
-    const perS = ((this.takes - i[0]!.takes) * 1000) / spanMs;
-    if (usable > 0 && perS < MIN_INTAKE_PER_S * usable) {
+    const first = i[0]!;
+    const spanS = (now - first.at) / 1000;
+    if (spanS * 1000 < queueMs - CHECK_MS / 2) return;
+    const judged = this.takers.filter((t) => !t.leaving && t.worker.isConnected() && this.refusing.get(t.worker) !== true);
+    // A worker that joined within the window has no rate yet: it is judged at the next window.
+    if (judged.length === 0 || judged.some((t) => !first.takes.has(t))) return;
+    if (judged.every((t) => (t.takes - first.takes.get(t)!) / spanS < floor)) {
       this.collapsedUntil = now + queueMs;
       i.length = 0;
     }
@@ -289,7 +297,7 @@ export class ConnectionDispatcher {
         void this.readLine(w);
         continue;
       }
-      const why = this.waitedTooLong(w);
+      const why = this.noViewerTaken() ?? this.waitedTooLong(w);
       if (why && this.isViewer(w.head)) {
         this.queue.splice(i, 1);
         this.refuse(w, why);
@@ -302,7 +310,7 @@ export class ConnectionDispatcher {
     const { maxWaitMs } = this.opts;
     if (!maxWaitMs) return null;
     const waited = performance.now() - w.since;
-    return waited >= maxWaitMs ? `it waited ${Math.round(waited)} ms for a worker` : null;
+    return waited >= maxWaitMs ? `it waited over ${maxWaitMs} ms for a worker` : null;
   }
 
   private isViewer(head: Buffer): boolean {
@@ -389,8 +397,15 @@ export class ConnectionDispatcher {
     const { socket } = w;
     if (socket.destroyed) return;
     this.refused++;
-    socket.on('data', ignore);
-    socket.setTimeout(READ_TIMEOUT_MS, () => socket.destroy());
+    // Read for READ_TIMEOUT_MS at most, and MAX_DROPPED bytes: a client trickling bytes must not hold it.
+    let dropped = 0;
+    socket.on('data', (b: Buffer) => {
+      dropped += b.length;
+      if (dropped > MAX_DROPPED) socket.destroy();
+    });
+    const deadline = setTimeout(() => socket.destroy(), READ_TIMEOUT_MS);
+    deadline.unref();
+    socket.once('close', () => clearTimeout(deadline));
     // Past the knee thousands a second get the same answer: it is made once a second and reason.
     const date = new Date().toUTCString();
     if (this.answer?.why !== why || this.answer.date !== date) this.answer = { why, date, bytes: refusal(why, this.opts.retryAfterS, date) };
@@ -398,8 +413,6 @@ export class ConnectionDispatcher {
     socket.resume();
   }
 }
-
-const ignore = (): void => undefined;
 
 /**
  * The 503 the primary answers with (API.md §1): SHUTTING_DOWN while the host stops (any

@@ -76,7 +76,7 @@ export class Primary {
   constructor(private readonly deps: PrimaryDeps) {
     this.ipc = deps.coordinator.backend === 'redis' ? null : new IpcHost(deps.coordinator);
     this.front = new ConnectionDispatcher({
-      queueMs: deps.config.admissionQueueMs, maxWaitMs: deps.config.admissionMaxWaitMs, retryAfterS: RETRY_AFTER_S, rootPath: deps.config.rootPath });
+      queueMs: deps.config.admissionQueueMs, maxWaitMs: deps.config.admissionMaxWaitMs, minIntakePerS: deps.config.admissionMinIntake, retryAfterS: RETRY_AFTER_S, rootPath: deps.config.rootPath });
     const host = new HostMetrics({
       expectedWorkers: deps.config.workers,
       runningWorkers: () => this.listening.size,
