@@ -104,11 +104,10 @@ export class ProxyProcess {
       ...this.env,
     };
     delete env.NODE_OPTIONS;
-    const argv = [...this.execArgv, 'dist/src/index.js'];
+    const argv = [process.execPath, ...this.execArgv, 'dist/src/index.js'];
     // taskset execs node: the pid stays the proxy's.
-    const proc = this.cpus.length > 0
-      ? spawn('taskset', ['-c', this.cpus.join(','), process.execPath, ...argv], { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(process.execPath, argv, { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (this.cpus.length > 0) argv.unshift('taskset', '-c', this.cpus.join(','));
+    const proc = spawn(argv[0]!, argv.slice(1), { cwd: this.root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.pid = proc.pid ?? 0;
     const ready = await waitForLine(proc, `proxy ${this.name}`, (o) => o.message === 'primary ready' && typeof o.port === 'number', tailOf(proc), (line) => this.onLog?.(line));

@@ -368,6 +368,23 @@ describe('the primary refuses new viewers while its workers take connections in 
     }
   });
 
+  it('ADMISSION_MIN_INTAKE=0: the same slow intake is waited out, nothing refused', async () => {
+    const d = new ConnectionDispatcher({ queueMs: 1000, retryAfterS: 5, rootPath: '', minIntakePerS: 0 });
+    const port = await d.listen('127.0.0.1', 0);
+    const w = new SlowWorker(d);
+    d.add(w as unknown as Worker);
+    // 20 a second: a storm of 40 waits ~2 s, twice ADMISSION_QUEUE_MS (the rule at 30 refuses most of it).
+    const crawl = setInterval(() => w.take(), 50);
+    try {
+      const answers = await storm(port, 40);
+      expect(answers.filter((x) => x === 'taken').length, answers.join(',')).to.equal(40);
+      expect(d.refused).to.equal(0);
+    } finally {
+      clearInterval(crawl);
+      d.close();
+    }
+  });
+
   it('one worker slow beside a healthy one: nothing is refused (each worker is judged on its own; the healthy one takes the backlog)', async () => {
     const d = new ConnectionDispatcher({ queueMs: 1000, retryAfterS: 5, rootPath: '', minIntakePerS: 30 });
     const port = await d.listen('127.0.0.1', 0);

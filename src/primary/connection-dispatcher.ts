@@ -119,8 +119,8 @@ export class ConnectionDispatcher {
   private readonly intake: { at: number; takes: Map<Taker, number> }[] = [];
   /** New viewers are refused here until then (performance.now(), ms): the intake collapsed. */
   private collapsedUntil = 0;
-  /** The last 503 answered (its reason and Date), reused while both are the same. */
-  private answer: { why: string; date: string; bytes: Buffer } | null = null;
+  /** The last 503 answered (its reason and the second of its Date), reused while both are the same. */
+  private answer: { why: string; second: number; bytes: Buffer } | null = null;
   /** Connections answered 503 here so far. */
   refused = 0;
 
@@ -252,9 +252,9 @@ export class ConnectionDispatcher {
     const floor = this.opts.minIntakePerS ?? 0;
     const now = performance.now();
     const i = this.intake;
-    // A break in the backlog (or in the looks: none while nothing waited) starts it anew.
-    if (this.queue.length < MIN_BACKLOG || (i.length > 0 && now - i[i.length - 1]!.at > 2 * CHECK_MS)) i.length = 0;
-    if (queueMs <= 0 || floor <= 0 || this.queue.length < MIN_BACKLOG) return;
+    // A break in the backlog, or in the looks (none while nothing waited), starts it anew.
+    if (queueMs <= 0 || floor <= 0 || this.queue.length < MIN_BACKLOG) return void (i.length = 0);
+    if (i.length > 0 && now - i[i.length - 1]!.at > 2 * CHECK_MS) i.length = 0;
     i.push({ at: now, takes: new Map(this.takers.map((t) => [t, t.takes])) });
     while (i.length > 1 && now - i[1]!.at >= queueMs) i.shift();
     const first = i[0]!;
@@ -271,9 +271,10 @@ export class ConnectionDispatcher {
 
   private pump(): void {
     // Sorted out before any is sent: a worker free to take a connection may still refuse viewers.
-    if (this.queue.length > 0 && this.noViewerTaken()) this.sortOut(() => true);
+    const why = this.queue.length > 0 ? this.noViewerTaken() : null;
+    if (why) this.sortOut(() => true, why);
     // The queue's head waited longest: only then is it worth a look along the queue.
-    else if (this.queue.length > 0 && this.waitedTooLong(this.queue[0]!)) this.sortOut((w) => this.waitedTooLong(w) !== null);
+    else if (this.queue.length > 0 && this.waitedTooLong(this.queue[0]!)) this.sortOut((w) => this.waitedTooLong(w) !== null, null);
     while (this.queue.length > 0) {
       const t = this.freeTaker();
       if (!t) break;
@@ -286,9 +287,9 @@ export class ConnectionDispatcher {
   /**
    * Reads the request line of each waiting connection that `which` picks and that was not read
    * yet (new viewers are refused, the rest wait again); one already read that is a new viewer
-   * and may no longer wait is refused at once.
+   * and may no longer wait (`why`: no worker takes viewers now; or its own wait) is refused at once.
    */
-  private sortOut(which: (w: Waiting) => boolean): void {
+  private sortOut(which: (w: Waiting) => boolean, why: string | null): void {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const w = this.queue[i]!;
       if (!which(w)) continue;
@@ -297,10 +298,10 @@ export class ConnectionDispatcher {
         void this.readLine(w);
         continue;
       }
-      const why = this.noViewerTaken() ?? this.waitedTooLong(w);
-      if (why && this.isViewer(w.head)) {
+      const reason = why ?? this.waitedTooLong(w);
+      if (reason && this.isViewer(w.head)) {
         this.queue.splice(i, 1);
-        this.refuse(w, why);
+        this.refuse(w, reason);
       }
     }
   }
@@ -391,7 +392,7 @@ export class ConnectionDispatcher {
    * what the client still sends is read and dropped (closing with unread bytes would reset the
    * connection and lose the answer) until it closes or READ_TIMEOUT_MS passed. No HTTP parser:
    * past the knee this is the host's cheapest answer (an http.Server per refusal cost the
-   * primary 0.45 ms of CPU, BENCHMARKS.md).
+   * primary 0.5 ms of CPU, this 0.35: BENCHMARKS.md).
    */
   private refuse(w: Waiting, why: string): void {
     const { socket } = w;
@@ -407,8 +408,8 @@ export class ConnectionDispatcher {
     deadline.unref();
     socket.once('close', () => clearTimeout(deadline));
     // Past the knee thousands a second get the same answer: it is made once a second and reason.
-    const date = new Date().toUTCString();
-    if (this.answer?.why !== why || this.answer.date !== date) this.answer = { why, date, bytes: refusal(why, this.opts.retryAfterS, date) };
+    const second = Math.floor(Date.now() / 1000);
+    if (this.answer?.why !== why || this.answer.second !== second) this.answer = { why, second, bytes: refusal(why, this.opts.retryAfterS) };
     socket.end(this.answer.bytes);
     socket.resume();
   }
@@ -418,7 +419,7 @@ export class ConnectionDispatcher {
  * The 503 the primary answers with (API.md §1): SHUTTING_DOWN while the host stops (any
  * request), OVERLOADED for a new viewer otherwise; `Connection: close` (one answer a connection).
  */
-export function refusal(why: string, retryAfterS: number, date = new Date().toUTCString()): Buffer {
+function refusal(why: string, retryAfterS: number): Buffer {
   const body = JSON.stringify(why === SHUTTING_DOWN
     ? { detail: 'The proxy is shutting down; try again shortly', code: 'SHUTTING_DOWN' }
     : { detail: `This server cannot take another viewer now (${why}); try again shortly`, code: 'OVERLOADED' });
@@ -426,7 +427,7 @@ export function refusal(why: string, retryAfterS: number, date = new Date().toUT
     'Content-Type: application/json; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
     `Retry-After: ${retryAfterS}\r\n` +
-    `Date: ${date}\r\n` +
+    `Date: ${new Date().toUTCString()}\r\n` +
     'Connection: close\r\n\r\n' + body);
 }
 
